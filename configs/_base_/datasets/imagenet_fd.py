@@ -1,0 +1,40 @@
+# ImageNet-1K for feature distillation (Table 4): RandomResizedCrop 224, scale (0.08, 1), flip, no colour jitter.
+# Both networks see the same crop; the data preprocessor normalises it twice.
+dataset_type = 'ImageNet'
+data_root = 'data/imagenet'
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+val_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=128,
+    num_workers=10,
+    persistent_workers=True,
+    pin_memory=True,
+    drop_last=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=train_pipeline),
+)
+# The held-out distillation loss is measured on the first 10k validation images.
+val_dataloader = dict(
+    batch_size=128,
+    num_workers=10,
+    persistent_workers=True,
+    pin_memory=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type=dataset_type, data_root=data_root, split='val', pipeline=val_pipeline, indices=10000),
+)
+val_evaluator = dict(type='fdclip_mm.DistillLossMetric')

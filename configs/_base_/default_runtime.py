@@ -1,0 +1,11 @@
+# Runtime shared by fdclip_mm configs: mmpretrain's, plus our package and scope.
+_base_ = 'mmpretrain::_base_/default_runtime.py'
+
+custom_imports = dict(imports=['fdclip_mm'], allow_failed_imports=False)
+default_scope = 'mmpretrain'
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=100),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_last=True),
+)
+log_processor = dict(window_size=100)

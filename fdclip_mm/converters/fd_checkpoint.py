@@ -1,0 +1,46 @@
+"""Distillation checkpoint -> student backbone checkpoint (teacher and projector stripped)."""
+import os
+import os.path as osp
+from typing import Dict
+
+import torch
+
+STUDENT_PREFIX = 'student.'
+
+
+def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """The ``state_dict`` of a checkpoint file, read with ``weights_only=True``.
+
+    Runner checkpoints also hold the message hub; ``fdclip_mm.engine`` allow-lists exactly the types it needs.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    import fdclip_mm.engine  # noqa: F401  (registers the safe globals of Runner checkpoints)
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f'{path} holds no state dict of tensors')
+    return state
+
+
+def extract_student(state_dict: Dict[str, torch.Tensor], source: str = '<state dict>') -> Dict[str, torch.Tensor]:
+    """The student's tensors with the ``student.`` prefix removed."""
+    student = {k[len(STUDENT_PREFIX):]: v for k, v in state_dict.items() if k.startswith(STUDENT_PREFIX)}
+    if not student:
+        prefixes = sorted({k.split('.')[0] for k in state_dict})
+        raise KeyError(f'{source} has no "student." keys (top-level prefixes: {prefixes}); '
+                       'is it a FeatureDistiller checkpoint?')
+    return student
+
+
+def convert_fd_checkpoint(src: str, dst: str) -> Dict[str, torch.Tensor]:
+    """Writes the student backbone of distillation checkpoint ``src`` to ``dst`` (``{'state_dict': ...}``).
+
+    The file is written next to ``dst`` first and renamed, so an interrupted run leaves no partial file.
+    """
+    student = extract_student(read_state_dict(src), src)
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    tmp = dst + '.tmp'
+    torch.save({'state_dict': student, 'meta': {'converted_from': osp.basename(src)}}, tmp)
+    os.replace(tmp, dst)
+    return student

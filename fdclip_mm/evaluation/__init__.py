@@ -1,0 +1,3 @@
+from .distill_loss_metric import DistillLossMetric
+
+__all__ = ['DistillLossMetric']

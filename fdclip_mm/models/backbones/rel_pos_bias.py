@@ -1,0 +1,95 @@
+"""Relative position bias (RPB) with a class token, as in BEiT.
+
+The table holds ``(2h-1)(2w-1)`` entries for patch-to-patch offsets plus 3 for cls->token, token->cls and
+cls->cls, one column per head. Parameter names match mmpretrain's ``BEiTViT`` so checkpoints load both ways.
+"""
+from functools import lru_cache
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Grid = Tuple[int, int]
+
+
+def num_relative_distances(grid: Grid) -> int:
+    """Rows of the RPB table for a ``grid`` of patches (3 extra rows for the class token)."""
+    return (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
+
+
+@lru_cache(maxsize=16)
+def relative_position_index(grid: Grid) -> torch.Tensor:
+    """Index into the RPB table for each (query, key) pair of ``1 + h*w`` tokens, class token first."""
+    h, w = grid
+    coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+    rel[:, :, 0] += h - 1
+    rel[:, :, 1] += w - 1
+    rel[:, :, 0] *= 2 * w - 1
+    n = num_relative_distances(grid)
+    index = torch.zeros((h * w + 1, ) * 2, dtype=torch.long)
+    index[1:, 1:] = rel.sum(-1)
+    index[0, :] = n - 3
+    index[:, 0] = n - 2
+    index[0, 0] = n - 1
+    return index
+
+
+def resize_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.Tensor:
+    """Resizes an RPB table from a ``src`` patch grid to a ``dst`` one (bicubic; class rows kept).
+
+    mmpretrain's ``resize_relative_position_bias_table`` handles square grids only and loops over heads
+    through scipy; we interpolate all heads at once with torch so any rectangular grid works.
+    """
+    src, dst = tuple(src), tuple(dst)
+    if src == dst:
+        return table
+    expected = num_relative_distances(src)
+    if table.shape[0] != expected:
+        raise ValueError(f'RPB table has {table.shape[0]} rows, but a {src} grid needs {expected}')
+    heads = table.shape[1]
+    grid_part = table[:-3].T.reshape(1, heads, 2 * src[0] - 1, 2 * src[1] - 1)
+    resized = F.interpolate(grid_part.float(), size=(2 * dst[0] - 1, 2 * dst[1] - 1), mode='bicubic',
+                            align_corners=False)
+    resized = resized.reshape(heads, -1).T.to(table.dtype)
+    return torch.cat([resized, table[-3:]], dim=0)
+
+
+def infer_grid(table_rows: int) -> Grid:
+    """The square patch grid whose RPB table has ``table_rows`` rows."""
+    side = (int(round((table_rows - 3)**0.5)) + 1) // 2
+    if num_relative_distances((side, side)) != table_rows:
+        raise ValueError(f'an RPB table of {table_rows} rows does not belong to a square patch grid')
+    return side, side
+
+
+class RelativePositionBias(nn.Module):
+    """One RPB table for a fixed patch grid; ``forward`` gives the additive attention bias.
+
+    Used once per backbone (shared by all layers) or once per attention layer.
+
+    Args:
+        grid: Patch grid (h, w) the table is built for.
+        num_heads: Attention heads.
+    """
+
+    def __init__(self, grid: Grid, num_heads: int) -> None:
+        super().__init__()
+        self.grid = tuple(grid)
+        self.num_heads = num_heads
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(num_relative_distances(self.grid), num_heads))
+        self.register_buffer('relative_position_index', relative_position_index(self.grid), persistent=False)
+
+    def forward(self, grid: Grid) -> torch.Tensor:
+        """Bias of shape (1, heads, 1 + h*w, 1 + h*w) for a ``grid`` of patches (table resized if needed)."""
+        grid = tuple(grid)
+        table, index = self.relative_position_bias_table, self.relative_position_index
+        if grid != self.grid:
+            table = resize_rel_pos_bias_table(table, self.grid, grid)
+            index = relative_position_index(grid).to(table.device)
+        n = index.shape[0]
+        return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
+
+    def extra_repr(self) -> str:
+        return f'grid={self.grid}, num_heads={self.num_heads}'

@@ -1,0 +1,3 @@
+from .feature_distill_loss import FeatureDistillLoss
+
+__all__ = ['FeatureDistillLoss']

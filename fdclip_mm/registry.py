@@ -1,0 +1,33 @@
+"""Registries of the ``fdclip_mm`` scope.
+
+Each is a child of mmengine's root registry of the same kind, so a config whose ``default_scope`` is
+``mmpretrain``, ``mmdet`` or ``mmseg`` can still build ``type='fdclip_mm.X'``, and our own nested builds find
+the libraries' modules through the parent chain. ``locations`` makes the first lookup import the subpackage
+that registers the modules, so importing this file stays cheap.
+"""
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import Registry
+
+SCOPE = 'fdclip_mm'
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE, locations=['fdclip_mm.models'])
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE, locations=['fdclip_mm.datasets'])
+DATA_SAMPLERS = Registry(
+    'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE, locations=['fdclip_mm.datasets'])
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope=SCOPE, locations=['fdclip_mm.datasets'])
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope=SCOPE, locations=['fdclip_mm.evaluation'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope=SCOPE, locations=['fdclip_mm.engine'])
+OPTIM_WRAPPERS = Registry(
+    'optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope=SCOPE, locations=['fdclip_mm.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    scope=SCOPE,
+    locations=['fdclip_mm.engine'])

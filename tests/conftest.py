@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny checkpoints in the published key layouts, and tiny image folders."""
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+
+
+def clip_visual_state_dict(width: int = 32, layers: int = 2, patch: int = 8, image: int = 32,
+                           out_dim: int = 16, seed: int = 0) -> dict:
+    """Random weights of an OpenAI-layout CLIP visual tower (``visual.`` keys, as in ``ViT-B-16.pt``)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, base=0.0):
+        return base + 0.1 * torch.randn(*shape, generator=gen)
+
+    grid = image // patch
+    sd = {
+        'conv1.weight': rand(width, 3, patch, patch),
+        'class_embedding': rand(width),
+        'positional_embedding': rand(grid * grid + 1, width),
+        'ln_pre.weight': rand(width, base=1.0),
+        'ln_pre.bias': rand(width),
+        'ln_post.weight': rand(width, base=1.0),
+        'ln_post.bias': rand(width),
+        'proj': rand(width, out_dim),
+    }
+    for i in range(layers):
+        p = f'transformer.resblocks.{i}.'
+        sd.update({
+            p + 'ln_1.weight': rand(width, base=1.0),
+            p + 'ln_1.bias': rand(width),
+            p + 'attn.in_proj_weight': rand(3 * width, width),
+            p + 'attn.in_proj_bias': rand(3 * width),
+            p + 'attn.out_proj.weight': rand(width, width),
+            p + 'attn.out_proj.bias': rand(width),
+            p + 'ln_2.weight': rand(width, base=1.0),
+            p + 'ln_2.bias': rand(width),
+            p + 'mlp.c_fc.weight': rand(4 * width, width),
+            p + 'mlp.c_fc.bias': rand(4 * width),
+            p + 'mlp.c_proj.weight': rand(width, 4 * width),
+            p + 'mlp.c_proj.bias': rand(width),
+        })
+    return {'visual.' + k: v for k, v in sd.items()}
+
+
+@pytest.fixture
+def tiny_clip_checkpoint(tmp_path):
+    """A CLIP ViT (width 32, 2 layers, patch 8, 32 px) saved as a plain state dict; returns its path."""
+    path = osp.join(tmp_path, 'tiny_clip.pth')
+    torch.save(clip_visual_state_dict(), path)
+    return path
+
+
+def write_image_folder(root: str, count: int, size=(40, 48), seed: int = 0) -> str:
+    """``count`` random RGB JPEGs under ``root`` (no labels); returns ``root``."""
+    import mmcv
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        img = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        mmcv.imwrite(img, osp.join(root, f'img_{i:03d}.jpg'))
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """``train/`` with 8 and ``val/`` with 4 random images, in ``tmp_path/images``."""
+    root = osp.join(tmp_path, 'images')
+    write_image_folder(osp.join(root, 'train'), 8, seed=0)
+    write_image_folder(osp.join(root, 'val'), 4, seed=1)
+    return root

@@ -1,0 +1,104 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.optim import build_optim_wrapper
+
+from fdclip_mm.evaluation import DistillLossMetric
+from fdclip_mm.models.algorithms import FeatureDistiller
+
+CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1) * 255
+CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1) * 255
+STUDENT_ARCH = dict(embed_dims=48, num_layers=2, num_heads=2, feedforward_channels=96)
+
+
+def build(ckpt, **kwargs):
+    student = dict(type='FDViT', arch=STUDENT_ARCH, img_size=32, patch_size=8, drop_path_rate=0.1)
+    student.update(kwargs.pop('student', {}))
+    teacher = dict(type='CLIPTeacher', checkpoint=ckpt, num_heads=2)
+    return FeatureDistiller(student=student, teacher=teacher, **kwargs)
+
+
+def batch(n=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return dict(inputs=[torch.randint(0, 256, (3, 32, 32), generator=gen, dtype=torch.uint8) for _ in range(n)])
+
+
+def test_preprocessor_normalises_same_crop_twice(tiny_clip_checkpoint):
+    model = build(tiny_clip_checkpoint)
+    data = batch()
+    out = model.data_preprocessor(data)['inputs']
+    rgb = torch.stack(data['inputs']).float().flip(1)
+    imagenet_mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    imagenet_std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    torch.testing.assert_close(out['student'], (rgb - imagenet_mean) / imagenet_std)
+    torch.testing.assert_close(out['teacher'], (rgb - CLIP_MEAN) / CLIP_STD)
+
+
+def test_loss_matches_the_method_by_value(tiny_clip_checkpoint):
+    model = build(tiny_clip_checkpoint).eval()
+    inputs = model.data_preprocessor(batch())['inputs']
+    with torch.no_grad():
+        teacher_tokens = model.teacher.forward_tokens(inputs['teacher'])
+        target = F.layer_norm(teacher_tokens, (32, ))
+        pred = model.projector(model.student.forward_features(inputs['student']))
+        expected = F.smooth_l1_loss(pred, target, beta=2.0)
+        loss = model(inputs, mode='loss')['loss']
+    assert teacher_tokens.shape == (4, 17, 32) and pred.shape == (4, 17, 32)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_loss_falls_and_teacher_stays_frozen(tiny_clip_checkpoint):
+    torch.manual_seed(0)
+    model = build(tiny_clip_checkpoint)
+    model.train()
+    assert not model.teacher.training and model.student.training
+    teacher_before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    optim = build_optim_wrapper(model, dict(optimizer=dict(type='AdamW', lr=2e-3)))
+    data = batch(8)
+    losses = [model.train_step(data, optim)['loss'].item() for _ in range(40)]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert all(not p.requires_grad and p.grad is None for p in model.teacher.parameters())
+    for k, v in model.teacher.state_dict().items():
+        torch.testing.assert_close(v, teacher_before[k])
+
+
+def test_teacher_is_not_in_checkpoints_and_round_trips(tiny_clip_checkpoint):
+    model = build(tiny_clip_checkpoint).eval()
+    state = model.state_dict()
+    assert state and not any(k.startswith('teacher.') for k in state)
+    assert any(k.startswith('student.') for k in state) and 'projector.weight' in state
+    other = build(tiny_clip_checkpoint).eval()
+    result = other.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    inputs = model.data_preprocessor(batch())['inputs']
+    torch.testing.assert_close(other(inputs, mode='loss')['loss'], model(inputs, mode='loss')['loss'])
+
+
+def test_predict_mode_gives_per_image_loss_and_metric(tiny_clip_checkpoint):
+    model = build(tiny_clip_checkpoint).eval()
+    data = model.data_preprocessor(batch(4))
+    samples = model(data['inputs'], mode='predict')
+    per_image = torch.stack([s.distill_loss for s in samples])
+    assert per_image.shape == (4, )
+    torch.testing.assert_close(per_image.mean(), model(data['inputs'], mode='loss')['loss'])
+    metric = DistillLossMetric()
+    metric.process(None, [s.to_dict() for s in samples])
+    assert metric.compute_metrics(metric.results)['loss'] == pytest.approx(per_image.mean().item(), rel=1e-5)
+
+
+def test_ablation_switches(tiny_clip_checkpoint):
+    raw = build(tiny_clip_checkpoint, target_norm=None,
+                loss=dict(type='FeatureDistillLoss', loss_type='cosine')).eval()
+    inputs = raw.data_preprocessor(batch())['inputs']
+    with torch.no_grad():
+        target = raw.teacher(inputs['teacher'])
+        pred = raw.projector(raw.student.forward_features(inputs['student']))
+        expected = (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
+        torch.testing.assert_close(raw(inputs, mode='loss')['loss'], expected)
+    with pytest.raises(ValueError, match='target_norm'):
+        build(tiny_clip_checkpoint, target_norm='bn')
+
+
+def test_token_grid_mismatch_is_a_build_error(tiny_clip_checkpoint):
+    with pytest.raises(ValueError, match='token grids differ'):
+        build(tiny_clip_checkpoint, student=dict(patch_size=16))

@@ -1,0 +1,173 @@
+import pytest
+import torch
+from mmpretrain.models.backbones import BEiTViT
+
+from fdclip_mm.models.backbones import FDViT
+
+ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+POS_TO_BEIT = {
+    'ape': dict(use_abs_pos_emb=True, use_rel_pos_bias=False, use_shared_rel_pos_bias=False),
+    'rpb': dict(use_abs_pos_emb=False, use_rel_pos_bias=True, use_shared_rel_pos_bias=False),
+    'shared_rpb': dict(use_abs_pos_emb=False, use_rel_pos_bias=False, use_shared_rel_pos_bias=True),
+}
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Gives every parameter random values, so RPB tables, norms and layer scales all matter."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    model.eval()
+    return model
+
+
+def tiny(pos_embed='shared_rpb', **kwargs):
+    kwargs.setdefault('img_size', 32)
+    kwargs.setdefault('patch_size', 8)
+    kwargs.setdefault('arch', ARCH)
+    return FDViT(pos_embed=pos_embed, **kwargs)
+
+
+@pytest.mark.parametrize('pos_embed', ['ape', 'rpb', 'shared_rpb'])
+@pytest.mark.parametrize('out_type', ['raw', 'avg_featmap'])
+def test_equals_mmpretrain_beit_on_equal_weights(pos_embed, out_type):
+    beit = BEiTViT(arch=ARCH, img_size=32, patch_size=8, final_norm=out_type == 'raw', out_type=out_type,
+                   layer_scale_init_value=0.1, **POS_TO_BEIT[pos_embed])
+    randomize_(beit)
+    ours = tiny(pos_embed, out_type=out_type, final_norm=out_type == 'raw')
+    ours.load_state_dict(beit.state_dict(), strict=True)
+    ours.eval()
+    x = torch.randn(2, 3, 32, 32)
+    expected = beit(x)[-1]
+    actual = ours(x)[-1]
+    assert actual.shape == expected.shape
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_output_types_and_shapes():
+    x = torch.randn(2, 3, 32, 48)
+    assert tiny()(x)[0].shape == (2, 1 + 4 * 6, 32)
+    assert tiny(out_type='cls_token')(x)[0].shape == (2, 32)
+    assert tiny(out_type='avg_featmap', final_norm=False)(x)[0].shape == (2, 32)
+    maps = tiny(out_type='featmap', out_indices=(0, 1), final_norm=False)(x)
+    assert [m.shape for m in maps] == [(2, 32, 4, 6)] * 2
+    assert tiny().forward_features(x).shape == (2, 25, 32)
+
+
+def test_avg_featmap_is_norm_of_mean_patch_tokens():
+    model = randomize_(tiny(out_type='avg_featmap', final_norm=False))
+    x = torch.randn(2, 3, 32, 32)
+    tokens = model.forward_features(x)
+    expected = model.ln2(tokens[:, 1:].mean(1))
+    torch.testing.assert_close(model(x)[0], expected)
+
+
+@pytest.mark.parametrize('pos_embed', ['ape', 'rpb', 'shared_rpb'])
+def test_explicit_attention_path_matches_sdpa(pos_embed):
+    model = randomize_(tiny(pos_embed))
+    x = torch.randn(2, 3, 32, 32)
+    tokens, grid = model.embed(x)
+    bias = model.rel_pos_bias(grid) if model.rel_pos_bias is not None else None
+    for layer in model.layers:
+        fast = layer(tokens, bias, grid)
+        slow, attn = layer(tokens, bias, grid, return_attn=True)
+        torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+        assert attn.shape == (2, 2, 17, 17)
+        torch.testing.assert_close(attn.sum(-1), torch.ones(2, 2, 17))
+        tokens = fast
+    maps = model.forward_attention(x)
+    assert len(maps) == 2 and maps[0].shape == (2, 2, 17, 17)
+
+
+def test_shared_table_expands_into_per_layer_tables():
+    shared = randomize_(tiny('shared_rpb'))
+    per_layer = tiny('rpb')
+    missing, unexpected = per_layer.load_state_dict(shared.state_dict(), strict=True)
+    per_layer.eval()
+    for layer in per_layer.layers:
+        torch.testing.assert_close(layer.attn.rel_pos_bias.relative_position_bias_table,
+                                   shared.rel_pos_bias.relative_position_bias_table)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(per_layer(x)[0], shared(x)[0])
+
+
+@pytest.mark.parametrize('pos_embed', ['ape', 'rpb', 'shared_rpb'])
+def test_loading_resizes_to_new_resolution_like_on_the_fly(pos_embed):
+    small = randomize_(tiny(pos_embed, img_size=32))
+    big = tiny(pos_embed, img_size=48)
+    big.load_state_dict(small.state_dict(), strict=True)
+    big.eval()
+    x = torch.randn(1, 3, 48, 48)
+    # The 32-px model resizes its encodings on the fly for a 48-px input: same result as loading resized.
+    torch.testing.assert_close(big(x)[0], small(x)[0], atol=1e-5, rtol=1e-5)
+    assert big(x)[0].shape == (1, 1 + 36, 32)
+
+
+def test_beit_per_layer_checkpoint_keys_load():
+    beit = randomize_(BEiTViT(arch=ARCH, img_size=32, patch_size=8, final_norm=True, out_type='raw',
+                              **POS_TO_BEIT['rpb']))
+    keys = beit.state_dict().keys()
+    assert 'layers.0.attn.relative_position_bias_table' in keys
+    ours = tiny('rpb')
+    ours.load_state_dict(beit.state_dict(), strict=True)
+    torch.testing.assert_close(ours.layers[1].attn.rel_pos_bias.relative_position_bias_table,
+                               beit.layers[1].attn.relative_position_bias_table)
+
+
+def test_layer_depth_and_no_weight_decay():
+    model = tiny('rpb')
+    assert model.get_layer_depth('backbone.cls_token', 'backbone.') == (0, 4)
+    assert model.get_layer_depth('backbone.patch_embed.projection.weight', 'backbone.') == (0, 4)
+    assert model.get_layer_depth('backbone.layers.0.attn.qkv.weight', 'backbone.') == (1, 4)
+    assert model.get_layer_depth('backbone.layers.1.ffn.layers.1.weight', 'backbone.') == (2, 4)
+    assert model.get_layer_depth('backbone.ln1.weight', 'backbone.') == (3, 4)
+    assert model.get_layer_depth('head.fc.weight', 'backbone.') == (3, 4)
+    assert model.no_weight_decay() == {
+        'cls_token', 'layers.0.attn.rel_pos_bias.relative_position_bias_table',
+        'layers.1.attn.rel_pos_bias.relative_position_bias_table'
+    }
+    assert tiny('ape').no_weight_decay() == {'cls_token', 'pos_embed'}
+    assert tiny('shared_rpb').no_weight_decay() == {'cls_token', 'rel_pos_bias.relative_position_bias_table'}
+
+
+def test_activation_checkpointing_gives_same_values_and_grads():
+    plain = randomize_(tiny()).train()
+    ckpt = tiny(with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    ckpt.train()
+    x = torch.randn(2, 3, 32, 32)
+    plain.forward_features(x).square().sum().backward()
+    ckpt.forward_features(x).square().sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_stochastic_depth_is_linear_and_only_in_training():
+    model = randomize_(tiny(drop_path_rate=0.3, arch=dict(ARCH, num_layers=4)))
+    rates = [getattr(layer.drop_path, 'drop_prob', 0.0) for layer in model.layers]
+    assert rates == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(model(x)[0], model(x)[0])
+    model.train()
+    torch.manual_seed(0)
+    a = model(x)[0]
+    torch.manual_seed(1)
+    assert not torch.allclose(a, model(x)[0])
+
+
+def test_archs_and_errors():
+    # Table 4: B 768 wide, 12 layers, 12 heads, FFN 3072; L 1024, 24, 16, 4096.
+    assert FDViT.arch_zoo['b'] == dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072)
+    assert FDViT.arch_zoo['large'] == dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096)
+    assert FDViT('tiny', img_size=28, patch_size=14).embed_dims == 192
+    with pytest.raises(ValueError, match='unknown arch'):
+        FDViT('huge-ish')
+    with pytest.raises(ValueError, match='custom arch'):
+        FDViT(dict(embed_dims=32))
+    with pytest.raises(ValueError, match='pos_embed'):
+        tiny('rope')
+    with pytest.raises(ValueError, match='not divisible'):
+        tiny()(torch.randn(1, 3, 30, 32))
+    with pytest.raises(ValueError, match='out_indices'):
+        tiny(out_indices=(5, ))

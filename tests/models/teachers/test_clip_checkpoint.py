@@ -1,0 +1,269 @@
+"""The safe CLIP checkpoint reader: TorchScript archives, state-dict variants, refusals, the converter."""
+import importlib.util
+import os
+import pickle
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Dict
+
+import pytest
+import torch
+from torch import nn
+
+from fdclip_mm.models.teachers.clip_checkpoint import (is_torchscript_archive, load_clip_visual_state_dict,
+                                                        read_torchscript_tensors)
+from fdclip_mm.models.teachers.clip_teacher import CLIPTeacher, QuickGELU
+
+WIDTH, LAYERS, PATCH, RES, HEADS = 64, 2, 16, 32, 4
+REPO = Path(__file__).resolve().parents[3]
+
+# torch.jit.trace/script/save are deprecated, but they are how OpenAI's archives were written.
+pytestmark = pytest.mark.filterwarnings('ignore::FutureWarning', 'ignore::torch.jit.TracerWarning')
+
+
+class OpenAIBlock(nn.Module):
+    """OpenAI's ``ResidualAttentionBlock``: sequence-first, ``nn.MultiheadAttention``."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(width, heads)
+        self.ln_1 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            OrderedDict([('c_fc', nn.Linear(width, width * 4)), ('gelu', QuickGELU()),
+                         ('c_proj', nn.Linear(width * 4, width))]))
+        self.ln_2 = nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.ln_1(x)
+        x = x + self.attn(y, y, y, need_weights=False)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class OpenAITransformer(nn.Module):
+
+    def __init__(self, width: int, layers: int, heads: int) -> None:
+        super().__init__()
+        self.resblocks = nn.Sequential(*[OpenAIBlock(width, heads) for _ in range(layers)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.resblocks(x)
+
+
+class OpenAIVisual(nn.Module):
+    """OpenAI's ``VisionTransformer`` whose forward returns all tokens after ``ln_post``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, WIDTH, PATCH, PATCH, bias=False)
+        self.class_embedding = nn.Parameter(torch.randn(WIDTH))
+        self.positional_embedding = nn.Parameter(torch.randn((RES // PATCH)**2 + 1, WIDTH))
+        self.ln_pre = nn.LayerNorm(WIDTH)
+        self.transformer = OpenAITransformer(WIDTH, LAYERS, HEADS)
+        self.ln_post = nn.LayerNorm(WIDTH)
+        self.proj = nn.Parameter(torch.randn(WIDTH, 32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x).flatten(2).permute(0, 2, 1)
+        cls = self.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype)
+        x = self.ln_pre(torch.cat([cls, x], dim=1) + self.positional_embedding)
+        x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
+        return self.ln_post(x)
+
+
+class OpenAICLIP(nn.Module):
+    """A tiny CLIP in OpenAI's layout, with a text tower whose keys the reader must ignore."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.visual = OpenAIVisual()
+        self.transformer = OpenAITransformer(32, 1, 2)
+        self.token_embedding = nn.Embedding(10, 32)
+        self.positional_embedding = nn.Parameter(torch.randn(5, 32))
+        self.ln_final = nn.LayerNorm(32)
+        self.text_projection = nn.Parameter(torch.randn(32, 32))
+        self.logit_scale = nn.Parameter(torch.ones([]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual(x)
+
+
+def _openai_model() -> OpenAICLIP:
+    """Random weights (LayerNorm affine included) that fp16 represents exactly."""
+    torch.manual_seed(0)
+    model = OpenAICLIP().eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith('weight') and param.dim() == 1:
+                param.copy_(1 + 0.2 * torch.randn_like(param))
+            else:
+                param.copy_(0.1 * torch.randn_like(param))
+            param.copy_(param.half().float())
+    return model
+
+
+def _visual_tensors(model: nn.Module) -> Dict[str, torch.Tensor]:
+    return {k[len('visual.'):]: v for k, v in model.state_dict().items() if k.startswith('visual.')}
+
+
+@pytest.fixture(scope='module')
+def openai_model() -> OpenAICLIP:
+    return _openai_model()
+
+
+@pytest.fixture(scope='module')
+def traced_archive(tmp_path_factory, openai_model) -> str:
+    """``torch.jit.save`` of the traced model in fp16, like OpenAI's published ``ViT-*.pt``."""
+    path = str(tmp_path_factory.mktemp('jit') / 'ViT-T-16.pt')
+    with torch.no_grad():
+        traced = torch.jit.trace(_openai_model(), torch.randn(1, 3, RES, RES))
+    torch.jit.save(traced.half(), path)
+    return path
+
+
+@pytest.fixture
+def state_dict_file(tmp_path, openai_model) -> str:
+    path = str(tmp_path / 'clip.pth')
+    torch.save(openai_model.state_dict(), path)
+    return path
+
+
+def test_detects_torchscript_archive(traced_archive, state_dict_file):
+    assert is_torchscript_archive(traced_archive)
+    assert not is_torchscript_archive(state_dict_file)
+
+
+def test_reads_traced_archive(traced_archive, openai_model):
+    state_dict = load_clip_visual_state_dict(traced_archive)
+    expected = _visual_tensors(openai_model)
+    assert set(state_dict) == set(expected)
+    for key, value in expected.items():
+        assert state_dict[key].dtype == torch.float16, key
+        assert torch.equal(state_dict[key].float(), value), key
+
+
+def test_reads_scripted_archive(tmp_path, openai_model):
+    """Scripted modules also pickle non-tensor attributes (ints, typed lists via ``build_intlist``)."""
+    path = str(tmp_path / 'scripted.pt')
+    torch.jit.save(torch.jit.script(_openai_model().visual), path)
+    tensors = read_torchscript_tensors(path)
+    expected = _visual_tensors(openai_model)
+    assert set(tensors) == set(expected)
+    assert all(torch.equal(tensors[k], v) for k, v in expected.items())
+    assert set(load_clip_visual_state_dict(path)) == set(expected)
+
+
+def test_teacher_from_archive_matches_openai_model(traced_archive, openai_model):
+    teacher = CLIPTeacher(traced_archive, num_heads=HEADS)
+    x = torch.randn(2, 3, RES, RES)
+    with torch.no_grad():
+        expected = openai_model.visual(x)
+    torch.testing.assert_close(teacher(x), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('wrap', ['bare', 'state_dict', 'model', 'module_prefix', 'visual_only'])
+def test_state_dict_variants(tmp_path, openai_model, wrap):
+    full = openai_model.state_dict()
+    saved = {
+        'bare': full,
+        'state_dict': {'state_dict': full, 'epoch': 3},
+        'model': {'model': full},
+        'module_prefix': {'state_dict': {f'module.{k}': v for k, v in full.items()}},
+        'visual_only': _visual_tensors(openai_model),
+    }[wrap]
+    path = str(tmp_path / 'ckpt.pth')
+    torch.save(saved, path)
+    state_dict = load_clip_visual_state_dict(path)
+    expected = _visual_tensors(openai_model)
+    assert set(state_dict) == set(expected)
+    assert all(torch.equal(state_dict[k], v) for k, v in expected.items())
+
+
+class _Exploit:
+    """Unpickling it would run a shell command that creates ``marker``."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
+
+
+def _write_archive(path: str, data_pkl: bytes) -> None:
+    with zipfile.ZipFile(path, 'w') as archive:
+        archive.writestr('evil/data.pkl', data_pkl)
+        archive.writestr('evil/constants.pkl', pickle.dumps((), protocol=2))
+        archive.writestr('evil/version', '3\n')
+
+
+def test_refuses_exploit_archive(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = str(tmp_path / 'evil.pt')
+    _write_archive(path, pickle.dumps(_Exploit(str(marker)), protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match=r'system'):
+        load_clip_visual_state_dict(path)
+    assert not marker.exists()
+
+
+def test_refuses_exploit_nested_in_module_tree(tmp_path):
+    """A refused global inside a ``__torch__`` module's attributes is still refused."""
+    marker = tmp_path / 'pwned'
+    payload = pickle.dumps(_Exploit(str(marker)), protocol=2)[2:-1]  # without PROTO and STOP
+    data_pkl = b'\x80\x02c__torch__\nCLIP\n)\x81}X\x06\x00\x00\x00visual' + payload + b'sb.'
+    path = str(tmp_path / 'evil.pt')
+    _write_archive(path, data_pkl)
+    with pytest.raises(pickle.UnpicklingError, match=r'system'):
+        load_clip_visual_state_dict(path)
+    assert not marker.exists()
+
+
+def test_refuses_exploit_state_dict(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'visual.conv1.weight': torch.zeros(1), 'payload': _Exploit(str(marker))}, path)
+    with pytest.raises(pickle.UnpicklingError, match='evil.pth'):
+        load_clip_visual_state_dict(path)
+    assert not marker.exists()
+
+
+def test_missing_file(tmp_path):
+    path = str(tmp_path / 'nowhere' / 'ViT-B-16.pt')
+    with pytest.raises(FileNotFoundError, match='ViT-B-16.pt'):
+        load_clip_visual_state_dict(path)
+
+
+def test_not_a_clip_tower(tmp_path):
+    path = str(tmp_path / 'dino.pth')
+    torch.save({'cls_token': torch.zeros(1, 1, 8), 'blocks.0.attn.qkv.weight': torch.zeros(24, 8)}, path)
+    with pytest.raises(ValueError, match=r'dino\.pth.*missing keys.*conv1\.weight'):
+        load_clip_visual_state_dict(path)
+
+
+def test_incomplete_block(tmp_path, openai_model):
+    state_dict = dict(openai_model.state_dict())
+    del state_dict['visual.transformer.resblocks.1.mlp.c_proj.bias']
+    path = str(tmp_path / 'broken.pth')
+    torch.save(state_dict, path)
+    with pytest.raises(ValueError, match=r'transformer\.resblocks\.1\.mlp\.c_proj\.bias'):
+        load_clip_visual_state_dict(path)
+
+
+def _converter():
+    spec = importlib.util.spec_from_file_location('clip_to_teacher',
+                                                  REPO / 'tools' / 'model_converters' / 'clip_to_teacher.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('fp32', [False, True])
+def test_converter(tmp_path, traced_archive, openai_model, capsys, fp32):
+    dst = str(tmp_path / 'out' / 'teacher.pth')
+    _converter().main([traced_archive, dst] + (['--fp32'] if fp32 else []))
+    assert 'width 64, layers 2, patch 16, resolution 32' in capsys.readouterr().out
+    state_dict = torch.load(dst, map_location='cpu', weights_only=True)
+    expected = _visual_tensors(openai_model)
+    assert set(state_dict) == set(expected)
+    dtype = torch.float32 if fp32 else torch.float16
+    assert all(state_dict[k].dtype == dtype and torch.equal(state_dict[k].float(), v) for k, v in expected.items())
+    assert set(load_clip_visual_state_dict(dst)) == set(expected)

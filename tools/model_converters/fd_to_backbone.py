@@ -1,0 +1,35 @@
+"""Turns a distillation checkpoint into a student backbone checkpoint.
+
+The output holds ``{'state_dict': <FDViT weights>}`` (teacher and projector stripped) and loads as
+``init_cfg=dict(type='Pretrained', checkpoint=DST)`` of an ``FDViT`` or through
+``load_checkpoint``; a shared RPB table is expanded into per-layer tables, and tables and position
+embeddings are resized, when the downstream backbone loads it.
+
+Example:
+    python tools/model_converters/fd_to_backbone.py work_dirs/fd/epoch_300.pth fd_vit-b16_backbone.pth
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from fdclip_mm.converters import convert_fd_checkpoint  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='checkpoint written by a FeatureDistiller run')
+    parser.add_argument('dst', help='where to write the student backbone checkpoint')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    student = convert_fd_checkpoint(args.src, args.dst)
+    params = sum(v.numel() for v in student.values())
+    print(f'wrote {len(student)} tensors ({params / 1e6:.2f} M values) of the student to {args.dst}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,131 @@
+"""Test (and evaluate) a checkpoint with an OpenMMLab 2.0 config (mmpretrain / mmdet / mmseg).
+
+The config's ``default_scope`` decides which library's registry builds it; ``runner_type`` (optional) picks
+a registered runner instead of mmengine's ``Runner``. ``fdclip_mm`` is imported first so that our modules
+are registered, Runner checkpoints load under ``torch.load(weights_only=True)`` and CPU-only machines can
+use ``--launcher pytorch|slurm|mpi``.
+
+Examples:
+    python tools/test.py CONFIG CHECKPOINT
+    python tools/test.py CONFIG CHECKPOINT --out results.pkl
+    tools/dist_test.sh CONFIG CHECKPOINT 8
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Dict
+
+from mmengine.config import Config, DictAction
+from mmengine.evaluator import DumpResults
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+try:
+    import fdclip_mm  # noqa: F401  (registers our modules)
+except ImportError:  # run as ``python tools/test.py`` without installing the package
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    import fdclip_mm  # noqa: F401
+
+from fdclip_mm.engine import prepare_cpu_distributed
+
+
+def parse_args() -> argparse.Namespace:
+    """Parse the command line.
+
+    Returns:
+        argparse.Namespace: The arguments.
+    """
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out', help='dump the predictions to this pickle file (.pkl or .pickle) with DumpResults')
+    parser.add_argument(
+        '--amp', action='store_true', help='test with automatic mixed precision (bfloat16 on CPU)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair in xxx=yyy format will be '
+        'merged into the config file. If the value to be overwritten is a list, it should be like '
+        'key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]". '
+        'Note that the quotation marks are necessary and that no white space is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error('--out must be a .pkl or .pickle file')
+    return args
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merge the command-line arguments into the config.
+
+    Args:
+        cfg: The config read from ``args.config``.
+        args: The parsed arguments.
+
+    Returns:
+        Config: The updated config.
+    """
+    cfg.launcher = args.launcher
+
+    # work_dir priority: CLI > config > ./work_dirs/<config file name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+
+    if args.amp:
+        # mmengine's TestLoop autocasts (bfloat16 on CPU, float16 on GPU) when fp16 is set
+        cfg.test_cfg = cfg.get('test_cfg') or dict()
+        cfg.test_cfg.fp16 = True
+
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build mmengine's ``Runner``, or the runner named by ``cfg.runner_type``.
+
+    Args:
+        cfg: The full config.
+
+    Returns:
+        Runner: The runner.
+    """
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def main() -> Dict[str, float]:
+    """Test.
+
+    Returns:
+        dict: The metrics.
+    """
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg = merge_args(cfg, args)
+    prepare_cpu_distributed(cfg, cfg.launcher)
+    runner = build_runner(cfg)
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()

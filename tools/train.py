@@ -1,0 +1,187 @@
+"""Train a model from an OpenMMLab 2.0 config (distillation or mmpretrain / mmdet / mmseg fine-tuning).
+
+The config's ``default_scope`` decides which library's registry builds it; ``runner_type`` (optional) picks
+a registered runner instead of mmengine's ``Runner``. ``fdclip_mm`` is imported first so that our modules
+are registered, Runner checkpoints can be resumed under ``torch.load(weights_only=True)`` and CPU-only
+machines can use ``--launcher pytorch|slurm|mpi`` and ``--amp``.
+
+Examples:
+    python tools/train.py configs/fd/fd_clip_vit_b16_300e_in1k.py
+    python tools/train.py CONFIG --resume                  # from the latest checkpoint in the work dir
+    python tools/train.py CONFIG --amp --cfg-options train_dataloader.batch_size=64
+    tools/dist_train.sh CONFIG 8
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+try:
+    import fdclip_mm  # noqa: F401  (registers our modules)
+except ImportError:  # run as ``python tools/train.py`` without installing the package
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    import fdclip_mm  # noqa: F401
+
+from fdclip_mm.engine import is_cpu_only, prepare_cpu_distributed
+
+AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper',
+                'fdclip_mm.CPUAmpOptimWrapper')
+
+
+def parse_args() -> argparse.Namespace:
+    """Parse the command line.
+
+    Returns:
+        argparse.Namespace: The arguments.
+    """
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='If a checkpoint path is given, resume from it; without a path, resume from the latest '
+        'checkpoint in the work directory.')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='enable automatic mixed precision training (float16 on GPU, bfloat16 on CPU)')
+    parser.add_argument(
+        '--no-validate', action='store_true', help='do not evaluate checkpoints during training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual batch size over `auto_scale_lr.base_batch_size`')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair in xxx=yyy format will be '
+        'merged into the config file. If the value to be overwritten is a list, it should be like '
+        'key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]". '
+        'Note that the quotation marks are necessary and that no white space is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes `--local-rank` (torch >= 2.0) or `--local_rank`; torchrun sets
+    # the LOCAL_RANK environment variable instead.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def enable_amp(cfg: Config) -> None:
+    """Switch the optimizer wrapper to mmengine's ``AmpOptimWrapper`` (dynamic loss scaling by default).
+
+    Args:
+        cfg: The config; ``cfg.optim_wrapper`` is modified in place.
+    """
+    if cfg.optim_wrapper.get('type') in AMP_WRAPPERS:
+        print_log('AMP training is already enabled in the config.', logger='current')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+
+def adapt_amp_to_cpu(cfg: Config) -> None:
+    """On a CPU-only machine, replace ``AmpOptimWrapper`` by ``fdclip_mm.CPUAmpOptimWrapper`` (bfloat16).
+
+    mmengine's ``AmpOptimWrapper`` refuses to run without an accelerator, and CPU autocast supports
+    bfloat16 only (float16, ``AmpOptimWrapper``'s GPU default, is not used on CPU). With an accelerator
+    the config is left as it is.
+
+    Args:
+        cfg: The config; ``cfg.optim_wrapper`` is modified in place.
+    """
+    optim_wrapper = cfg.get('optim_wrapper')
+    if not is_cpu_only() or optim_wrapper is None or optim_wrapper.get('type') not in AMP_WRAPPERS:
+        return
+    if optim_wrapper.get('dtype') not in (None, 'bfloat16'):
+        print_log(f'CPU autocast supports bfloat16 only; dtype={optim_wrapper.dtype!r} is replaced.',
+                  logger='current')
+    optim_wrapper.type = 'fdclip_mm.CPUAmpOptimWrapper'
+    optim_wrapper.dtype = 'bfloat16'
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Merge the command-line arguments into the config.
+
+    Args:
+        cfg: The config read from ``args.config``.
+        args: The parsed arguments.
+
+    Returns:
+        Config: The updated config.
+    """
+    cfg.launcher = args.launcher
+
+    # work_dir priority: CLI > config > ./work_dirs/<config file name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+
+    if args.amp:
+        enable_amp(cfg)
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
+            raise RuntimeError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` '
+                               'in the config.')
+        cfg.auto_scale_lr.enable = True
+
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    adapt_amp_to_cpu(cfg)
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build mmengine's ``Runner``, or the runner named by ``cfg.runner_type``.
+
+    Args:
+        cfg: The full config.
+
+    Returns:
+        Runner: The runner.
+    """
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def main() -> None:
+    """Train."""
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg = merge_args(cfg, args)
+    # On CPU: a gloo process group and device_ids=None; on GPU mmengine's init_dist does the work.
+    prepare_cpu_distributed(cfg, cfg.launcher)
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
