@@ -26,13 +26,15 @@ if [ -f "$venv/.fdclip_stamp" ] && [ "$(cat "$venv/.fdclip_stamp")" = "$(stamp_o
 fi
 
 [ -x "$venv/bin/python" ] || { echo "[setup] creating $venv"; "$py" -m venv "$venv"; }
-pip=("$venv/bin/python" -m pip)
-# The machine's pip.conf names an extra index folder that may not exist; its warnings are noise.
-export PYTHONWARNINGS=ignore
+# pip, minus the warnings about extra index folders named in a machine's pip.conf that do not exist.
+pip_quiet() {
+  "$venv/bin/python" -m pip "$@" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+  return "${PIPESTATUS[0]}"
+}
 pins="$root/requirements/pinned.txt"
-"${pip[@]}" install -q --upgrade -c "$pins" pip setuptools wheel
+pip_quiet install -q --upgrade -c "$pins" pip setuptools wheel
 echo "[setup] installing torch and torchvision"
-"${pip[@]}" install -q -c "$pins" torch torchvision
+pip_quiet install -q -c "$pins" torch torchvision
 
 tag=$("$venv/bin/python" -c 'import sys, torch; print("cp%d%d-torch%s" % (sys.version_info[0], sys.version_info[1], torch.__version__.split("+")[0]))')
 mmcv_version=$(sed -n 's/^mmcv==//p' "$pins")
@@ -42,26 +44,26 @@ if ! "$venv/bin/python" -c "import mmcv, mmcv._ext, sys; sys.exit(mmcv.__version
     echo "[setup] building mmcv $mmcv_version from its sdist with CPU ops (about 9 minutes on 2 cores)"
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    "${pip[@]}" download -q --no-deps --no-binary :all: --no-build-isolation -d "$work" "mmcv==$mmcv_version"
+    pip_quiet download -q --no-deps --no-binary :all: --no-build-isolation -d "$work" "mmcv==$mmcv_version"
     tar -xzf "$work"/mmcv-"$mmcv_version".tar.gz -C "$work"
     # torch >= 2.10 headers need C++20.
     sed -i "s/'-std=c++17'/'-std=c++20'/g" "$work/mmcv-$mmcv_version/setup.py"
     mkdir -p "$wheel_dir"
     (cd "$work/mmcv-$mmcv_version" &&
-      MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} \
-      CFLAGS="-O3 -g0 -DNDEBUG -fwrapv -Wno-sign-compare" \
-      "${pip[@]}" wheel -q --no-deps --no-build-isolation -w "$work/dist" . &&
+      export MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} \
+        CFLAGS="-O3 -g0 -DNDEBUG -fwrapv -Wno-sign-compare" &&
+      pip_quiet wheel -q --no-deps --no-build-isolation -w "$work/dist" . &&
       mv "$work"/dist/mmcv-*.whl "$wheel_dir"/)
   fi
   echo "[setup] installing mmcv from $wheel_dir"
-  "${pip[@]}" install -q -c "$pins" "$wheel_dir"/mmcv-"$mmcv_version"-*.whl
+  pip_quiet install -q -c "$pins" "$wheel_dir"/mmcv-"$mmcv_version"-*.whl
 fi
 
 echo "[setup] installing the OpenMMLab stack and test tools"
-"${pip[@]}" install -q -c "$pins" -r "$root/requirements/runtime.txt" -r "$root/requirements/tests.txt"
+pip_quiet install -q -c "$pins" -r "$root/requirements/runtime.txt" -r "$root/requirements/tests.txt"
 
 echo "[setup] installing fdclip_mm (editable)"
-"${pip[@]}" install -q -c "$pins" --no-deps --no-build-isolation -e "$root"
-"${pip[@]}" check
+pip_quiet install -q -c "$pins" --no-deps --no-build-isolation -e "$root"
+pip_quiet check
 stamp_of >"$venv/.fdclip_stamp"
 echo "[setup] done: $venv"

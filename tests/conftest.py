@@ -44,6 +44,46 @@ def clip_visual_state_dict(width: int = 32, layers: int = 2, patch: int = 8, ima
     return {'visual.' + k: v for k, v in sd.items()}
 
 
+def dinov2_state_dict(hidden: int = 32, layers: int = 2, patch: int = 14, image: int = 28,
+                      seed: int = 0) -> dict:
+    """Random weights in Hugging Face ``Dinov2Model`` naming (the layout of the demo's real teacher)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, base=0.0):
+        return base + 0.1 * torch.randn(*shape, generator=gen)
+
+    grid = image // patch
+    sd = {
+        'embeddings.cls_token': rand(1, 1, hidden),
+        'embeddings.mask_token': rand(1, hidden),
+        'embeddings.position_embeddings': rand(1, grid * grid + 1, hidden),
+        'embeddings.patch_embeddings.projection.weight': rand(hidden, 3, patch, patch),
+        'embeddings.patch_embeddings.projection.bias': rand(hidden),
+        'layernorm.weight': rand(hidden, base=1.0),
+        'layernorm.bias': rand(hidden),
+    }
+    for i in range(layers):
+        p = f'encoder.layer.{i}.'
+        for name in ('query', 'key', 'value'):
+            sd[p + f'attention.attention.{name}.weight'] = rand(hidden, hidden)
+            sd[p + f'attention.attention.{name}.bias'] = rand(hidden)
+        sd.update({
+            p + 'norm1.weight': rand(hidden, base=1.0),
+            p + 'norm1.bias': rand(hidden),
+            p + 'attention.output.dense.weight': rand(hidden, hidden),
+            p + 'attention.output.dense.bias': rand(hidden),
+            p + 'layer_scale1.lambda1': rand(hidden, base=1.0),
+            p + 'norm2.weight': rand(hidden, base=1.0),
+            p + 'norm2.bias': rand(hidden),
+            p + 'mlp.fc1.weight': rand(4 * hidden, hidden),
+            p + 'mlp.fc1.bias': rand(4 * hidden),
+            p + 'mlp.fc2.weight': rand(hidden, 4 * hidden),
+            p + 'mlp.fc2.bias': rand(hidden),
+            p + 'layer_scale2.lambda1': rand(hidden, base=1.0),
+        })
+    return sd
+
+
 @pytest.fixture
 def tiny_clip_checkpoint(tmp_path):
     """A CLIP ViT (width 32, 2 layers, patch 8, 32 px) saved as a plain state dict; returns its path."""

@@ -27,7 +27,7 @@ except ImportError:  # run as ``python tools/test.py`` without installing the pa
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import fdclip_mm  # noqa: F401
 
-from fdclip_mm.engine import prepare_cpu_distributed
+from fdclip_mm.engine import destroy_cpu_process_group, prepare_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -124,7 +124,9 @@ def main() -> Dict[str, float]:
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    return runner.test()
+    metrics = runner.test()
+    destroy_cpu_process_group()
+    return metrics
 
 
 if __name__ == '__main__':

@@ -27,7 +27,7 @@ except ImportError:  # run as ``python tools/train.py`` without installing the p
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import fdclip_mm  # noqa: F401
 
-from fdclip_mm.engine import is_cpu_only, prepare_cpu_distributed
+from fdclip_mm.engine import destroy_cpu_process_group, is_cpu_only, prepare_cpu_distributed
 
 AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper',
                 'fdclip_mm.CPUAmpOptimWrapper')
@@ -181,6 +181,7 @@ def main() -> None:
     prepare_cpu_distributed(cfg, cfg.launcher)
     runner = build_runner(cfg)
     runner.train()
+    destroy_cpu_process_group()
 
 
 if __name__ == '__main__':

@@ -63,6 +63,8 @@ val_dataloader = dict(
                  pipeline=val_pipeline),
 )
 val_evaluator = dict(type='fdclip_mm.DistillLossMetric')
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
 
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [

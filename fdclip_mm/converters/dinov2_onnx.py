@@ -99,7 +99,7 @@ def dinov2_arch(state_dict: Mapping[str, torch.Tensor], source: str = 'state dic
               'encoder.layer.0.mlp.fc1.weight')
     missing = [key for key in needed if key not in state_dict]
     if missing:
-        raise ValueError(f'{source} is not a DINOv2 backbone: missing keys {missing}')
+        raise ValueError(f'{source} is not a DINOv2 backbone: missing keys {_head(missing)}')
     proj = state_dict['embeddings.patch_embeddings.projection.weight']
     if proj.ndim != 4 or proj.shape[-1] != proj.shape[-2]:
         raise ValueError(f'{source}: patch projection weight has shape {tuple(proj.shape)}, '
@@ -215,10 +215,10 @@ def read_dinov2_onnx(path: str) -> Dict[str, torch.Tensor]:
         resolved = _resolve_anonymous(arrays[name], nodes)
         if resolved is None:
             unresolved.append(_describe(name, arrays[name], nodes))
+        elif resolved[0] in state_dict or resolved[0] in pos_parts:
+            unresolved.append(_describe(name, arrays[name], nodes) + f' (duplicate {resolved[0]})')
         elif resolved[0] in ('pos_cls', 'pos_patch'):
             pos_parts[resolved[0]] = resolved[1]
-        elif resolved[0] in state_dict:
-            unresolved.append(_describe(name, arrays[name], nodes) + f' (duplicate {resolved[0]})')
         else:
             state_dict[resolved[0]] = _to_tensor(resolved[1])
     if unresolved:
@@ -280,9 +280,10 @@ def _consumers(graph, prefix: str) -> Dict[str, List[Tuple[str, str, int]]]:
 
 
 def _node_scope(node_name: str, prefix: str) -> str:
-    if not node_name.startswith('/') or node_name.count('/') < 2:
+    if not node_name.startswith('/'):
         return _UNSCOPED
-    scope = _strip_scope(node_name[1:].rsplit('/', 1)[0] + '/', prefix, '/')
+    module_path = node_name[1:].rsplit('/', 1)[0] if node_name.count('/') > 1 else ''
+    scope = _strip_scope(module_path + '/', prefix, '/')
     return _OUTSIDE if scope is None else scope.rstrip('.')
 
 
@@ -299,8 +300,6 @@ def _resolve_anonymous(array: np.ndarray, nodes: List[Tuple[str, str, int]]):
         return 'pos_cls', array
     if scope == 'embeddings' and array.ndim == 3 and array.shape[0] == 1 and op_type == 'Reshape':
         return 'pos_patch', array
-    if scope == 'embeddings' and array.ndim == 4 and op_type == 'Resize' and index == 0:
-        return 'pos_patch', array.transpose(0, 2, 3, 1).reshape(1, -1, array.shape[1])
     return None
 
 

@@ -11,15 +11,15 @@ This module allowlists exactly those globals with :func:`torch.serialization.add
 sets ``weights_only=False`` and does not patch ``torch.load``: everything outside the list is still
 refused by torch's restricted unpickler.
 
-The globals a real checkpoint needs were found by saving checkpoints with an mmengine Runner (iteration
-and epoch based, with validation and ``save_best``) and loading them with ``weights_only=True`` until
-torch stopped naming a missing global:
+The globals a real checkpoint needs were found by saving a checkpoint with an mmengine 0.10.7 Runner
+(numpy 1.26, torch 2.14; iteration based, with validation and ``save_best``) and loading it with
+``weights_only=True``, adding what torch's error named, until it loaded:
 
 - ``mmengine.logging.history_buffer.HistoryBuffer`` (the object itself);
 - ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``, ``numpy.dtype`` (any numpy array);
 - ``numpy.dtypes.Float64DType`` (logged values), ``numpy.dtypes.Int64DType`` (logged counts);
-- ``numpy.core.multiarray.scalar`` (numpy scalars, e.g. a ``best_score``), with
-  ``numpy.dtypes.Float32DType`` for metrics computed in float32 (mmseg's ``IoUMetric``);
+- ``numpy.core.multiarray.scalar`` (numpy scalars: ``runtime_info['eta']`` is always a numpy float64,
+  ``best_score`` often is);
 - ``builtins.getattr``: pickle protocol 2 (``torch.save``'s default) stores the method references in
   ``HistoryBuffer``'s state (``HistoryBuffer.min`` / ``max`` / ``current`` / ``mean``) as
   ``getattr(HistoryBuffer, name)``. Allowlisting the real ``getattr`` would let a file fetch any attribute
@@ -42,8 +42,8 @@ SafeGlobal = Union[Callable, Tuple[Callable, str]]
 #: Statistics methods of ``HistoryBuffer`` that its pickled state refers to by ``getattr``.
 HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
 
-#: numpy dtypes whose dtype class appears in Runner checkpoints (see the module docstring).
-NUMPY_DTYPES = (np.float64, np.int64, np.float32)
+#: numpy dtypes whose dtype class appears in Runner checkpoints: logged values and counts.
+NUMPY_DTYPES = (np.float64, np.int64)
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Callable:

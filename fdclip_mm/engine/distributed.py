@@ -33,6 +33,8 @@ from fdclip_mm.registry import OPTIM_WRAPPERS
 DEFAULT_MASTER_PORT = '29500'
 CPU_BACKENDS = ('gloo', 'mpi')
 
+_owns_process_group = False  # whether init_cpu_process_group created the default group
+
 
 def is_cpu_only() -> bool:
     """Whether mmengine would run on the CPU (no CUDA, NPU, MLU or MUSA device).
@@ -43,11 +45,14 @@ def is_cpu_only() -> bool:
     return get_device() == 'cpu'
 
 
-def _set_env_from_slurm() -> None:
+def _set_env_from_slurm(port: Optional[int] = None) -> None:
     """Derive torch's env:// variables from Slurm's, the way mmengine's ``_init_dist_slurm`` does.
 
-    ``MASTER_ADDR`` and ``MASTER_PORT`` are kept when set; otherwise the first host of
-    ``SLURM_NODELIST`` (via ``scontrol``) and port 29500 are used.
+    ``MASTER_ADDR`` is kept when set, otherwise the first host of ``SLURM_NODELIST`` (via ``scontrol``)
+    is used. The master port is ``port`` if given, else ``MASTER_PORT``, else 29500.
+
+    Args:
+        port: ``env_cfg.dist_cfg.port`` of the config, if any.
     """
     proc_id = int(os.environ['SLURM_PROCID'])
     ntasks = int(os.environ['SLURM_NTASKS'])
@@ -55,6 +60,8 @@ def _set_env_from_slurm() -> None:
         node_list = os.environ['SLURM_NODELIST']
         os.environ['MASTER_ADDR'] = subprocess.getoutput(
             f'scontrol show hostname {node_list} | head -n1').strip()
+    if port is not None:
+        os.environ['MASTER_PORT'] = str(port)
     os.environ.setdefault('MASTER_PORT', DEFAULT_MASTER_PORT)
     os.environ['WORLD_SIZE'] = str(ntasks)
     os.environ['RANK'] = str(proc_id)
@@ -80,28 +87,52 @@ def init_cpu_process_group(launcher: str, dist_cfg: Optional[dict] = None) -> No
             (``OMPI_COMM_WORLD_*``).
         dist_cfg: ``env_cfg.dist_cfg`` of the config. Its ``backend`` is used when it is a CPU backend
             (``gloo`` or ``mpi``), otherwise ``gloo`` replaces it (configs usually say ``nccl``);
-            ``timeout`` is in seconds; other keys go to ``init_process_group``.
+            ``timeout`` is in seconds; ``port`` is the master port for Slurm, as in mmengine;
+            other keys go to ``init_process_group``.
     """
+    kwargs = dict(dist_cfg or {})
+    port = kwargs.pop('port', None)
+    init_backend = kwargs.pop('init_backend', 'torch')
+    if init_backend != 'torch':
+        raise ValueError(f'CPU distributed training supports init_backend="torch" only, got {init_backend}')
     if launcher == 'slurm':
-        _set_env_from_slurm()
+        _set_env_from_slurm(port)
     elif launcher == 'mpi':
         _set_env_from_mpi()
     elif launcher != 'pytorch':
         raise ValueError(f'Invalid launcher type: {launcher}')
     os.environ.setdefault('LOCAL_RANK', '0')
 
-    kwargs = dict(dist_cfg or {})
     backend = kwargs.pop('backend', 'gloo')
     if backend not in CPU_BACKENDS:
         backend = 'gloo'
     if kwargs.get('timeout') is not None:
         kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
+    global _owns_process_group
     torch_dist.init_process_group(
         backend=backend,
         init_method='env://',
         rank=int(os.environ['RANK']),
         world_size=int(os.environ['WORLD_SIZE']),
         **kwargs)
+    _owns_process_group = True
+
+
+def destroy_cpu_process_group() -> None:
+    """Wait for all ranks, then destroy the group made by :func:`init_cpu_process_group`.
+
+    torch asks for ``destroy_process_group()`` before exit; a gloo group left alive at interpreter exit
+    aborted one rank once here ("terminate called without an active exception", after a 2-rank
+    ``tools/test.py`` had written its results, on a loaded machine), which torchrun reports as a failed
+    job. The barrier keeps a rank from tearing down while another still communicates. Does nothing for a
+    group created by someone else (e.g. mmengine's ``init_dist`` on GPU).
+    """
+    global _owns_process_group
+    if not (_owns_process_group and torch_dist.is_initialized()):
+        return
+    torch_dist.barrier()
+    torch_dist.destroy_process_group()
+    _owns_process_group = False
 
 
 def cpu_model_wrapper_cfg(cfg: Union[Config, ConfigDict]) -> dict:

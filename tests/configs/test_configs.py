@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..conftest import clip_visual_state_dict, write_image_folder
+from ..conftest import clip_visual_state_dict, dinov2_state_dict, write_image_folder
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
@@ -26,8 +26,7 @@ def tiny_teacher_checkpoint(teacher_cfg, patch: int, image: int, path: str) -> N
         torch.save(clip_visual_state_dict(width=32, layers=2, patch=patch, image=image), path)
         teacher_cfg.num_heads = 2
     elif teacher_cfg.type == 'DINOv2Teacher':
-        from ..models.teachers.test_dinov2_teacher import tiny_dinov2_state_dict
-        torch.save(tiny_dinov2_state_dict(hidden=32, layers=2, patch=patch, image=image), path)
+        torch.save(dinov2_state_dict(hidden=32, layers=2, patch=patch, image=image), path)
         teacher_cfg.num_heads = 2
     else:
         raise NotImplementedError(f'no tiny checkpoint for teacher type {teacher_cfg.type}')
@@ -40,7 +39,7 @@ def shrink(cfg: Config, tmp_path) -> Config:
     tiny_teacher_checkpoint(cfg.model.teacher, student.patch_size, student.img_size, str(tmp_path / 'teacher.pth'))
     images = write_image_folder(str(tmp_path / 'images' / 'train'), 4, size=(256, 288))
     write_image_folder(str(tmp_path / 'images' / 'val'), 2, size=(256, 288), seed=1)
-    for split, loader in (('train', cfg.train_dataloader), ('val', cfg.val_dataloader)):
+    for split, loader in (('train', cfg.train_dataloader), ('val', cfg.val_dataloader), ('val', cfg.test_dataloader)):
         dataset = loader.dataset
         while 'dataset' in dataset:  # unwrap RepeatDataset & co.
             dataset = dataset.dataset
@@ -67,4 +66,47 @@ def test_config_builds_and_trains(config, tmp_path):
     runner.train()
     ckpt = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu', weights_only=True)
     assert not any(k.startswith('teacher.') for k in ckpt['state_dict'])
-    assert 'distill/loss' in runner.message_hub.log_scalars
+    assert runner.message_hub.get_scalar('val/distill/loss').current() > 0
+    assert runner.message_hub.get_scalar('train/loss').current() > 0
+
+
+def load(name: str) -> Config:
+    return Config.fromfile(osp.join(REPO, 'configs', 'fd', name))
+
+
+def crop_scale(cfg: Config) -> tuple:
+    crop = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomResizedCrop'][0]
+    return tuple(crop.crop_ratio_range)
+
+
+def test_fd_configs_encode_table_4():
+    cfg = load('fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+    optim = cfg.optim_wrapper
+    assert optim.type == 'AmpOptimWrapper' and optim.clip_grad.max_norm == 3.0
+    assert optim.optimizer == dict(type='AdamW', lr=1.2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)
+    assert cfg.auto_scale_lr.base_batch_size == 2048
+    assert cfg.train_dataloader.batch_size * 16 == 2048
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.end) == ('LinearLR', 10)
+    assert (cosine.type, cosine.eta_min, cosine.begin, cosine.end) == ('CosineAnnealingLR', 2e-5, 10, 300)
+    assert cfg.train_cfg.max_epochs == 300
+    assert crop_scale(cfg) == (0.08, 1.0)
+    assert not any(t.type in ('ColorJitter', 'RandAugment') for t in cfg.train_dataloader.dataset.pipeline)
+    student, teacher, model = cfg.model.student, cfg.model.teacher, cfg.model
+    assert (student.arch, student.patch_size, student.pos_embed, student.drop_path_rate) == \
+        ('base', 16, 'shared_rpb', 0.2)
+    assert student.layer_scale_init_value == 0.1 and teacher.type == 'CLIPTeacher' and teacher.quick_gelu
+    assert model.loss == dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0)
+    assert model.target_norm == 'ln'
+
+    for dp in (0.1, 0.3):
+        assert load(f'fd_clip-vit-b16_vit-b16-dp{dp}_16xb128-300e_in1k.py').model.student.drop_path_rate == dp
+
+    short = load('fd_clip-vit-b16_vit-b16-dp0.1_16xb128-100e_in1k.py')
+    assert short.train_cfg.max_epochs == 100 and short.param_scheduler[1].end == 100
+    assert short.model.student.drop_path_rate == 0.1 and crop_scale(short) == (0.67, 1.0)
+
+    large = load('fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k.py')
+    assert (large.model.student.arch, large.model.student.patch_size, large.model.student.drop_path_rate) == \
+        ('large', 14, 0.3)
+    assert large.model.teacher.checkpoint.endswith('ViT-L-14.pt')

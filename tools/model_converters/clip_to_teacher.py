@@ -22,10 +22,12 @@ from fdclip_mm.models.teachers.clip_checkpoint import block_indices, load_clip_v
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='OpenAI TorchScript archive or CLIP state-dict file')
     parser.add_argument('dst', help='output state-dict file (.pth)')
-    parser.add_argument('--fp32', action='store_true', help='store floating tensors as float32 (default: as read)')
+    parser.add_argument(
+        '--fp32', action='store_true', help='store floating tensors as float32 (default: as read)')
     return parser.parse_args(argv)
 
 
@@ -35,8 +37,9 @@ def describe(state_dict: Dict[str, torch.Tensor]) -> str:
     side = int((state_dict['positional_embedding'].shape[0] - 1)**0.5)
     numel = sum(v.numel() for v in state_dict.values())
     dtype = str(state_dict['conv1.weight'].dtype).replace('torch.', '')
-    return (f'width {width}, layers {len(block_indices(state_dict))}, patch {patch}, resolution {side * patch}, '
-            f'{dtype}, {numel / 1e6:.2f}M parameters, {len(state_dict)} tensors')
+    layers = len(block_indices(state_dict))
+    return (f'width {width}, layers {layers}, patch {patch}, resolution {side * patch}, {dtype}, '
+            f'{numel / 1e6:.2f}M parameters, {len(state_dict)} tensors')
 
 
 def convert(src: str, dst: str, fp32: bool = False) -> Dict[str, torch.Tensor]:

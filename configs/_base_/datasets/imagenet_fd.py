@@ -38,3 +38,6 @@ val_dataloader = dict(
     dataset=dict(type=dataset_type, data_root=data_root, split='val', pipeline=val_pipeline, indices=10000),
 )
 val_evaluator = dict(type='fdclip_mm.DistillLossMetric')
+# `tools/test.py CONFIG CKPT` reports the same held-out distillation loss.
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator

@@ -30,7 +30,6 @@ STEM_KEYS = ('conv1.weight', 'class_embedding', 'positional_embedding', 'ln_pre.
              'ln_post.weight', 'ln_post.bias')
 _BLOCK_RE = re.compile(r'^transformer\.resblocks\.(\d+)\.')
 _WRAPPER_KEYS = ('state_dict', 'model')
-_STRIP_PREFIXES = ('module.', 'visual.')
 
 _STORAGE_DTYPES = {
     'HalfStorage': torch.float16,
@@ -112,7 +111,8 @@ def read_torchscript_tensors(path: str) -> Dict[str, torch.Tensor]:
 
 
 def _archive_root(archive: zipfile.ZipFile, path: str) -> str:
-    roots = [name[:-len('/data.pkl')] for name in archive.namelist() if re.fullmatch(r'[^/]+/data\.pkl', name)]
+    pickles = [name for name in archive.namelist() if re.fullmatch(r'[^/]+/data\.pkl', name)]
+    roots = [name.split('/')[0] for name in pickles]
     if len(roots) != 1:
         raise ValueError(f'{path} is not a TorchScript archive: expected one <root>/data.pkl, found {roots}')
     return roots[0]
@@ -132,8 +132,13 @@ class _ScriptObject:
 
     qualname = '__torch__'
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> '_ScriptObject':
+        obj = super().__new__(cls)
+        obj.state = {}
+        return obj
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state: Dict[str, Any] = {}
+        """Ignores constructor arguments (``REDUCE``); the attributes arrive through ``BUILD``."""
 
     def __setstate__(self, state: Any) -> None:
         self.state = state if isinstance(state, dict) else {}
@@ -177,7 +182,19 @@ def _identity(value: Any, *args: Any) -> Any:
     return value
 
 
+class _StorageType:
+    """Stands for ``torch.<X>Storage`` in a persistent id: only its element type matters."""
+
+    def __init__(self, name: str, dtype: torch.dtype) -> None:
+        self.name = name
+        self.dtype = dtype
+
+    def __repr__(self) -> str:
+        return f'torch.{self.name}'
+
+
 def _allowed_globals() -> Dict[Tuple[str, str], Any]:
+    """The globals a CLIP archive needs, fresh for each load (a pickle cannot alter another load's)."""
     allowed: Dict[Tuple[str, str], Any] = {
         ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
         ('torch._utils', '_rebuild_tensor_v3'): _rebuild_tensor_v3,
@@ -197,17 +214,6 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
     return allowed
 
 
-class _StorageType:
-    """Stands for ``torch.<X>Storage`` in a persistent id: only its element type matters."""
-
-    def __init__(self, name: str, dtype: torch.dtype) -> None:
-        self.name = name
-        self.dtype = dtype
-
-    def __repr__(self) -> str:
-        return f'torch.{self.name}'
-
-
 class _SafeTorchScriptUnpickler(pickle.Unpickler):
     """Unpickles a TorchScript ``data.pkl`` into inert objects and tensors, refusing any other global.
 
@@ -217,14 +223,13 @@ class _SafeTorchScriptUnpickler(pickle.Unpickler):
         path: The file's path, for messages.
     """
 
-    _ALLOWED = _allowed_globals()
-
     def __init__(self, archive: zipfile.ZipFile, root: str, path: str) -> None:
         super().__init__(io.BytesIO(archive.read(f'{root}/data.pkl')))
         self.archive = archive
         self.root = root
         self.path = path
         self.storages: Dict[str, torch.Tensor] = {}
+        self.allowed = _allowed_globals()
         self.script_classes: Dict[Tuple[str, str], type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
@@ -233,8 +238,8 @@ class _SafeTorchScriptUnpickler(pickle.Unpickler):
             if key not in self.script_classes:
                 self.script_classes[key] = _script_class(module, name)
             return self.script_classes[key]
-        if (module, name) in self._ALLOWED:
-            return self._ALLOWED[(module, name)]
+        if (module, name) in self.allowed:
+            return self.allowed[(module, name)]
         raise pickle.UnpicklingError(
             f'{self.path}: refusing to unpickle global {module}.{name} (only TorchScript modules and tensors '
             'are read from CLIP archives)')
@@ -254,7 +259,7 @@ class _SafeTorchScriptUnpickler(pickle.Unpickler):
         try:
             raw = self.archive.read(member)
         except KeyError:
-            raise pickle.UnpicklingError(f'{self.path}: tensor data {member} is missing from the archive') from None
+            raise pickle.UnpicklingError(f'{self.path}: tensor data {member} is missing') from None
         if not raw:
             return torch.empty(0, dtype=dtype)
         return torch.frombuffer(bytearray(raw), dtype=dtype)
@@ -300,7 +305,7 @@ def _unwrap(obj: Any, path: str) -> Dict[str, torch.Tensor]:
             if inner is not None:
                 obj = inner
     if not isinstance(obj, dict):
-        raise ValueError(f'{path} is not a CLIP checkpoint: it holds a {type(obj).__name__}, not a state dict')
+        raise ValueError(f'{path} is not a CLIP checkpoint: it holds a {type(obj).__name__}, not a dict')
     return {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
 
 
@@ -342,6 +347,6 @@ def check_visual_keys(state_dict: Dict[str, torch.Tensor], path: str) -> None:
 
 
 __all__ = [
-    'load_clip_visual_state_dict', 'is_torchscript_archive', 'read_torchscript_tensors', 'select_visual_tower',
-    'check_visual_keys', 'block_indices', 'BLOCK_KEYS', 'STEM_KEYS'
+    'load_clip_visual_state_dict', 'is_torchscript_archive', 'read_torchscript_tensors',
+    'select_visual_tower', 'check_visual_keys', 'block_indices', 'BLOCK_KEYS', 'STEM_KEYS'
 ]

@@ -78,7 +78,8 @@ class CLIPResidualBlock(nn.Module):
 class CLIPTransformer(nn.Module):
     """The stack of blocks, under ``transformer.resblocks`` as in OpenAI's checkpoints."""
 
-    def __init__(self, embed_dims: int, num_layers: int, num_heads: int, mlp_dims: int, act_layer: type) -> None:
+    def __init__(self, embed_dims: int, num_layers: int, num_heads: int, mlp_dims: int,
+                 act_layer: type) -> None:
         super().__init__()
         self.resblocks = nn.Sequential(
             *[CLIPResidualBlock(embed_dims, num_heads, mlp_dims, act_layer) for _ in range(num_layers)])
@@ -138,7 +139,10 @@ class CLIPTeacher(BaseTeacher):
                  dtype: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(
-            mean=[v * 255 for v in CLIP_MEAN], std=[v * 255 for v in CLIP_STD], dtype=dtype, init_cfg=init_cfg)
+            mean=[v * 255 for v in CLIP_MEAN],
+            std=[v * 255 for v in CLIP_STD],
+            dtype=dtype,
+            init_cfg=init_cfg)
         state_dict = load_clip_visual_state_dict(checkpoint)
         state_dict.pop('proj', None)
         width, patch, native = self._infer_arch(state_dict, checkpoint)
@@ -162,8 +166,16 @@ class CLIPTeacher(BaseTeacher):
         self.ln_post = nn.LayerNorm(width)
 
         state_dict['positional_embedding'] = resize_pos_embed(state_dict['positional_embedding'], grid)
+        self._check_no_extra_keys(state_dict, checkpoint)
         self.load_state_dict(state_dict, strict=True)
         self._freeze()
+
+    def _check_no_extra_keys(self, state_dict: Dict[str, torch.Tensor], checkpoint: str) -> None:
+        """Tensors of a tower variant this class does not build (layer scale, attentional pooling...)."""
+        extra = sorted(set(state_dict) - set(self.state_dict()))
+        if extra:
+            raise ValueError(f'{checkpoint}: CLIPTeacher builds the OpenAI CLIP tower only; the checkpoint '
+                             f'also has {extra[:8]}{" ..." if len(extra) > 8 else ""}')
 
     @staticmethod
     def _infer_arch(state_dict: Dict[str, torch.Tensor], checkpoint: str) -> Tuple[int, int, int]:

@@ -1,4 +1,4 @@
-"""Frozen DINOv2 teacher built from Hugging Face ``Dinov2Model`` weights (``.pth`` state dict or ONNX export)."""
+"""Frozen DINOv2 teacher built from Hugging Face ``Dinov2Model`` weights (``.pth`` state dict or ONNX)."""
 import os
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from fdclip_mm.converters.dinov2_onnx import (DINOv2Arch, check_dinov2_state_dict, normalize_dinov2_keys,
                                               read_dinov2_onnx)
 from fdclip_mm.registry import MODELS
+
 from .base_teacher import BaseTeacher
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)

@@ -161,7 +161,8 @@ def test_teacher_from_archive_matches_openai_model(traced_archive, openai_model)
     torch.testing.assert_close(teacher(x), expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize('wrap', ['bare', 'state_dict', 'model', 'module_prefix', 'visual_only'])
+@pytest.mark.parametrize('wrap',
+                         ['bare', 'state_dict', 'model', 'module_prefix', 'visual_only', 'safetensors'])
 def test_state_dict_variants(tmp_path, openai_model, wrap):
     full = openai_model.state_dict()
     saved = {
@@ -170,9 +171,15 @@ def test_state_dict_variants(tmp_path, openai_model, wrap):
         'model': {'model': full},
         'module_prefix': {'state_dict': {f'module.{k}': v for k, v in full.items()}},
         'visual_only': _visual_tensors(openai_model),
+        'safetensors': full,
     }[wrap]
-    path = str(tmp_path / 'ckpt.pth')
-    torch.save(saved, path)
+    if wrap == 'safetensors':
+        safetensors_torch = pytest.importorskip('safetensors.torch')
+        path = str(tmp_path / 'open_clip_model.safetensors')
+        safetensors_torch.save_file({k: v.contiguous() for k, v in saved.items()}, path)
+    else:
+        path = str(tmp_path / 'ckpt.pth')
+        torch.save(saved, path)
     state_dict = load_clip_visual_state_dict(path)
     expected = _visual_tensors(openai_model)
     assert set(state_dict) == set(expected)
@@ -265,5 +272,6 @@ def test_converter(tmp_path, traced_archive, openai_model, capsys, fp32):
     expected = _visual_tensors(openai_model)
     assert set(state_dict) == set(expected)
     dtype = torch.float32 if fp32 else torch.float16
-    assert all(state_dict[k].dtype == dtype and torch.equal(state_dict[k].float(), v) for k, v in expected.items())
+    for key, value in expected.items():
+        assert state_dict[key].dtype == dtype and torch.equal(state_dict[key].float(), value), key
     assert set(load_clip_visual_state_dict(dst)) == set(expected)

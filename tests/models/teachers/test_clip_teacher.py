@@ -38,7 +38,7 @@ def _open_clip_tower(quick_gelu: bool) -> nn.Module:
 
 
 def _open_clip_tokens(tower: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """All tokens after ``ln_post`` from open_clip's own forward: its pooled CLS (without ``proj``) + tokens."""
+    """All tokens after ``ln_post`` by open_clip's own forward: pooled CLS (``proj`` removed) + tokens."""
     proj, tower.proj = tower.proj, None
     try:
         with torch.no_grad():
@@ -92,7 +92,9 @@ def test_architecture_from_checkpoint(checkpoint, teacher):
 
 
 def test_builds_from_registry(checkpoint):
-    teacher = MODELS.build(dict(type='CLIPTeacher', checkpoint=checkpoint, num_heads=HEADS))
+    """Scoped type name, as configs of any default scope (mmpretrain, mmdet, mmseg) write it."""
+    assert MODELS.get('CLIPTeacher') is CLIPTeacher
+    teacher = MODELS.build(dict(type='fdclip_mm.CLIPTeacher', checkpoint=checkpoint, num_heads=HEADS))
     assert isinstance(teacher, CLIPTeacher)
 
 
@@ -141,3 +143,14 @@ def test_img_size_not_divisible(checkpoint):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match='absent.pt'):
         CLIPTeacher(str(tmp_path / 'absent.pt'))
+
+
+def test_unsupported_tower_variant(tmp_path):
+    """open_clip's layer-scale towers have tensors the OpenAI layout lacks: refused by name."""
+    tower = _open_clip_tower(quick_gelu=False)
+    state_dict = {f'visual.{k}': v for k, v in tower.state_dict().items()}
+    state_dict['visual.transformer.resblocks.0.ls_1.gamma'] = torch.ones(WIDTH)
+    path = str(tmp_path / 'layer_scale.pth')
+    torch.save(state_dict, path)
+    with pytest.raises(ValueError, match=r'layer_scale\.pth.*ls_1\.gamma'):
+        CLIPTeacher(path, quick_gelu=False, num_heads=HEADS)

@@ -1,0 +1,242 @@
+"""tools/train.py, tools/test.py and the launch scripts on a toy mmengine model (CPU)."""
+import importlib.util
+import os
+import os.path as osp
+import pickle
+import socket
+import stat
+import subprocess
+import sys
+from argparse import Namespace
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from fdclip_mm.engine import is_cpu_only
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOLS = osp.join(REPO_ROOT, 'tools')
+TOY_DIR = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, TOY_DIR)
+import toy_modules  # noqa: E402
+
+sys.path.remove(TOY_DIR)
+cpu_only = pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
+
+DIST_ENV_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'SLURM_PROCID',
+                 'SLURM_NTASKS', 'SLURM_NODELIST', 'SLURM_LOCALID')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def tool_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in DIST_ENV_VARS}
+    env['OMP_NUM_THREADS'] = '1'
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (TOY_DIR, env.get('PYTHONPATH')) if p)
+    env.update(extra)
+    return env
+
+
+def run(cmd, cwd, **env) -> subprocess.CompletedProcess:
+    """Run a tool; fail the test with the tail of its output if it fails."""
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=tool_env(**env), capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, f'{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
+    return proc
+
+
+def train(cwd, *args, **env) -> subprocess.CompletedProcess:
+    return run([sys.executable, osp.join(TOOLS, 'train.py'), *args], cwd, **env)
+
+
+def load_weights(path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope='module')
+def toy_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp('toy')
+    toy_modules.write_toy_config(str(root / 'toy.py'), max_iters=8)
+    toy_modules.write_toy_config(str(root / 'toy_4iters.py'), max_iters=4)
+    return root
+
+
+@pytest.fixture(scope='module')
+def full_run(toy_dir):
+    """8 uninterrupted iterations; returns the work dir."""
+    train(toy_dir, 'toy.py', '--work-dir', 'full')
+    return toy_dir / 'full'
+
+
+def test_train_writes_checkpoints(full_run):
+    assert {'iter_4.pth', 'iter_8.pth', 'last_checkpoint', 'weights_rank0.pth'} <= set(os.listdir(full_run))
+    ckpt = torch.load(full_run / 'iter_8.pth', weights_only=True)
+    assert ckpt['meta']['iter'] == 8
+    assert_same_weights(ckpt['state_dict'], load_weights(full_run / 'weights_rank0.pth'))
+
+
+def test_resume_matches_uninterrupted_run(toy_dir, full_run):
+    """Stop after 4 of 8 iterations, ``--resume`` from the work dir: same weights as without the stop."""
+    train(toy_dir, 'toy_4iters.py', '--work-dir', 'split')
+    assert not osp.exists(toy_dir / 'split' / 'iter_8.pth')
+    proc = train(toy_dir, 'toy.py', '--work-dir', 'split', '--resume')
+    assert 'resumed epoch: 0, iter: 4' in proc.stdout + proc.stderr
+    expected = load_weights(full_run / 'weights_rank0.pth')
+    assert_same_weights(load_weights(toy_dir / 'split' / 'weights_rank0.pth'), expected)
+
+
+@cpu_only
+def test_dist_train_two_cpu_processes(toy_dir, full_run):
+    """tools/dist_train.sh with 2 ranks on CPU (gloo): both ranks end with identical weights."""
+    run([osp.join(TOOLS, 'dist_train.sh'), 'toy.py', 2, '--work-dir', 'dist'], toy_dir,
+        PORT=str(free_port()), PYTHON=sys.executable)
+    rank0 = load_weights(toy_dir / 'dist' / 'weights_rank0.pth')
+    assert_same_weights(load_weights(toy_dir / 'dist' / 'weights_rank1.pth'), rank0)
+    # each rank saw half of every batch, so this is not the single-process run
+    single = load_weights(full_run / 'weights_rank0.pth')
+    assert not torch.equal(rank0['linear.weight'], single['linear.weight'])
+    cfg = Config.fromfile(toy_dir / 'dist' / 'toy.py')
+    assert cfg.model_wrapper_cfg.device_ids is None and cfg.launcher == 'pytorch'
+
+
+@cpu_only
+def test_amp_on_cpu_uses_bfloat16(toy_dir, full_run):
+    train(toy_dir, 'toy_4iters.py', '--work-dir', 'amp', '--amp')
+    cfg = Config.fromfile(toy_dir / 'amp' / 'toy_4iters.py')
+    assert cfg.optim_wrapper.type == 'fdclip_mm.CPUAmpOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    weights = load_weights(toy_dir / 'amp' / 'weights_rank0.pth')
+    fp32 = torch.load(full_run / 'iter_4.pth', weights_only=True)['state_dict']
+    assert weights['linear.weight'].dtype == torch.float32
+    assert not torch.equal(weights['linear.weight'], fp32['linear.weight'])  # bf16 matmuls differ
+    torch.testing.assert_close(weights['linear.weight'], fp32['linear.weight'], atol=0.1, rtol=0.1)
+
+
+def test_test_tool_dumps_predictions(toy_dir, full_run):
+    run([sys.executable, osp.join(TOOLS, 'test.py'), 'toy.py', full_run / 'iter_8.pth', '--work-dir',
+         'test_single', '--out', 'test_single/preds.pkl'], toy_dir)
+    with open(toy_dir / 'test_single' / 'preds.pkl', 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 16 and set(preds[0]) == {'pred', 'target'}
+
+
+FAKE_SRUN = r"""#!/usr/bin/env bash
+# Minimal srun stand-in: records its arguments, starts --ntasks copies of the command locally.
+echo "$@" > "$(dirname "$0")/srun_args.txt"
+ntasks=1
+while [[ $# -gt 0 && "$1" == -* ]]; do
+    case "$1" in
+        -p) shift 2 ;;
+        --ntasks=*) ntasks="${1#--ntasks=}"; shift ;;
+        *) shift ;;
+    esac
+done
+pids=()
+for ((i = 0; i < ntasks; i++)); do
+    SLURM_PROCID=$i SLURM_LOCALID=$i SLURM_NTASKS=$ntasks SLURM_NODELIST=fake-node "$@" &
+    pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+exit $rc
+"""
+
+
+def write_executable(path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+@cpu_only
+def test_slurm_test_two_cpu_tasks(toy_dir, full_run, tmp_path):
+    """tools/slurm_test.sh with a local srun stand-in: 2 tasks, predictions gathered from both."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    write_executable(bin_dir / 'srun', FAKE_SRUN)
+    write_executable(bin_dir / 'scontrol', '#!/bin/sh\necho 127.0.0.1\n')
+    run([osp.join(TOOLS, 'slurm_test.sh'), 'cpu', 'toy', 'toy.py', full_run / 'iter_8.pth', '--work-dir',
+         'test_slurm', '--out', 'test_slurm/preds.pkl'], toy_dir,
+        PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', PYTHON=sys.executable, GPUS='2',
+        GPUS_PER_NODE='2', CPUS_PER_TASK='1', GRES='', MASTER_PORT=str(free_port()))
+    srun_args = (bin_dir / 'srun_args.txt').read_text()
+    assert '--ntasks=2' in srun_args and '--gres' not in srun_args and '--launcher=slurm' in srun_args
+    with open(toy_dir / 'test_slurm' / 'preds.pkl', 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 16
+
+
+# --------------------------------------------------------------------------- argument handling
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f'fdclip_tools_{name}', osp.join(TOOLS, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train_args(**kwargs) -> Namespace:
+    args = dict(config='configs/x/my_config.py', work_dir=None, resume=None, amp=False, no_validate=False,
+                auto_scale_lr=False, cfg_options=None, launcher='none')
+    args.update(kwargs)
+    return Namespace(**args)
+
+
+def toy_cfg(toy_dir) -> Config:
+    return Config.fromfile(toy_dir / 'toy.py')
+
+
+def test_train_merge_args(toy_dir):
+    tool = load_tool('train')
+    cfg = tool.merge_args(toy_cfg(toy_dir), train_args())
+    assert cfg.work_dir == osp.join('./work_dirs', 'my_config') and cfg.launcher == 'none'
+    assert 'resume' not in cfg or not cfg.resume
+
+    cfg = tool.merge_args(toy_cfg(toy_dir), train_args(resume='auto', work_dir='w', launcher='pytorch'))
+    assert cfg.resume is True and cfg.load_from is None and cfg.work_dir == 'w'
+    cfg = tool.merge_args(toy_cfg(toy_dir), train_args(resume='a/iter_4.pth'))
+    assert cfg.resume is True and cfg.load_from == 'a/iter_4.pth'
+
+    cfg = tool.merge_args(toy_cfg(toy_dir), train_args(auto_scale_lr=True, no_validate=True,
+                                                       cfg_options={'train_cfg.max_iters': 3}))
+    assert cfg.auto_scale_lr.enable is True and cfg.val_cfg is None and cfg.train_cfg.max_iters == 3
+    no_scale = toy_cfg(toy_dir)
+    no_scale.auto_scale_lr = None
+    with pytest.raises(RuntimeError, match='auto_scale_lr'):
+        tool.merge_args(no_scale, train_args(auto_scale_lr=True))
+
+
+def test_train_amp_args(toy_dir):
+    tool = load_tool('train')
+    cfg = tool.merge_args(toy_cfg(toy_dir), train_args(amp=True))
+    if is_cpu_only():
+        assert cfg.optim_wrapper.type == 'fdclip_mm.CPUAmpOptimWrapper'
+        assert cfg.optim_wrapper.dtype == 'bfloat16'
+    else:  # float16 with dynamic loss scaling, as in mmpretrain / mmdet
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
+        assert 'dtype' not in cfg.optim_wrapper
+    # an AmpOptimWrapper written in the config itself is adapted too
+    cfg = tool.merge_args(toy_cfg(toy_dir), train_args(cfg_options={
+        'optim_wrapper.type': 'AmpOptimWrapper', 'optim_wrapper.dtype': 'float16'}))
+    expected = 'fdclip_mm.CPUAmpOptimWrapper' if is_cpu_only() else 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.type == expected
+
+
+def test_test_merge_args(toy_dir):
+    tool = load_tool('test')
+    args = Namespace(config='toy.py', checkpoint='c.pth', work_dir=None, out=None, amp=True, cfg_options=None,
+                     launcher='none')
+    cfg = tool.merge_args(toy_cfg(toy_dir), args)
+    assert cfg.load_from == 'c.pth' and cfg.resume is False and cfg.test_cfg.fp16 is True
+    assert cfg.work_dir == osp.join('./work_dirs', 'toy')
