@@ -1,7 +1,7 @@
 # The two commands of the README. Both create .venv and install the pinned stack when needed.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_CONFIG := configs/demo/fd_dinov2-vits14_vit-t14-4l_demo.py
+DEMO_CONFIG := configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py
 DEMO_WORK_DIR := work_dirs/demo
 
 .PHONY: setup demo test
@@ -13,7 +13,7 @@ setup:
 demo: setup
 	$(PY) scripts/fetch_demo_data.py
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
-	$(PY) tools/model_converters/fd_to_backbone.py $(DEMO_WORK_DIR)/epoch_12.pth $(DEMO_WORK_DIR)/student_backbone.pth
+	$(PY) tools/model_converters/fd_to_backbone.py $(DEMO_WORK_DIR) $(DEMO_WORK_DIR)/student_backbone.pth
 
 ## test: the whole test suite on CPU
 test: setup

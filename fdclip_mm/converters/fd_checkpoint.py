@@ -8,6 +8,17 @@ import torch
 STUDENT_PREFIX = 'student.'
 
 
+def resolve_checkpoint(path: str) -> str:
+    """``path`` itself, or for a work dir the checkpoint its ``last_checkpoint`` file names."""
+    if not osp.isdir(path):
+        return path
+    pointer = osp.join(path, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        raise FileNotFoundError(f'{path} is a folder without a last_checkpoint file; pass a .pth file')
+    with open(pointer) as f:
+        return f.read().strip()
+
+
 def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The ``state_dict`` of a checkpoint file, read with ``weights_only=True``.
 
@@ -36,8 +47,10 @@ def extract_student(state_dict: Dict[str, torch.Tensor], source: str = '<state d
 def convert_fd_checkpoint(src: str, dst: str) -> Dict[str, torch.Tensor]:
     """Writes the student backbone of distillation checkpoint ``src`` to ``dst`` (``{'state_dict': ...}``).
 
-    The file is written next to ``dst`` first and renamed, so an interrupted run leaves no partial file.
+    ``src`` may also be a work dir (its last checkpoint is used). The file is written next to ``dst`` first
+    and renamed, so an interrupted run leaves no partial file.
     """
+    src = resolve_checkpoint(src)
     student = extract_student(read_state_dict(src), src)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     tmp = dst + '.tmp'

@@ -1,12 +1,15 @@
-"""Engine-side support: resuming Runner checkpoints under ``weights_only=True``, CPU distributed / AMP."""
+"""Engine-side support: safe resume, CPU distributed training and AMP, optimizer construction."""
 from .checkpoint_globals import checkpoint_safe_globals, register_checkpoint_globals
-from .distributed import (CPUAmpOptimWrapper, cpu_model_wrapper_cfg, destroy_cpu_process_group,
-                          init_cpu_process_group, is_cpu_only, prepare_cpu_distributed)
+from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
+from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init_cpu_process_group, is_cpu_only,
+                          prepare_cpu_distributed)
+from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 
 # Importing fdclip_mm (e.g. through a config's ``custom_imports``) is what makes resuming work.
 register_checkpoint_globals()
 
 __all__ = [
     'checkpoint_safe_globals', 'register_checkpoint_globals', 'CPUAmpOptimWrapper', 'cpu_model_wrapper_cfg',
-    'destroy_cpu_process_group', 'init_cpu_process_group', 'is_cpu_only', 'prepare_cpu_distributed'
+    'destroy_cpu_process_group', 'init_cpu_process_group', 'is_cpu_only', 'prepare_cpu_distributed',
+    'TrainableOptimWrapperConstructor'
 ]

@@ -8,11 +8,8 @@ mmengine 0.10.7 assumes a GPU (or NPU/MLU/MUSA) in two places that matter to us:
   :func:`prepare_cpu_distributed` initialises a ``gloo`` process group from the launcher's environment
   before the Runner is built (``Runner.setup_env`` skips ``init_dist`` when a group already exists) and
   sets ``model_wrapper_cfg`` so that DDP is built with ``device_ids=None``.
-- ``AmpOptimWrapper`` asserts that an accelerator is available, although mmengine's ``autocast``
-  supports CPU (bfloat16 only). :class:`CPUAmpOptimWrapper` is the same wrapper without that assertion,
-  autocasting to bfloat16, which needs no loss scaling.
-
-On a machine with an accelerator both do nothing / are not used: mmengine handles it.
+On a machine with an accelerator this does nothing: mmengine handles it.
+(AMP on CPU: :mod:`fdclip_mm.engine.cpu_amp_optim_wrapper`.)
 """
 import datetime
 import os
@@ -24,11 +21,8 @@ import torch.distributed as torch_dist
 from mmengine.config import Config, ConfigDict
 from mmengine.device import get_device
 from mmengine.logging import print_log
-from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
-
-from fdclip_mm.registry import OPTIM_WRAPPERS
 
 DEFAULT_MASTER_PORT = '29500'
 CPU_BACKENDS = ('gloo', 'mpi')
@@ -193,32 +187,3 @@ def prepare_cpu_distributed(cfg: Union[Config, ConfigDict], launcher: str) -> bo
         init_cpu_process_group(launcher, env_cfg.get('dist_cfg'))
     cfg.model_wrapper_cfg = cpu_model_wrapper_cfg(cfg)
     return True
-
-
-@OPTIM_WRAPPERS.register_module()
-class CPUAmpOptimWrapper(AmpOptimWrapper):
-    """``AmpOptimWrapper`` that also runs on CPU, autocasting to bfloat16.
-
-    mmengine's ``AmpOptimWrapper`` asserts that a GPU/NPU/MLU/MUSA is available. CPU autocast (through
-    ``mmengine.runner.amp.autocast``) supports bfloat16 only; bfloat16 has float32's exponent range, so
-    no loss scaling is done (a disabled ``torch.amp.GradScaler`` keeps the parent's code paths and its
-    ``state_dict`` layout).
-
-    Args:
-        loss_scale: Accepted for config compatibility with ``AmpOptimWrapper`` and ignored.
-        dtype: Autocast dtype; must be bfloat16. Defaults to ``'bfloat16'``.
-        **kwargs: Passed to :class:`mmengine.optim.OptimWrapper`.
-    """
-
-    def __init__(self,
-                 loss_scale: Union[str, float, dict] = 'dynamic',
-                 dtype: Union[str, torch.dtype] = 'bfloat16',
-                 **kwargs) -> None:
-        OptimWrapper.__init__(self, **kwargs)  # skips AmpOptimWrapper's accelerator assertion
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
-        if dtype is not torch.bfloat16:
-            raise ValueError(f'CPU autocast supports torch.bfloat16 only, got {dtype}')
-        self._scale_update_param = None
-        self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
-        self.cast_dtype = dtype

@@ -7,6 +7,7 @@ embeddings are resized, when the downstream backbone loads it.
 
 Example:
     python tools/model_converters/fd_to_backbone.py work_dirs/fd/epoch_300.pth fd_vit-b16_backbone.pth
+    python tools/model_converters/fd_to_backbone.py work_dirs/fd fd_vit-b16_backbone.pth   # last checkpoint
 """
 import argparse
 import os.path as osp
@@ -19,7 +20,7 @@ from fdclip_mm.converters import convert_fd_checkpoint  # noqa: E402
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='checkpoint written by a FeatureDistiller run')
+    parser.add_argument('src', help='checkpoint written by a FeatureDistiller run, or its work dir (last checkpoint)')
     parser.add_argument('dst', help='where to write the student backbone checkpoint')
     return parser.parse_args()
 

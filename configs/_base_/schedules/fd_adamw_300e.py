@@ -8,6 +8,7 @@ max_epochs = 300
 
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='fdclip_mm.TrainableOptimWrapperConstructor',  # the frozen teacher stays out of the optimizer
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=3.0),
     paramwise_cfg=dict(

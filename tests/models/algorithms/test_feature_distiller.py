@@ -102,3 +102,18 @@ def test_ablation_switches(tiny_clip_checkpoint):
 def test_token_grid_mismatch_is_a_build_error(tiny_clip_checkpoint):
     with pytest.raises(ValueError, match='token grids differ'):
         build(tiny_clip_checkpoint, student=dict(patch_size=16))
+
+
+def test_optimizer_holds_student_and_projector_only(tiny_clip_checkpoint):
+    model = build(tiny_clip_checkpoint)
+    optim = build_optim_wrapper(model, dict(
+        constructor='fdclip_mm.TrainableOptimWrapperConstructor',
+        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+        paramwise_cfg=dict(norm_decay_mult=0.0, custom_keys={'relative_position_bias_table': dict(decay_mult=0.)})))
+    in_optimizer = {id(p) for group in optim.optimizer.param_groups for p in group['params']}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert in_optimizer == trainable
+    assert not any(id(p) in in_optimizer for p in model.teacher.parameters())
+    table = model.student.rel_pos_bias.relative_position_bias_table
+    group = [g for g in optim.optimizer.param_groups if any(p is table for p in g['params'])][0]
+    assert group['weight_decay'] == 0.0

