@@ -33,3 +33,24 @@ def test_fd_config_trains_on_two_cpu_processes(tmp_path):
     assert ckpt['meta']['iter'] == 4
     for key, value in ckpt['state_dict'].items():
         assert torch.equal(value, rank0[key]), key
+
+
+def test_fd_config_resumes_from_its_checkpoint(tmp_path):
+    cfg = shrink(Config.fromfile(FD_CONFIG), tmp_path)
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
+    cfg.dump(str(tmp_path / 'one_epoch.py'))
+    cfg.train_cfg.max_epochs = 2
+    cfg.dump(str(tmp_path / 'two_epochs.py'))
+
+    train = [sys.executable, osp.join(TOOLS, 'train.py')]
+    run(train + ['one_epoch.py', '--work-dir', 'work'], tmp_path)
+    first = torch.load(tmp_path / 'work' / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    proc = run(train + ['two_epochs.py', '--work-dir', 'work', '--resume'], tmp_path)
+    assert 'resumed epoch: 1, iter: 2' in proc.stdout + proc.stderr
+    second = torch.load(tmp_path / 'work' / 'epoch_2.pth', map_location='cpu', weights_only=True)
+    assert second['meta']['epoch'] == 2 and second['meta']['iter'] == 4
+    assert not any(k.startswith('teacher.') for k in second['state_dict'])
+    # AdamW continued from the saved state: 2 + 2 steps on the student's parameters
+    steps = {float(s['step']) for s in second['optimizer']['state'].values()}
+    assert steps == {4.0}
+    assert {float(s['step']) for s in first['optimizer']['state'].values()} == {2.0}
