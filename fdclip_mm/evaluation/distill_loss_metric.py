@@ -9,7 +9,12 @@ from fdclip_mm.registry import METRICS
 
 @METRICS.register_module()
 class DistillLossMetric(BaseMetric):
-    """Averages the per-image ``distill_loss`` that :class:`FeatureDistiller` writes in ``predict`` mode."""
+    """Averages the per-image ``distill_loss`` that :class:`FeatureDistiller` writes in ``predict`` mode.
+
+    Reported as ``distill/feature_error``, deliberately without "loss" in its name: mmengine's LogProcessor
+    averages every scalar whose name contains "loss" over its window, which would mix the results of
+    several validation epochs into the logged value.
+    """
 
     default_prefix = 'distill'
 
@@ -21,4 +26,4 @@ class DistillLossMetric(BaseMetric):
             self.results.append(float(torch.as_tensor(value)))
 
     def compute_metrics(self, results: List[float]) -> dict:
-        return dict(loss=sum(results) / max(len(results), 1))
+        return dict(feature_error=sum(results) / max(len(results), 1))
