@@ -84,6 +84,15 @@ def dinov2_state_dict(hidden: int = 32, layers: int = 2, patch: int = 14, image:
     return sd
 
 
+def timm_vit_state_dict(width: int = 32, depth: int = 2, patch: int = 8, image: int = 32, seed: int = 0) -> dict:
+    """Random weights of a timm ``VisionTransformer`` (the layout MAE, DINO and DeiT publish)."""
+    from timm.models.vision_transformer import VisionTransformer
+    torch.manual_seed(seed)
+    model = VisionTransformer(img_size=image, patch_size=patch, embed_dim=width, depth=depth, num_heads=2,
+                              num_classes=0)
+    return model.state_dict()
+
+
 @pytest.fixture
 def tiny_clip_checkpoint(tmp_path):
     """A CLIP ViT (width 32, 2 layers, patch 8, 32 px) saved as a plain state dict; returns its path."""

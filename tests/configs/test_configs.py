@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..conftest import clip_visual_state_dict, dinov2_state_dict, write_image_folder
+from ..conftest import clip_visual_state_dict, dinov2_state_dict, timm_vit_state_dict, write_image_folder
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ALL_CONFIGS = sorted(
@@ -35,6 +35,9 @@ def tiny_teacher_checkpoint(teacher_cfg, patch: int, image: int, path: str) -> N
         teacher_cfg.num_heads = 2
     elif teacher_cfg.type == 'DINOv2Teacher':
         torch.save(dinov2_state_dict(hidden=32, layers=2, patch=patch, image=image), path)
+        teacher_cfg.num_heads = 2
+    elif teacher_cfg.type in ('MAETeacher', 'DINOTeacher', 'DeiTTeacher', 'TimmViTTeacher'):
+        torch.save({'model': timm_vit_state_dict(width=32, depth=2, patch=patch, image=image)}, path)
         teacher_cfg.num_heads = 2
     else:
         raise NotImplementedError(f'no tiny checkpoint for teacher type {teacher_cfg.type}')
@@ -118,3 +121,15 @@ def test_fd_configs_encode_table_4():
     assert (large.model.student.arch, large.model.student.patch_size, large.model.student.drop_path_rate) == \
         ('large', 14, 0.3)
     assert large.model.teacher.checkpoint.endswith('ViT-L-14.pt')
+
+
+def test_variant_configs_of_the_supplement():
+    for epochs in (100, 200, 400):
+        cfg = load(f'fd_clip-vit-b16_vit-b16-mask75-dp0.1_16xb128-{epochs}e_in1k.py')
+        assert cfg.model.mask_ratio == 0.75 and cfg.train_cfg.max_epochs == epochs
+        assert cfg.param_scheduler[1].end == epochs
+    for pos_embed in ('ape', 'rpb'):
+        assert load(f'fd_clip-vit-b16_vit-b16-{pos_embed}-dp0.2_16xb128-300e_in1k.py').model.student.pos_embed == pos_embed
+    for family, teacher_type in (('mae', 'MAETeacher'), ('dino', 'DINOTeacher'), ('deit', 'DeiTTeacher')):
+        teacher = load(f'fd_{family}-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py').model.teacher
+        assert teacher.type == teacher_type and 'quick_gelu' not in teacher

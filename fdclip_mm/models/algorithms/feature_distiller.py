@@ -23,6 +23,10 @@ class FeatureDistiller(BaseModel):
     (a 1x1 conv) to the teacher's width; the loss (SmoothL1, beta 2 by default) is averaged over all
     tokens and channels. Stochastic depth lives in the student config only (asymmetric regularisation).
 
+    Masked input (appendix C): with ``mask_ratio > 0`` the student encodes only a random subset of the patch
+    tokens during training (MAE-style dropping, no mask token, class token kept, positions kept), the teacher
+    sees the whole image, and the loss is taken on the kept tokens. Validation uses the full input.
+
     The teacher is excluded from ``state_dict()`` (and so from every checkpoint the Runner writes) and
     ignored when loading: checkpoints hold the student and the projector only.
 
@@ -31,6 +35,7 @@ class FeatureDistiller(BaseModel):
         teacher: Teacher config (a :class:`BaseTeacher`).
         loss: Loss config. Defaults to SmoothL1 with beta 2.
         target_norm: ``'ln'`` (whitening, the paper) or None (raw teacher tokens, for ablations).
+        mask_ratio: Fraction of patch tokens the student does not see in training (0.75 = 25% input).
         data_preprocessor: Defaults to :class:`DistillDataPreprocessor` with the teacher's statistics.
         init_cfg: mmengine init config.
     """
@@ -40,10 +45,13 @@ class FeatureDistiller(BaseModel):
                  teacher: dict,
                  loss: dict = dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),
                  target_norm: Optional[str] = 'ln',
+                 mask_ratio: float = 0.,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         if target_norm not in TARGET_NORMS:
             raise ValueError(f'target_norm must be one of {TARGET_NORMS}, got {target_norm!r}')
+        if not 0. <= mask_ratio < 1.:
+            raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}')
         teacher_module = build_model(teacher)
         if not isinstance(teacher_module, BaseTeacher):
             raise TypeError(f'teacher must build a BaseTeacher, got {type(teacher_module).__name__}')
@@ -60,6 +68,7 @@ class FeatureDistiller(BaseModel):
         self.target_norm = nn.LayerNorm(self.teacher.embed_dims, elementwise_affine=False) \
             if target_norm == 'ln' else nn.Identity()
         self.loss_module = build_model(loss)
+        self.mask_ratio = mask_ratio
         self._register_state_dict_hook(_drop_teacher_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_teacher_keys)
 
@@ -79,9 +88,17 @@ class FeatureDistiller(BaseModel):
         with torch.no_grad():
             return self.target_norm(self.teacher(teacher_inputs))
 
-    def predict_tokens(self, student_inputs: torch.Tensor) -> torch.Tensor:
-        """Student tokens projected to the teacher's width (B, 1+N, C_t)."""
-        return self.projector(self.student.forward_features(student_inputs))
+    def predict_tokens(self, student_inputs: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Student tokens projected to the teacher's width: (B, 1+N, C_t), or (B, 1+K, C_t) for kept ids."""
+        return self.projector(self.student.forward_features(student_inputs, ids_keep))
+
+    def sample_kept_patches(self, images: torch.Tensor) -> torch.Tensor:
+        """Random (B, K) patch indices, in raster order, that the student keeps under ``mask_ratio``."""
+        patch = self.student.patch_size
+        num_patches = (images.shape[-2] // patch) * (images.shape[-1] // patch)
+        keep = max(1, int(round(num_patches * (1 - self.mask_ratio))))
+        noise = torch.rand(images.shape[0], num_patches, device=images.device)
+        return noise.argsort(dim=1)[:, :keep].sort(dim=1).values
 
     def forward(self,
                 inputs: Dict[str, torch.Tensor],
@@ -99,7 +116,12 @@ class FeatureDistiller(BaseModel):
 
     def loss(self, inputs: Dict[str, torch.Tensor], data_samples=None) -> Dict[str, torch.Tensor]:
         target = self.extract_target(inputs['teacher'])
-        return dict(loss=self.loss_module(self.predict_tokens(inputs['student']), target))
+        if self.mask_ratio == 0:
+            return dict(loss=self.loss_module(self.predict_tokens(inputs['student']), target))
+        ids_keep = self.sample_kept_patches(inputs['student'])
+        kept = torch.cat([torch.zeros_like(ids_keep[:, :1]), ids_keep + 1], dim=1)
+        target = target.gather(1, kept[..., None].expand(-1, -1, target.shape[-1]))
+        return dict(loss=self.loss_module(self.predict_tokens(inputs['student'], ids_keep), target))
 
     def predict(self, inputs: Dict[str, torch.Tensor], data_samples=None) -> List[BaseDataElement]:
         target = self.extract_target(inputs['teacher'])

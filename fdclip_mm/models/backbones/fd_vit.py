@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from fdclip_mm.registry import MODELS
-from .rel_pos_bias import RelativePositionBias, infer_grid, resize_rel_pos_bias_table
+from .rel_pos_bias import RelativePositionBias, infer_grid, resize_rel_pos_bias_table, select_token_bias
 from .vit_block import ViTBlock
 
 POS_EMBEDS = ('ape', 'rpb', 'shared_rpb')
@@ -185,17 +185,30 @@ class FDViT(BaseModule):
             x = x + resize_pos_embed(self.pos_embed, self.patch_resolution, grid, mode='bicubic', num_extra_tokens=1)
         return self.drop_after_pos(x), tuple(grid)
 
-    def _run_layer(self, layer: ViTBlock, x: torch.Tensor, bias, grid) -> torch.Tensor:
+    def _run_layer(self, layer: ViTBlock, x: torch.Tensor, bias, grid, token_ids=None) -> torch.Tensor:
         if self.with_cp and self.training and x.requires_grad:
-            return checkpoint(layer, x, bias, grid, use_reentrant=False)
-        return layer(x, bias, grid)
+            return checkpoint(layer, x, bias, grid, False, token_ids, use_reentrant=False)
+        return layer(x, bias, grid, token_ids=token_ids)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """All tokens of the last block after the final norm, class token first: (B, 1+N, C)."""
+    def forward_features(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """All tokens of the last block after the final norm, class token first: (B, 1+N, C).
+
+        Args:
+            x: Images (B, 3, H, W).
+            ids_keep: Optional (B, K) indices of the patches to encode (MAE-style token dropping, no mask
+                token): only the class token and these K patches go through the blocks, each keeping its
+                absolute position embedding and its relative position bias. Returns (B, 1+K, C).
+        """
         x, grid = self.embed(x)
+        token_ids = None
+        if ids_keep is not None:
+            token_ids = torch.cat([ids_keep.new_zeros(ids_keep.shape[0], 1), ids_keep + 1], dim=1)
+            x = x.gather(1, token_ids[..., None].expand(-1, -1, x.shape[-1]))
         bias = self.rel_pos_bias(grid) if self.rel_pos_bias is not None else None
+        if bias is not None and token_ids is not None:
+            bias = select_token_bias(bias, token_ids)
         for layer in self.layers:
-            x = self._run_layer(layer, x, bias, grid)
+            x = self._run_layer(layer, x, bias, grid, token_ids)
         return self.ln1(x) if self.final_norm else x
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

@@ -64,6 +64,20 @@ def infer_grid(table_rows: int) -> Grid:
     return side, side
 
 
+def select_token_bias(bias: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+    """Rows and columns of a (1, heads, T, T) bias for the tokens each sample keeps: (B, heads, K, K).
+
+    Args:
+        bias: Bias over all tokens, class token first.
+        token_ids: (B, K) indices of the kept tokens among the T (class token included).
+    """
+    batch, kept = token_ids.shape
+    heads, total = bias.shape[1], bias.shape[-1]
+    bias = bias.expand(batch, -1, -1, -1)
+    rows = bias.gather(2, token_ids[:, None, :, None].expand(batch, heads, kept, total))
+    return rows.gather(3, token_ids[:, None, None, :].expand(batch, heads, kept, kept))
+
+
 class RelativePositionBias(nn.Module):
     """One RPB table for a fixed patch grid; ``forward`` gives the additive attention bias.
 

@@ -8,7 +8,7 @@ from mmcv.cnn.bricks.transformer import FFN
 from torch import nn
 
 from .attention import Attention
-from .rel_pos_bias import Grid, RelativePositionBias
+from .rel_pos_bias import Grid, RelativePositionBias, select_token_bias
 
 
 class ViTBlock(nn.Module):
@@ -63,10 +63,14 @@ class ViTBlock(nn.Module):
                 x: torch.Tensor,
                 bias: Optional[torch.Tensor] = None,
                 grid: Optional[Grid] = None,
-                return_attn: bool = False):
-        """``bias`` is a shared RPB; ``grid`` the patch grid for this block's own RPB (if it has one)."""
+                return_attn: bool = False,
+                token_ids: Optional[torch.Tensor] = None):
+        """``bias`` is a shared RPB (already restricted to the kept tokens); ``grid`` the patch grid for this
+        block's own RPB (if it has one); ``token_ids`` (B, K) the kept tokens when the input is masked."""
         if self.attn.rel_pos_bias is not None:
             bias = self.attn.rel_pos_bias(grid)
+            if token_ids is not None:
+                bias = select_token_bias(bias, token_ids)
         attn = None
         y = self.attn(self.ln1(x), bias, return_attn=return_attn)
         if return_attn:

@@ -120,3 +120,22 @@ def test_optimizer_holds_student_and_projector_only(tiny_clip_checkpoint):
     table = model.student.rel_pos_bias.relative_position_bias_table
     group = [g for g in optim.optimizer.param_groups if any(p is table for p in g['params'])][0]
     assert group['weight_decay'] == 0.0
+
+
+def test_masked_input_loss_is_taken_on_kept_tokens(tiny_clip_checkpoint):
+    model = build(tiny_clip_checkpoint, mask_ratio=0.75).eval()
+    inputs = model.data_preprocessor(batch())['inputs']
+    torch.manual_seed(3)
+    ids_keep = model.sample_kept_patches(inputs['student'])
+    assert ids_keep.shape == (4, 4) and torch.equal(ids_keep, ids_keep.sort(1).values)
+    with torch.no_grad():
+        target = F.layer_norm(model.teacher.forward_tokens(inputs['teacher']), (32, ))
+        kept = torch.cat([torch.zeros(4, 1, dtype=torch.long), ids_keep + 1], 1)
+        pred = model.projector(model.student.forward_features(inputs['student'], ids_keep))
+        expected = F.smooth_l1_loss(pred, torch.stack([target[b, kept[b]] for b in range(4)]), beta=2.0)
+        torch.manual_seed(3)
+        loss = model(inputs, mode='loss')['loss']
+    assert pred.shape == (4, 5, 32)
+    torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match='mask_ratio'):
+        build(tiny_clip_checkpoint, mask_ratio=1.0)
