@@ -1,7 +1,8 @@
 """CLIP's image tower (OpenAI layout) as a frozen distillation teacher."""
 import math
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Tuple, Union
+from contextlib import nullcontext
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -42,13 +43,17 @@ class CLIPAttention(nn.Module):
         self.out_proj = nn.Linear(embed_dims, embed_dims)
         nn.init.xavier_uniform_(self.in_proj_weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attends ``x`` (B, N, C) to itself."""
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        """Attends ``x`` (B, N, C) to itself; ``return_attn`` takes the explicit path and also returns the
+        probabilities (B, heads, N, N)."""
         B, N, C = x.shape
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = qkv.view(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.out_proj(out.transpose(1, 2).reshape(B, N, C))
+        if not return_attn:
+            out = F.scaled_dot_product_attention(q, k, v)
+            return self.out_proj(out.transpose(1, 2).reshape(B, N, C))
+        attn = ((q * q.shape[-1]**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return self.out_proj((attn @ v).transpose(1, 2).reshape(B, N, C)), attn
 
 
 class CLIPResidualBlock(nn.Module):
@@ -70,9 +75,14 @@ class CLIPResidualBlock(nn.Module):
             OrderedDict([('c_fc', nn.Linear(embed_dims, mlp_dims)), ('gelu', act_layer()),
                          ('c_proj', nn.Linear(mlp_dims, embed_dims))]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        """The block's output; with ``return_attn`` also its attention probabilities (explicit path)."""
+        if not return_attn:
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+        y, attn = self.attn(self.ln_1(x), return_attn=True)
+        x = x + y
+        return x + self.mlp(self.ln_2(x)), attn
 
 
 class CLIPTransformer(nn.Module):
@@ -209,14 +219,29 @@ class CLIPTeacher(BaseTeacher):
                              'set its img_size to the crop size')
         return grid
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, 1+N, width) of the last block after ``ln_post``, class token first."""
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens + class token + position embedding, after ``ln_pre``: (B, 1+N, width)."""
         self.patch_grid(x.shape[-2:])
         x = self.conv1(x).flatten(2).transpose(1, 2)
         cls_token = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls_token, x], dim=1) + self.positional_embedding.to(x.dtype)
-        x = self.transformer(self.ln_pre(x))
-        return self.ln_post(x)
+        return self.ln_pre(x)
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, 1+N, width) of the last block after ``ln_post``, class token first."""
+        return self.ln_post(self.transformer(self._embed(x)))
+
+    @torch.no_grad()
+    def forward_attention(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Per-layer attention probabilities (B, heads, 1+N, 1+N) in float32, class token first, via the
+        explicit path, for ``x`` normalised with this teacher's statistics."""
+        with nullcontext() if self.compute_dtype is None else torch.autocast(x.device.type, enabled=False):
+            x = self._embed(x if self.compute_dtype is None else x.to(self.compute_dtype))
+            maps = []
+            for block in self.transformer.resblocks:
+                x, attn = block(x, return_attn=True)
+                maps.append(attn.float())
+        return maps
 
     def extra_repr(self) -> str:
         return (f'checkpoint={self.checkpoint!r}, img_size={self.img_size}, '

@@ -1,6 +1,7 @@
 """Frozen DINOv2 teacher built from Hugging Face ``Dinov2Model`` weights (``.pth`` state dict or ONNX)."""
 import os
-from typing import Dict, Optional, Sequence, Tuple, Union
+from contextlib import nullcontext
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -57,10 +58,14 @@ class _SelfAttention(nn.Module):
         batch, tokens, _ = x.shape
         return x.view(batch, tokens, self.num_heads, -1).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(
-            self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x)))
-        return out.transpose(1, 2).flatten(2)
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        """Attended tokens (B, N, C); ``return_attn`` takes the explicit path and also returns the
+        probabilities (B, heads, N, N)."""
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        if not return_attn:
+            return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
+        attn = ((q * q.shape[-1]**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return (attn @ v).transpose(1, 2).flatten(2), attn
 
 
 class _AttentionOutput(nn.Module):
@@ -80,8 +85,11 @@ class _Attention(nn.Module):
         self.attention = _SelfAttention(embed_dims, num_heads)
         self.output = _AttentionOutput(embed_dims)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(self.attention(x))
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        if not return_attn:
+            return self.output(self.attention(x))
+        out, attn = self.attention(x, return_attn=True)
+        return self.output(out), attn
 
 
 class _LayerScale(nn.Module):
@@ -117,9 +125,14 @@ class _Layer(nn.Module):
         self.mlp = _Mlp(arch.embed_dims, arch.mlp_dims)
         self.layer_scale2 = _LayerScale(arch.embed_dims)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.layer_scale1(self.attention(self.norm1(x)))
-        return x + self.layer_scale2(self.mlp(self.norm2(x)))
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        """The block's output; with ``return_attn`` also its attention probabilities (explicit path)."""
+        if not return_attn:
+            x = x + self.layer_scale1(self.attention(self.norm1(x)))
+            return x + self.layer_scale2(self.mlp(self.norm2(x)))
+        y, attn = self.attention(self.norm1(x), return_attn=True)
+        x = x + self.layer_scale1(y)
+        return x + self.layer_scale2(self.mlp(self.norm2(x))), attn
 
 
 class _Encoder(nn.Module):
@@ -182,11 +195,27 @@ class DINOv2Teacher(BaseTeacher):
         """(h // patch, w // patch): like the patch convolution, a remainder is cut off."""
         return img_size[0] // self.patch_size, img_size[1] // self.patch_size
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_size(self, x: torch.Tensor) -> None:
         if tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(f'DINOv2Teacher was built for {self.img_size} inputs (its position embeddings '
                              f'were resized once to that grid); got an input of {tuple(x.shape[-2:])}')
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_size(x)
         return self.layernorm(self.encoder(self.embeddings(x)))
+
+    @torch.no_grad()
+    def forward_attention(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Per-layer attention probabilities (B, heads, 1+N, 1+N) in float32, class token first, via the
+        explicit path, for ``x`` normalised with this teacher's statistics."""
+        self._check_size(x)
+        with nullcontext() if self.compute_dtype is None else torch.autocast(x.device.type, enabled=False):
+            x = self.embeddings(x if self.compute_dtype is None else x.to(self.compute_dtype))
+            maps = []
+            for layer in self.encoder.layer:
+                x, attn = layer(x, return_attn=True)
+                maps.append(attn.float())
+        return maps
 
 
 def load_dinov2_checkpoint(path: str) -> Dict[str, torch.Tensor]:
