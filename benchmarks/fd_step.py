@@ -1,4 +1,9 @@
-"""Times distillation training steps side by side, in one process: full input, masked input, student only.
+"""Times distillation training steps side by side, in one process: ours (full input, masked input), the same
+math assembled from stock mmpretrain parts, and our student alone.
+
+The stock reference is what a user would assemble without this package: mmpretrain's ``BEiTPretrainViT``
+student (shared RPB, layer scale 0.1) and a CLIP-form mmpretrain ``VisionTransformer`` teacher (pre-norm,
+QuickGELU) under ``no_grad``, a LayerNorm target, a Linear projector and SmoothL1 with beta 2.
 
 Each step is a full optimizer step (teacher forward, student forward/backward, AdamW, grad clipping) on
 random images, built from our real modules with a random CLIP-architecture teacher. The ratios are what to
@@ -18,6 +23,9 @@ import time
 from typing import Callable, Dict, List
 
 import torch
+import torch.nn.functional as F
+from mmpretrain.models import BEiTPretrainViT, VisionTransformer
+from torch import nn
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -75,6 +83,29 @@ def make_step(module: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], amp:
     return step
 
 
+def stock_mmpretrain_loss(arch: str, img_size: int, patch: int, teacher_dims: int) -> Callable:
+    """The FD loss built from stock mmpretrain modules; returns (module to optimise, loss function of inputs)."""
+    arch = dict(FDViT.arch_zoo[arch])
+    student = BEiTPretrainViT(arch=arch, img_size=img_size, patch_size=patch, drop_path_rate=0.2, out_type='raw',
+                              final_norm=True, use_abs_pos_emb=False, use_rel_pos_bias=False,
+                              use_shared_rel_pos_bias=True, layer_scale_init_value=0.1,
+                              norm_cfg=dict(type='LN', eps=1e-6))
+    teacher = VisionTransformer(arch=arch, img_size=img_size, patch_size=patch, pre_norm=True, out_type='raw',
+                                final_norm=True, norm_cfg=dict(type='LN', eps=1e-5),
+                                layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')))
+    teacher.requires_grad_(False)
+    teacher.eval()  # mmpretrain's backbones return None from train()/eval()
+    module = nn.ModuleDict(dict(student=student, projector=nn.Linear(student.embed_dims, teacher_dims)))
+
+    def loss(inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            target = F.layer_norm(teacher(inputs['teacher'])[-1], (teacher_dims, ))
+        pred = module['projector'](student(inputs['student'], None)[-1])
+        return F.smooth_l1_loss(pred.float(), target.float(), beta=2.0)
+
+    return module, loss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--arch', default='base', choices=sorted(WIDTHS))
@@ -84,7 +115,7 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--amp', default='bf16', choices=['bf16', 'none'])
     parser.add_argument('--mask-ratio', type=float, default=0.75)
-    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--out', default='work_dirs/benchmarks/fd_step.json')
     args = parser.parse_args()
@@ -103,7 +134,9 @@ def main() -> None:
 
     images = torch.randint(0, 256, (args.batch, 3, args.img_size, args.img_size), dtype=torch.uint8)
     inputs = full.data_preprocessor(dict(inputs=images))['inputs']
+    stock, stock_loss = stock_mmpretrain_loss(args.arch, args.img_size, args.patch, width)
     cases = {
+        'stock_mmpretrain': make_step(stock, lambda: stock_loss(inputs), args.amp),
         'fd_full': make_step(full, lambda: full(inputs, mode='loss')['loss'], args.amp),
         f'fd_masked_{1 - args.mask_ratio:.0%}': make_step(masked, lambda: masked(inputs, mode='loss')['loss'], args.amp),
         'student_only': make_step(alone, lambda: alone.forward_features(inputs['student']).float().square().mean(),
