@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 DEMO_CONFIG := configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py
 DEMO_WORK_DIR := work_dirs/demo
 
-.PHONY: setup demo test
+.PHONY: setup demo test finetune-digits
 
 setup:
 	bash scripts/setup_env.sh
@@ -18,3 +18,11 @@ demo: setup
 ## test: the whole test suite on CPU
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider
+
+## finetune-digits: fetch scikit-learn's digits as an image folder and fine-tune a tiny FDViT classifier on CPU
+DIGITS_CONFIG := configs/demo/finetune_fdvit-t8-4l_digits.py
+DIGITS_WORK_DIR := work_dirs/finetune_digits
+finetune-digits: setup
+	$(PY) scripts/fetch_digits.py
+	OMP_NUM_THREADS=1 $(PY) tools/train.py $(DIGITS_CONFIG) --work-dir $(DIGITS_WORK_DIR)
+	OMP_NUM_THREADS=1 $(PY) tools/test.py $(DIGITS_CONFIG) $$(cat $(DIGITS_WORK_DIR)/last_checkpoint) --work-dir $(DIGITS_WORK_DIR)

@@ -1,15 +1,19 @@
 """Engine-side support: safe resume, CPU distributed training and AMP, optimizer construction."""
+from .attention_distance_hook import AttentionDistanceHook
+from .best_metrics_hook import BestMetricsHook
 from .checkpoint_globals import checkpoint_safe_globals, register_checkpoint_globals
 from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init_cpu_process_group, is_cpu_only,
                           prepare_cpu_distributed)
+from .layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor
 from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 
 # Importing fdclip_mm (e.g. through a config's ``custom_imports``) is what makes resuming work.
 register_checkpoint_globals()
 
 __all__ = [
+    'AttentionDistanceHook',
     'checkpoint_safe_globals', 'register_checkpoint_globals', 'CPUAmpOptimWrapper', 'cpu_model_wrapper_cfg',
     'destroy_cpu_process_group', 'init_cpu_process_group', 'is_cpu_only', 'prepare_cpu_distributed',
-    'TrainableOptimWrapperConstructor'
+    'TrainableOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'BestMetricsHook'
 ]

@@ -1,0 +1,247 @@
+"""Fine-tuning configs (configs/finetune_in1k/ and the digits demo) build and train one short epoch at tiny size.
+
+The recipes are kept (pipelines, batch augments, losses, schedules, layer decay, EMA); the backbone is shrunk,
+its init checkpoint is a tiny distilled student / CLIP tower converted by our converters, and the data is a
+tiny labelled image folder. A last test fine-tunes on real digits and checks the accuracy beats chance.
+"""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoint, student_to_classifier_backbone
+from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
+from fdclip_mm.models.backbones import FDViT
+from ..conftest import clip_visual_state_dict, write_image_folder
+from .test_configs import ALL_CONFIGS, REPO, is_classification_config
+
+FT_CONFIGS = [p for p in ALL_CONFIGS if is_classification_config(p)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread, and much faster than two on a shared, loaded CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=128)
+CLASSES = 5
+
+
+def tiny_init_checkpoint(backbone, path: str) -> None:
+    """A tiny distilled student (FDViT) or CLIP tower (VisionTransformer) converted to a classifier checkpoint."""
+    img, patch = backbone.img_size, backbone.patch_size
+    if backbone.type == 'fdclip_mm.FDViT':
+        student = FDViT(arch=TINY, img_size=img, patch_size=patch, pos_embed='shared_rpb').state_dict()
+        state = student_to_classifier_backbone(student)
+    elif backbone.type == 'VisionTransformer':
+        visual = clip_visual_state_dict(width=32, layers=2, patch=patch, image=img)
+        state = clip_to_vit_state_dict({k[len('visual.'):]: v for k, v in visual.items()})
+    else:
+        raise NotImplementedError(backbone.type)
+    save_classifier_checkpoint(state, path)
+    backbone.init_cfg.checkpoint = path
+
+
+def write_labelled_folder(root: str, per_class: int, seed: int) -> str:
+    for c in range(CLASSES):
+        write_image_folder(osp.join(root, f'class_{c}'), per_class, size=(40, 48), seed=seed + c)
+    return root
+
+
+def shrink_pipeline(pipeline: list, size: int) -> None:
+    """Crops of ``size`` instead of 224 (the transforms themselves are kept)."""
+    for t in pipeline:
+        if t.type == 'RandomResizedCrop':
+            t.scale = size
+        elif t.type == 'ResizeEdge':
+            t.scale = size * 8 // 7
+        elif t.type == 'CenterCrop':
+            t.crop_size = size
+        elif t.type == 'Resize':
+            t.scale = (size, size)
+
+
+def shrink(cfg: Config, tmp_path) -> Config:
+    model = cfg.model
+    model.backbone.arch = TINY
+    model.backbone.img_size = 2 * model.backbone.patch_size  # a 2 x 2 patch grid
+    if model.backbone.get('init_cfg'):
+        tiny_init_checkpoint(model.backbone, str(tmp_path / 'init.pth'))
+    model.head.num_classes = CLASSES
+    model.head.in_channels = TINY['embed_dims']
+    model.data_preprocessor.num_classes = CLASSES
+    root = str(tmp_path / 'images')
+    write_labelled_folder(osp.join(root, 'train'), 1, seed=0)
+    write_labelled_folder(osp.join(root, 'val'), 1, seed=10)
+    for split, loader in (('train', cfg.train_dataloader), ('val', cfg.val_dataloader),
+                          ('val', cfg.test_dataloader)):
+        shrink_pipeline(loader.dataset.pipeline, model.backbone.img_size)
+        loader.dataset = dict(
+            type='mmpretrain.CustomDataset',
+            data_root=root,
+            data_prefix=split,
+            pipeline=loader.dataset.pipeline)
+        loader.batch_size = 2
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        loader.pin_memory = False
+    if cfg.optim_wrapper.type == 'AmpOptimWrapper' and not torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        cfg.optim_wrapper.pop('loss_scale', None)
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
+    cfg.default_hooks.checkpoint.interval = 1
+    cfg.default_hooks.logger.interval = 1
+    cfg.work_dir = str(tmp_path / 'work_dir')
+    cfg.visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+    return cfg
+
+
+# Trained for one short epoch: one config per distinct recipe / backbone (the others differ from these by
+# numbers only and are built by test_finetune_config_builds). mmengine formats the whole config with yapf for
+# each log / checkpoint (~2 s each here), so the trained runs skip checkpoints.
+TRAINED = [
+    'configs/finetune_in1k/fd-clip-vit-b16_16xb128-100e_in1k.py',
+    'configs/finetune_in1k/fd-clip-vit-l14_16xb128-ema-30e_in1k.py',
+    'configs/finetune_in1k/clip-vit-b16_16xb128-ema-50e_in1k.py',
+    'configs/finetune_in1k/clip-vit-l14_16xb128-50e_in1k.py',
+]
+
+
+@pytest.mark.parametrize('config', FT_CONFIGS)
+def test_finetune_config_builds(config, tmp_path):
+    """Model (with its converted init checkpoint loaded), datasets and layer-decay optimizer of every config."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DATASETS, MODELS, DefaultScope, init_default_scope
+    cfg = shrink(Config.fromfile(osp.join(REPO, config)), tmp_path)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        init_default_scope(cfg.default_scope)
+        import fdclip_mm  # noqa: F401  (custom_imports)
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+        if model.backbone.init_cfg:
+            saved = torch.load(model.backbone.init_cfg['checkpoint'], weights_only=True)['state_dict']
+            for name, value in model.backbone.state_dict().items():
+                torch.testing.assert_close(value, saved['backbone.' + name], rtol=0, atol=0, msg=name)
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        assert len(DATASETS.build(cfg.train_dataloader.dataset)) == CLASSES
+        sample = DATASETS.build(cfg.val_dataloader.dataset)[0]
+    assert tuple(sample['inputs'].shape[-2:]) == (cfg.model.backbone.img_size, ) * 2
+    rate = cfg.optim_wrapper.paramwise_cfg.layer_decay_rate
+    scales = sorted({g['lr_scale'] for g in optim_wrapper.optimizer.param_groups})
+    assert scales == pytest.approx([rate**k for k in range(TINY['num_layers'] + 1, -1, -1)])
+
+
+@pytest.mark.parametrize('config', TRAINED)
+def test_finetune_config_trains(config, tmp_path):
+    cfg = shrink(Config.fromfile(osp.join(REPO, config)), tmp_path)
+    cfg.default_hooks.checkpoint = None
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    hub = runner.message_hub
+    assert hub.get_scalar('train/loss').current() > 0
+    assert 0 <= hub.get_scalar('val/accuracy/top1').current() <= 100
+    if any(h.type == 'EMAHook' for h in cfg.get('custom_hooks', [])):
+        assert 'val/accuracy/top1_origin' in hub.log_scalars  # raw weights evaluated too
+        assert hub.get_info('best/accuracy/top1_origin') == hub.get_scalar(
+            'val/accuracy/top1_origin').current()
+        assert hub.get_info('best/accuracy/top1') is not None
+
+
+def load(name: str) -> Config:
+    return Config.fromfile(osp.join(REPO, 'configs', 'finetune_in1k', name))
+
+
+def test_finetune_configs_encode_table_5_and_appendix_f():
+    cfg = load('fd-clip-vit-b16_16xb128-100e_in1k.py')
+    optim = cfg.optim_wrapper
+    assert optim.constructor == 'fdclip_mm.LayerDecayOptimWrapperConstructor'
+    assert optim.optimizer == dict(type='AdamW', lr=5e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)
+    assert optim.paramwise_cfg.layer_decay_rate == 0.65 and optim.clip_grad.max_norm == 5.0
+    assert cfg.auto_scale_lr.base_batch_size == 2048 == cfg.train_dataloader.batch_size * 16
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.end, cosine.begin, cosine.end, cfg.train_cfg.max_epochs) == (20, 20, 100, 100)
+    assert cosine.eta_min_ratio * optim.optimizer.lr == pytest.approx(2e-6)
+    backbone, head = cfg.model.backbone, cfg.model.head
+    assert (backbone.pos_embed, backbone.out_type, backbone.final_norm, backbone.drop_path_rate) == \
+        ('rpb', 'avg_featmap', False, 0.1)
+    assert head.loss == dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')
+    assert head.init_cfg.std == pytest.approx(0.02 * 0.001)
+    assert cfg.model.train_cfg.augments == [dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]
+    pipeline = {t.type: t for t in cfg.train_dataloader.dataset.pipeline}
+    assert (pipeline['RandAugment'].magnitude_level, pipeline['RandAugment'].magnitude_std) == (9, 0.5)
+    assert pipeline['RandomErasing'].erase_prob == 0.25 and 'RepeatAugSampler' not in str(
+        cfg.train_dataloader)
+
+    for name, dp in (('dp0.2', 0.2), ('dp0.3', 0.3)):
+        assert load(f'fd-clip-vit-b16_16xb128-{name}-100e_in1k.py').model.backbone.drop_path_rate == dp
+    other = load('fd-clip-vit-b16_16xb128-lr6e-3-ld0.6-100e_in1k.py')
+    assert (other.optim_wrapper.optimizer.lr, other.optim_wrapper.paramwise_cfg.layer_decay_rate) == (6e-3,
+                                                                                                      0.6)
+
+    for prefix in ('fd-clip', 'clip'):
+        large = load(f'{prefix}-vit-l14_16xb128-50e_in1k.py')
+        backbone = large.model.backbone
+        assert (backbone.arch, backbone.patch_size, backbone.drop_path_rate) == ('large', 14, 0.4)
+        assert (large.optim_wrapper.optimizer.lr,
+                large.optim_wrapper.paramwise_cfg.layer_decay_rate) == (1e-3, 0.75)
+        assert (large.param_scheduler[0].end, large.train_cfg.max_epochs) == (5, 50)
+        ema = load(f'{prefix}-vit-b16_16xb128-ema-50e_in1k.py')
+        hooks = {h.type: h for h in ema.custom_hooks}
+        assert hooks['EMAHook'].momentum == pytest.approx(2e-4) and hooks['EMAHook'].evaluate_on_origin
+        assert (ema.optim_wrapper.optimizer.lr, ema.optim_wrapper.paramwise_cfg.layer_decay_rate) == (6e-4,
+                                                                                                      0.6)
+        assert ema.train_cfg.max_epochs == 50 and ema.model.train_cfg is None
+
+    clip = load('clip-vit-b16_16xb128-100e_in1k.py').model
+    assert clip.backbone.type == 'VisionTransformer' and clip.backbone.pre_norm
+    assert clip.backbone.layer_cfgs.act_cfg.type == 'mmpretrain.QuickGELU'
+    assert clip.data_preprocessor.mean[0] == pytest.approx(0.48145466 * 255)
+
+
+def digits_wheel():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('fetch_digits', osp.join(REPO, 'scripts',
+                                                                           'fetch_digits.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    wheel = module.find_wheel(module.download_dir())
+    if wheel is None:
+        pytest.skip('scikit-learn wheel not downloaded (run scripts/fetch_digits.py)')
+    return module, wheel
+
+
+def test_digits_fine_tuning_beats_chance(tmp_path):
+    """A very small version of `make finetune-digits`: 400 real digits, a few epochs, accuracy >> 10%."""
+    fetch, wheel = digits_wheel()
+    n_train, n_val = fetch.write_digits(wheel, str(tmp_path / 'digits'), limit=400)
+    assert (n_train, n_val) == (320, 80)
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', 'finetune_fdvit-t8-4l_digits.py'))
+    epochs = 8
+    cfg.model.backbone.arch = dict(embed_dims=48, num_layers=2, num_heads=2, feedforward_channels=96)
+    cfg.model.backbone.drop_path_rate = 0.
+    cfg.model.backbone.patch_size = 16  # 2 x 2 tokens: each a quadrant of the digit
+    cfg.optim_wrapper.optimizer.lr = 4e-3
+    cfg.model.head.in_channels = 48
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        loader.dataset.data_root = str(tmp_path / 'digits')
+        loader.num_workers = 0
+        loader.persistent_workers = False
+    cfg.train_dataloader.batch_size = 32
+    cfg.param_scheduler[0].end = 1
+    cfg.param_scheduler[1].update(begin=1, end=epochs, T_max=epochs - 1)
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs, val_interval=epochs)
+    cfg.custom_hooks[0].momentum = 0.05
+    cfg.default_hooks.checkpoint = None
+    cfg.work_dir = str(tmp_path / 'work_dir')
+    cfg.visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    hub = runner.message_hub
+    raw, ema = (hub.get_scalar(f'val/accuracy/top1{s}').current() for s in ('_origin', ''))
+    assert raw > 40 and ema > 25, (raw, ema)  # chance: 10
