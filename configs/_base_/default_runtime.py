@@ -6,6 +6,6 @@ default_scope = 'mmpretrain'
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=100),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3, save_last=True),
+    checkpoint=dict(type='fdclip_mm.AtomicCheckpointHook', interval=1, max_keep_ckpts=3, save_last=True),
 )
 log_processor = dict(window_size=100)

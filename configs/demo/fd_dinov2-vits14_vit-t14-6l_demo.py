@@ -28,14 +28,14 @@ model = dict(
 
 data_root = 'data/demo/images'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.08, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 val_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
     dict(type='ResizeEdge', scale=128, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=img_size),
     dict(type='PackInputs'),

@@ -44,13 +44,13 @@ model = dict(
 )
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.6, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
     dict(type='Resize', scale=(img_size, img_size), backend='pillow', interpolation='bicubic'),
     dict(type='PackInputs'),
 ]

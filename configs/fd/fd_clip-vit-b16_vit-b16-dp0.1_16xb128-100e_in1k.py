@@ -6,7 +6,7 @@ max_epochs = 100
 warmup_epochs = 10
 model = dict(student=dict(drop_path_rate=0.1))
 train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadImageFromFile'),
+    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.67, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),

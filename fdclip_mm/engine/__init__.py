@@ -1,4 +1,5 @@
 """Engine-side support: safe resume, CPU distributed training and AMP, optimizer construction."""
+from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend, atomic_write
 from .attention_distance_hook import AttentionDistanceHook
 from .best_metrics_hook import BestMetricsHook
 from .checkpoint_globals import checkpoint_safe_globals, register_checkpoint_globals
@@ -12,7 +13,7 @@ from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 register_checkpoint_globals()
 
 __all__ = [
-    'AttentionDistanceHook',
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write', 'AttentionDistanceHook',
     'checkpoint_safe_globals', 'register_checkpoint_globals', 'CPUAmpOptimWrapper', 'cpu_model_wrapper_cfg',
     'destroy_cpu_process_group', 'init_cpu_process_group', 'is_cpu_only', 'prepare_cpu_distributed',
     'TrainableOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'BestMetricsHook'

@@ -1,9 +1,13 @@
 """Feature Distillation: a fresh student regresses the whitened last-layer tokens of a frozen teacher."""
 import copy
-from typing import Dict, List, Optional, Union
+import logging
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
+import torch.distributed as torch_dist
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper
 from mmengine.structures import BaseDataElement
 from torch import nn
 
@@ -12,6 +16,7 @@ from ..builder import build_model
 from ..teachers import BaseTeacher
 
 TARGET_NORMS = ('ln', None)
+NONFINITE_LOSS_MODES = ('raise', 'skip')
 
 
 @MODELS.register_module()
@@ -38,6 +43,10 @@ class FeatureDistiller(BaseModel):
         mask_ratio: Fraction of patch tokens the student does not see in training (0.75 = 25% input).
         data_preprocessor: Defaults to :class:`DistillDataPreprocessor` with the teacher's statistics.
         init_cfg: mmengine init config.
+        nonfinite_loss: What a training step does with a NaN/inf loss (on any rank; all ranks agree):
+            ``'raise'`` stops with a ``FloatingPointError`` naming the iteration; ``'skip'`` clears the
+            gradients, leaves the parameters and optimizer state untouched, and counts the step in
+            ``skipped_nonfinite_steps`` (single-process training only: under a DDP wrapper it raises).
     """
 
     def __init__(self,
@@ -47,7 +56,10 @@ class FeatureDistiller(BaseModel):
                  target_norm: Optional[str] = 'ln',
                  mask_ratio: float = 0.,
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 nonfinite_loss: str = 'raise') -> None:
+        if nonfinite_loss not in NONFINITE_LOSS_MODES:
+            raise ValueError(f'nonfinite_loss must be one of {NONFINITE_LOSS_MODES}, got {nonfinite_loss!r}')
         if target_norm not in TARGET_NORMS:
             raise ValueError(f'target_norm must be one of {TARGET_NORMS}, got {target_norm!r}')
         if not 0. <= mask_ratio < 1.:
@@ -69,6 +81,10 @@ class FeatureDistiller(BaseModel):
             if target_norm == 'ln' else nn.Identity()
         self.loss_module = build_model(loss)
         self.mask_ratio = mask_ratio
+        self.nonfinite_loss = nonfinite_loss
+        self.skipped_nonfinite_steps = 0
+        self._last_loss_finite = True
+        self._in_train_step = False
         self._register_state_dict_hook(_drop_teacher_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_teacher_keys)
 
@@ -123,6 +139,45 @@ class FeatureDistiller(BaseModel):
         target = target.gather(1, kept[..., None].expand(-1, -1, target.shape[-1]))
         return dict(loss=self.loss_module(self.predict_tokens(inputs['student'], ids_keep), target))
 
+    def train_step(self, data: Union[dict, tuple, list],
+                   optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
+        """mmengine's training step with a guard against a non-finite loss (see ``nonfinite_loss``)."""
+        self._in_train_step = True
+        try:
+            with optim_wrapper.optim_context(self):
+                data = self.data_preprocessor(data, True)
+                losses = self._run_forward(data, mode='loss')
+            parsed_loss, log_vars = self.parse_losses(losses)
+        finally:
+            self._in_train_step = False
+        if self._last_loss_finite:
+            optim_wrapper.update_params(parsed_loss)
+            return log_vars
+        optim_wrapper.zero_grad()
+        self.skipped_nonfinite_steps += 1
+        print_log(f'skipped the update of {_iteration_name()}: non-finite loss {parsed_loss.item()} '
+                  f'({self.skipped_nonfinite_steps} step(s) skipped so far)',
+                  logger='current', level=logging.WARNING)
+        return {}  # nothing to log: a NaN would poison the smoothed loss in the logs
+
+    def parse_losses(self, losses: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """mmengine's loss parsing, then the non-finite check; every rank takes part in one all-reduce."""
+        loss, log_vars = super().parse_losses(losses)
+        finite = torch.isfinite(loss.detach()).all().to(torch.int32).reshape(1)
+        if torch_dist.is_available() and torch_dist.is_initialized() and torch_dist.get_world_size() > 1:
+            torch_dist.all_reduce(finite, op=torch_dist.ReduceOp.MIN)  # all ranks raise or skip together
+        self._last_loss_finite = bool(finite.item())
+        if self._last_loss_finite:
+            return loss, log_vars
+        if self.nonfinite_loss == 'raise':
+            raise FloatingPointError(f'non-finite loss at {_iteration_name()} (this rank: {loss.item()}); '
+                                     "stopping. Set model.nonfinite_loss='skip' to skip such steps instead.")
+        if not self._in_train_step:
+            raise FloatingPointError(f'non-finite loss at {_iteration_name()}: nonfinite_loss=\'skip\' works '
+                                     'only in single-process training (a DDP wrapper would update with it); '
+                                     'stopping')
+        return loss, log_vars
+
     def predict(self, inputs: Dict[str, torch.Tensor], data_samples=None) -> List[BaseDataElement]:
         target = self.extract_target(inputs['teacher'])
         per_image = self.loss_module(self.predict_tokens(inputs['student']), target, per_sample=True)
@@ -131,6 +186,14 @@ class FeatureDistiller(BaseModel):
         for sample, value in zip(data_samples, per_image):
             sample.set_field(value.detach(), 'distill_loss', field_type='metainfo')
         return data_samples
+
+
+def _iteration_name() -> str:
+    """The current training iteration as the logs count it (1-based), from mmengine's message hub."""
+    index = MessageHub.get_current_instance().get_info('iter')
+    if index is None:
+        return 'an unknown iteration'
+    return f'training iteration {index + 1} (runner.iter {index})'
 
 
 def _drop_teacher_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:

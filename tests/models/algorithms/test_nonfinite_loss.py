@@ -1,0 +1,93 @@
+"""A non-finite loss stops training naming the iteration, or (option) skips the step without any update."""
+import hashlib
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import MessageHub
+from mmengine.optim import build_optim_wrapper
+from mmengine.runner import Runner
+
+from ...configs.test_configs import REPO, shrink
+from .test_feature_distiller import batch, build
+
+FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+
+
+def poison_loss(model, from_iter: int = 0) -> None:
+    """Make ``model.loss`` return NaN (still in the graph) from runner iteration ``from_iter`` on."""
+    real_loss = model.loss
+
+    def loss(inputs, data_samples=None):
+        losses = real_loss(inputs, data_samples)
+        if (MessageHub.get_current_instance().get_info('iter') or 0) >= from_iter:
+            losses['loss'] = losses['loss'] * float('nan')
+        return losses
+
+    model.loss = loss
+
+
+def test_nonfinite_loss_raises_naming_the_iteration(tiny_clip_checkpoint):
+    model = build(tiny_clip_checkpoint).train()
+    optim = build_optim_wrapper(model, dict(optimizer=dict(type='AdamW', lr=1e-3)))
+    MessageHub.get_current_instance().update_info('iter', 6)
+    poison_loss(model)
+    message = r'non-finite loss at training iteration 7 \(runner.iter 6\)'
+    with pytest.raises(FloatingPointError, match=message):
+        model.train_step(batch(), optim)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_nonfinite_loss_skip_leaves_weights_and_optimizer_unchanged(tiny_clip_checkpoint):
+    torch.manual_seed(0)
+    model = build(tiny_clip_checkpoint, nonfinite_loss='skip').train()
+    optim = build_optim_wrapper(model, dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)))
+    assert 'loss' in model.train_step(batch(), optim)  # a good step: AdamW state exists from here on
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    steps = [float(s['step']) for s in optim.optimizer.state.values()]
+    real_loss = model.loss
+    poison_loss(model)
+    assert model.train_step(batch(seed=1), optim) == {}
+    assert model.train_step(batch(seed=2), optim) == {}
+    assert model.skipped_nonfinite_steps == 2
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    assert [float(s['step']) for s in optim.optimizer.state.values()] == steps
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    model.loss = real_loss
+    log_vars = model.train_step(batch(seed=3), optim)
+    assert torch.isfinite(log_vars['loss']) and not torch.equal(model.state_dict()['projector.weight'],
+                                                                weights['projector.weight'])
+
+
+def test_bad_nonfinite_loss_mode_is_a_build_error(tiny_clip_checkpoint):
+    with pytest.raises(ValueError, match='nonfinite_loss'):
+        build(tiny_clip_checkpoint, nonfinite_loss='ignore')
+
+
+def test_runner_stops_and_last_good_checkpoint_stays_intact(tmp_path):
+    cfg = shrink(Config.fromfile(FD_CONFIG), tmp_path)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=100)
+    cfg.default_hooks.checkpoint = dict(type='fdclip_mm.AtomicCheckpointHook', interval=2, by_epoch=False)
+    cfg.param_scheduler = []
+    runner = Runner.from_cfg(cfg)
+    poison_loss(runner.model, from_iter=2)
+    ckpt = osp.join(cfg.work_dir, 'iter_2.pth')
+    seen = {}
+    real_train_step = runner.model.train_step
+
+    def train_step(data, optim_wrapper):
+        if MessageHub.get_current_instance().get_info('iter') == 2:  # iter_2.pth was just written
+            seen['hash'] = hashlib.sha256(open(ckpt, 'rb').read()).hexdigest()
+        return real_train_step(data, optim_wrapper)
+
+    runner.model.train_step = train_step
+    with pytest.raises(FloatingPointError, match=r'training iteration 3 \(runner.iter 2\)'):
+        runner.train()
+    assert hashlib.sha256(open(ckpt, 'rb').read()).hexdigest() == seen['hash']
+    assert open(osp.join(cfg.work_dir, 'last_checkpoint')).read().strip() == ckpt
+    state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    assert state['meta']['iter'] == 2
+    assert all(torch.isfinite(v).all() for v in state['state_dict'].values())
+    assert not osp.exists(osp.join(cfg.work_dir, 'iter_4.pth'))

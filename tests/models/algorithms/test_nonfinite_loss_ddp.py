@@ -1,0 +1,60 @@
+"""Under DDP (2 gloo processes) a NaN on one rank stops every rank with the same error; nobody hangs."""
+import socket
+import subprocess
+import sys
+import textwrap
+
+from ...engine.test_distributed import REPO_ROOT, clean_env, cpu_only
+
+RANK_SCRIPT = textwrap.dedent("""
+    import os
+    import sys
+    import torch
+    import torch.distributed as dist
+    from mmengine.model import MMDistributedDataParallel
+    from mmengine.optim import build_optim_wrapper
+    from tests.models.algorithms.test_feature_distiller import batch, build
+    from tests.models.algorithms.test_nonfinite_loss import poison_loss
+
+    dist.init_process_group('gloo')
+    rank = dist.get_rank()
+    torch.manual_seed(0)
+    model = build(sys.argv[1]).train()
+    optim = build_optim_wrapper(model, dict(optimizer=dict(type='AdamW', lr=1e-3)))
+    ddp = MMDistributedDataParallel(model, device_ids=None)
+    ddp.train_step(batch(seed=rank), optim)  # a good step on both ranks
+    if rank == 1:
+        poison_loss(model)
+    try:
+        ddp.train_step(batch(seed=rank), optim)
+        print(f'rank {rank}: updated', flush=True)
+    except FloatingPointError as err:
+        print(f'rank {rank}: {err}', flush=True)
+    dist.barrier()  # both ranks got here: nobody hangs in the step
+    os._exit(0)  # gloo/DDP teardown after an aborted step may abort the process; not what is tested here
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@cpu_only
+def test_nan_on_one_rank_stops_all_ranks(tiny_clip_checkpoint):
+    port = str(free_port())
+    procs = [subprocess.Popen([sys.executable, '-c', RANK_SCRIPT, tiny_clip_checkpoint], cwd=REPO_ROOT,
+                              env=clean_env(RANK=str(r), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
+                                            MASTER_PORT=port),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    try:
+        outputs = [p.communicate(timeout=150) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for rank, (proc, (out, err)) in enumerate(zip(procs, outputs)):
+        assert proc.returncode == 0, err[-3000:]
+        assert f'rank {rank}: non-finite loss at' in out, out + err[-3000:]
+    assert 'this rank: nan' in outputs[1][0] and 'this rank: nan' not in outputs[0][0]
