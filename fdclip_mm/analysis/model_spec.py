@@ -1,4 +1,5 @@
 """``--model LABEL CONFIG [CHECKPOINT] [part=...] [key=value ...]`` specs of the analysis tools."""
+import argparse
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -25,6 +26,16 @@ class ModelSpec:
     checkpoint: Optional[str] = None
     part: str = 'auto'
     cfg_options: Dict[str, object] = field(default_factory=dict)
+
+
+def add_analysis_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments every attention-analysis script takes: images, models, output folder, sampling."""
+    parser.add_argument('images', help='folder of images (searched recursively)')
+    parser.add_argument('--model', nargs='+', action='append', required=True, metavar='TOKEN', help=SPEC_HELP)
+    parser.add_argument('--out-dir', default='work_dirs/analysis', help='output folder')
+    parser.add_argument('--num-images', type=int, default=None, help='use the first N images (default: all)')
+    parser.add_argument('--img-size', type=int, default=None, help='input size (default: the model\'s)')
+    parser.add_argument('--batch-size', type=int, default=8)
 
 
 def parse_model_spec(tokens: Sequence[str]) -> ModelSpec:

@@ -18,18 +18,13 @@ import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from fdclip_mm.analysis.model_spec import SPEC_HELP, analyse_specs, parse_model_spec  # noqa: E402
+from fdclip_mm.analysis.model_spec import add_analysis_args, analyse_specs, parse_model_spec  # noqa: E402
 from fdclip_mm.analysis.plots import plot_attention_maps  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('images', help='folder of images (searched recursively)')
-    parser.add_argument('--model', nargs='+', action='append', required=True, metavar='TOKEN', help=SPEC_HELP)
-    parser.add_argument('--out-dir', default='work_dirs/analysis', help='output folder')
-    parser.add_argument('--num-images', type=int, default=None, help='use the first N images (default: all)')
-    parser.add_argument('--img-size', type=int, default=None, help='input size (default: the model\'s)')
-    parser.add_argument('--batch-size', type=int, default=8)
+    add_analysis_args(parser)
     parser.add_argument('--ncols', type=int, default=4, help='maps per row of the grid')
     parser.add_argument('--name', default='attention_maps', help='output file stem')
     return parser.parse_args(argv)
