@@ -7,5 +7,6 @@ default_scope = 'mmpretrain'
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=100),
     checkpoint=dict(type='fdclip_mm.AtomicCheckpointHook', interval=1, max_keep_ckpts=3, save_last=True),
+    rng_state=dict(type='fdclip_mm.RNGStateHook'),
 )
 log_processor = dict(window_size=100)

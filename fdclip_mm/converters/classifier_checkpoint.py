@@ -7,14 +7,13 @@ a fresh LayerNorm ``ln2`` on the mean of the patch tokens. The checkpoint is wri
 so ``ImageClassifier.backbone`` loads it with no missing and no unexpected key; the linear head is
 initialised by the config.
 """
-import os
 import os.path as osp
 import re
 from typing import Dict, Optional
 
 import torch
 
-from .fd_checkpoint import STUDENT_PREFIX, extract_student, read_state_dict, resolve_checkpoint
+from .fd_checkpoint import STUDENT_PREFIX, extract_student, read_state_dict, resolve_checkpoint, save_state_dict
 
 SHARED_RPB_KEY = 'rel_pos_bias.relative_position_bias_table'
 LAYER_RPB_KEY = 'layers.{}.attn.rel_pos_bias.relative_position_bias_table'
@@ -99,11 +98,7 @@ def read_student(path: str) -> Tensors:
 
 def save_classifier_checkpoint(backbone: Tensors, dst: str, meta: Optional[dict] = None) -> None:
     """Writes ``{'state_dict': {'backbone.' + key: tensor}, 'meta': meta}`` to ``dst`` atomically."""
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    state = {BACKBONE_PREFIX + k: v.contiguous() for k, v in backbone.items()}
-    tmp = dst + '.tmp'
-    torch.save({'state_dict': state, 'meta': dict(meta or {})}, tmp)
-    os.replace(tmp, dst)
+    save_state_dict({BACKBONE_PREFIX + k: v for k, v in backbone.items()}, dst, meta)
 
 
 def convert_fd_to_classifier(src: str,

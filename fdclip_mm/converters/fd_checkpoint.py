@@ -1,7 +1,7 @@
 """Distillation checkpoint -> student backbone checkpoint (teacher and projector stripped)."""
 import os
 import os.path as osp
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -52,8 +52,13 @@ def convert_fd_checkpoint(src: str, dst: str) -> Dict[str, torch.Tensor]:
     """
     src = resolve_checkpoint(src)
     student = extract_student(read_state_dict(src), src)
+    save_state_dict(student, dst, dict(converted_from=osp.basename(src)))
+    return student
+
+
+def save_state_dict(state_dict: Dict[str, torch.Tensor], dst: str, meta: Optional[dict] = None) -> None:
+    """Writes ``{'state_dict': state_dict, 'meta': meta}`` to ``dst`` through a temporary file and a rename."""
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     tmp = dst + '.tmp'
-    torch.save({'state_dict': student, 'meta': {'converted_from': osp.basename(src)}}, tmp)
+    torch.save({'state_dict': {k: v.contiguous() for k, v in state_dict.items()}, 'meta': dict(meta or {})}, tmp)
     os.replace(tmp, dst)
-    return student

@@ -7,6 +7,7 @@ from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init_cpu_process_group, is_cpu_only,
                           prepare_cpu_distributed)
 from .layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor
+from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
 from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 
 # Importing fdclip_mm (e.g. through a config's ``custom_imports``) is what makes resuming work.
@@ -16,5 +17,6 @@ __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write', 'AttentionDistanceHook',
     'checkpoint_safe_globals', 'register_checkpoint_globals', 'CPUAmpOptimWrapper', 'cpu_model_wrapper_cfg',
     'destroy_cpu_process_group', 'init_cpu_process_group', 'is_cpu_only', 'prepare_cpu_distributed',
-    'TrainableOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'BestMetricsHook'
+    'TrainableOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'BestMetricsHook', 'RNGStateHook',
+    'get_rng_state', 'set_rng_state'
 ]

@@ -1,4 +1,4 @@
-"""Every config in configs/ builds and runs one short epoch (and a validation pass) at tiny size.
+"""Every distillation config builds and runs one short epoch (and a validation pass) at tiny size.
 
 The real recipes are kept (pipelines, schedules, optimizer settings, loss); only the model widths, the
 teacher file (a random checkpoint in the published layout), the data folder and the number of iterations
@@ -25,7 +25,12 @@ def is_classification_config(path: str) -> bool:
     return path.startswith(osp.join('configs', 'finetune_in1k', '')) or osp.basename(path).startswith('finetune_')
 
 
-CONFIGS = [p for p in ALL_CONFIGS if not is_classification_config(p)]
+def is_distillation_config(path: str) -> bool:
+    """Distillation configs (configs/fd/ and the distillation demo); dense-task configs have their own tests."""
+    return path.startswith(osp.join('configs', 'fd', '')) or osp.basename(path).startswith('fd_')
+
+
+CONFIGS = [p for p in ALL_CONFIGS if is_distillation_config(p)]
 TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
 

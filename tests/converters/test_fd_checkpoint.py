@@ -39,8 +39,8 @@ def test_student_backbone_loads_into_downstream_backbones(tiny_clip_checkpoint, 
     # a fine-tuning backbone: per-layer RPB, larger input, classification output
     finetune = FDViT(arch=ARCH, img_size=48, patch_size=8, pos_embed='rpb', out_type='avg_featmap',
                      final_norm=False)
-    result = finetune.load_state_dict(saved, strict=False)
-    assert set(result.missing_keys) == {'ln2.weight', 'ln2.bias'} and result.unexpected_keys == ['ln1.weight', 'ln1.bias']
+    result = finetune.load_state_dict(saved, strict=False)  # the distilled ln1 is dropped (final_norm=False)
+    assert set(result.missing_keys) == {'ln2.weight', 'ln2.bias'} and result.unexpected_keys == []
     for layer in finetune.layers:
         assert layer.attn.rel_pos_bias.relative_position_bias_table.shape == ((2 * 6 - 1)**2 + 3, 2)
 

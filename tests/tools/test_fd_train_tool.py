@@ -1,14 +1,19 @@
-"""The real distiller through tools/dist_train.sh: 2 CPU processes (gloo) on a tiny FD config."""
+"""The real distiller through the tools: 2 CPU processes (gloo), resume, kill -9 and resume, on a tiny FD config."""
+import os
 import os.path as osp
+import signal
+import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 
 from fdclip_mm.engine import is_cpu_only
 from ..configs.test_configs import REPO, shrink
-from .test_train_tool import TOOLS, free_port, load_weights, run
+from .test_train_tool import TOOLS, free_port, load_weights, run, tool_env
 
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
 
@@ -54,3 +59,90 @@ def test_fd_config_resumes_from_its_checkpoint(tmp_path):
     steps = {float(s['step']) for s in second['optimizer']['state'].values()}
     assert steps == {4.0}
     assert {float(s['step']) for s in first['optimizer']['state'].values()} == {2.0}
+
+
+def deterministic_fd_config(tmp_path, epochs: int) -> Config:
+    """The tiny FD config with fixed crops and no drop path: every source of randomness is seeded."""
+    cfg = shrink(Config.fromfile(FD_CONFIG), tmp_path)
+    cfg.model.student.drop_path_rate = 0.
+    pipeline = [dict(type='fdclip_mm.CheckedLoadImageFromFile'), dict(type='Resize', scale=(32, 32)),
+                dict(type='PackInputs')]
+    cfg.train_dataloader.dataset.pipeline = pipeline
+    cfg.val_dataloader.dataset.pipeline = pipeline
+    cfg.model.student.img_size = 32
+    cfg.model.teacher.img_size = 32
+    cfg.randomness = dict(seed=0)
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs, val_interval=1)
+    return cfg
+
+
+def val_curve(work_dir) -> list:
+    """The validation feature error of each epoch, from the run's scalars log."""
+    import glob
+    import json
+    (path, ) = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    with open(path) as f:
+        records = [json.loads(line) for line in f]
+    return [r['distill/feature_error'] for r in records if 'distill/feature_error' in r]
+
+
+@pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
+def test_two_processes_follow_one_process_with_the_doubled_batch(tmp_path):
+    """DDP averages the ranks' gradients: 2 x batch 1 must train like 1 x batch 2 on the same samples."""
+    cfg = deterministic_fd_config(tmp_path, epochs=2)
+    cfg.custom_imports = dict(imports=['fdclip_mm', 'toy_modules'], allow_failed_imports=False)
+    cfg.custom_hooks = [dict(type='mmengine.FdclipDumpWeightsHook')]
+    cfg.train_dataloader.batch_size = 1
+    cfg.dump(str(tmp_path / 'two_ranks.py'))
+    cfg.train_dataloader.batch_size = 2
+    cfg.dump(str(tmp_path / 'one_rank.py'))
+
+    run([osp.join(TOOLS, 'dist_train.sh'), 'two_ranks.py', 2, '--work-dir', 'dist'], tmp_path,
+        PORT=str(free_port()), PYTHON=sys.executable)
+    run([sys.executable, osp.join(TOOLS, 'train.py'), 'one_rank.py', '--work-dir', 'single'], tmp_path)
+
+    two, one = val_curve(tmp_path / 'dist'), val_curve(tmp_path / 'single')
+    assert len(two) == len(one) == 2 and one[1] != one[0]
+    np.testing.assert_allclose(two, one, rtol=1e-4)
+    dist_weights = load_weights(tmp_path / 'dist' / 'weights_rank0.pth')
+    single_weights = load_weights(tmp_path / 'single' / 'weights_rank0.pth')
+    initial = torch.load(tmp_path / 'dist' / 'epoch_1.pth', map_location='cpu', weights_only=True)['state_dict']
+    moved = 0
+    for key, value in single_weights.items():
+        torch.testing.assert_close(dist_weights[key], value, rtol=1e-4, atol=1e-5, msg=key)
+        moved += not torch.equal(value, initial[key])
+    assert moved > 0
+
+
+def test_kill_9_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
+    cfg = deterministic_fd_config(tmp_path, epochs=3)
+    # random crops, flips and stochastic depth again: their generators must be restored on resume
+    cfg.model.student.drop_path_rate = 0.2
+    cfg.train_dataloader.dataset.pipeline = [
+        dict(type='fdclip_mm.CheckedLoadImageFromFile'),
+        dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.08, 1.0), backend='pillow'),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+        dict(type='PackInputs')]
+    cfg.dump(str(tmp_path / 'fd.py'))
+    train = [sys.executable, osp.join(TOOLS, 'train.py'), 'fd.py']
+
+    run(train + ['--work-dir', 'straight'], tmp_path)
+    log = open(tmp_path / 'killed.log', 'w')
+    proc = subprocess.Popen([str(c) for c in train + ['--work-dir', 'killed']], cwd=tmp_path, env=tool_env(),
+                            stdout=log, stderr=subprocess.STDOUT)
+    first = tmp_path / 'killed' / 'epoch_1.pth'
+    deadline = time.time() + 150
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.exists() and proc.returncode == -signal.SIGKILL, open(tmp_path / 'killed.log').read()[-3000:]
+    assert not (tmp_path / 'killed' / 'epoch_3.pth').exists()
+
+    resumed = run(train + ['--work-dir', 'killed', '--resume'], tmp_path)
+    assert 'Restored the random generator states' in resumed.stdout + resumed.stderr
+    straight = torch.load(tmp_path / 'straight' / 'epoch_3.pth', map_location='cpu', weights_only=True)
+    again = torch.load(tmp_path / 'killed' / 'epoch_3.pth', map_location='cpu', weights_only=True)
+    assert straight['state_dict'].keys() == again['state_dict'].keys()
+    for key, value in straight['state_dict'].items():
+        assert torch.equal(value, again['state_dict'][key]), key

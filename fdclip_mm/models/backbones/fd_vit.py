@@ -31,8 +31,9 @@ class FDViT(BaseModule):
     except the per-layer RPB, which lives in ``layers.N.attn.rel_pos_bias``; BEiT checkpoints load as they are.
 
     Loading a state dict adapts it to this model: a shared RPB table is copied into every layer when the
-    model uses per-layer tables, and RPB tables and absolute position embeddings are resized to this
-    model's patch grid. Inputs of any size divisible by the patch size run; position encodings are
+    model uses per-layer tables, RPB tables and absolute position embeddings are resized to this model's
+    patch grid, and the distilled final norm ``ln1`` is dropped when ``final_norm=False`` (classification and
+    dense-task backbones), so a distilled student loads with no missing and no unexpected key. Inputs of any size divisible by the patch size run; position encodings are
     resized on the fly when the grid differs from ``img_size``'s.
 
     Args:
@@ -279,6 +280,14 @@ class FDViT(BaseModule):
         for key in [k for k in state_dict if beit_layer_table.match(k)]:
             new_key = key.replace('attn.relative_position_bias_table', 'attn.rel_pos_bias.relative_position_bias_table')
             state_dict[new_key] = state_dict.pop(key)
+
+        if not self.final_norm:
+            final_norm_keys = [k for k in state_dict if k.startswith(prefix + 'ln1.')]
+            for key in final_norm_keys:
+                del state_dict[key]
+            if final_norm_keys:
+                print_log('Dropped the final norm ln1 of the checkpoint (this backbone has final_norm=False)',
+                          logger='current')
 
         shared_key = prefix + 'rel_pos_bias.relative_position_bias_table'
         if self.pos_embed_type == 'rpb' and shared_key in state_dict:

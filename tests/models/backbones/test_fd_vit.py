@@ -92,6 +92,19 @@ def test_shared_table_expands_into_per_layer_tables():
     torch.testing.assert_close(per_layer(x)[0], shared(x)[0])
 
 
+def test_distilled_student_loads_strictly_into_a_dense_backbone():
+    student = randomize_(tiny('shared_rpb', final_norm=True))
+    dense = tiny('rpb', img_size=64, out_type='featmap', out_indices=(0, 1), final_norm=False)
+    dense.load_state_dict(student.state_dict(), strict=True)
+    assert dense.ln1 is None
+    dense.eval()
+    x = torch.randn(1, 3, 64, 64)
+    tokens = student.forward_features(x)  # ends with the final norm the dense backbone leaves out
+    last = dense(x)[-1]
+    assert last.shape == (1, 32, 8, 8)
+    torch.testing.assert_close(student.ln1(last.flatten(2).transpose(1, 2)), tokens[:, 1:], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize('pos_embed', ['ape', 'rpb', 'shared_rpb'])
 def test_loading_resizes_to_new_resolution_like_on_the_fly(pos_embed):
     small = randomize_(tiny(pos_embed, img_size=32))
