@@ -6,6 +6,7 @@ from .checkpoint_globals import checkpoint_safe_globals, register_checkpoint_glo
 from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init_cpu_process_group, is_cpu_only,
                           prepare_cpu_distributed)
+from .guarded_ddp import GuardedDistributedDataParallel
 from .layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor
 from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
 from .trainable_optim_constructor import TrainableOptimWrapperConstructor
@@ -16,7 +17,7 @@ register_checkpoint_globals()
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write', 'AttentionDistanceHook',
     'checkpoint_safe_globals', 'register_checkpoint_globals', 'CPUAmpOptimWrapper', 'cpu_model_wrapper_cfg',
-    'destroy_cpu_process_group', 'init_cpu_process_group', 'is_cpu_only', 'prepare_cpu_distributed',
+    'destroy_cpu_process_group', 'GuardedDistributedDataParallel', 'init_cpu_process_group', 'is_cpu_only', 'prepare_cpu_distributed',
     'TrainableOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'BestMetricsHook', 'RNGStateHook',
     'get_rng_state', 'set_rng_state'
 ]

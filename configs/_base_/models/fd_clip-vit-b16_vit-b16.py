@@ -21,3 +21,7 @@ model = dict(
     loss=dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),
     target_norm='ln',
 )
+
+# DDP whose step lets the distiller skip a non-finite loss on every rank alike (model.nonfinite_loss='skip').
+model_wrapper_cfg = dict(type='fdclip_mm.GuardedDistributedDataParallel', broadcast_buffers=False,
+                         find_unused_parameters=False)

@@ -46,7 +46,9 @@ class FeatureDistiller(BaseModel):
         nonfinite_loss: What a training step does with a NaN/inf loss (on any rank; all ranks agree):
             ``'raise'`` stops with a ``FloatingPointError`` naming the iteration; ``'skip'`` clears the
             gradients, leaves the parameters and optimizer state untouched, and counts the step in
-            ``skipped_nonfinite_steps`` (single-process training only: under a DDP wrapper it raises).
+            ``skipped_nonfinite_steps``. Under DDP, skipping needs the wrapper that calls
+            :meth:`guarded_train_step` (``fdclip_mm.GuardedDistributedDataParallel``, the FD configs' default);
+            mmengine's plain wrapper would update with the bad loss, so the step raises instead.
     """
 
     def __init__(self,
@@ -142,17 +144,29 @@ class FeatureDistiller(BaseModel):
     def train_step(self, data: Union[dict, tuple, list],
                    optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
         """mmengine's training step with a guard against a non-finite loss (see ``nonfinite_loss``)."""
+        return self.guarded_train_step(data, optim_wrapper, self)
+
+    def guarded_train_step(self, data: Union[dict, tuple, list], optim_wrapper: OptimWrapper,
+                           forward_module: nn.Module) -> Dict[str, torch.Tensor]:
+        """The training step; ``forward_module`` is this model or the DDP wrapper around it.
+
+        A skipped step under DDP (every rank skips: :meth:`parse_losses` all-reduces the verdict) still runs
+        a backward of zero through the trainable parameters, which completes the gradient reduction that
+        DDP's forward set up; the zero gradients are then cleared and no parameter or optimizer state moves.
+        """
         self._in_train_step = True
         try:
-            with optim_wrapper.optim_context(self):
+            with optim_wrapper.optim_context(forward_module):
                 data = self.data_preprocessor(data, True)
-                losses = self._run_forward(data, mode='loss')
+                losses = forward_module._run_forward(data, mode='loss')
             parsed_loss, log_vars = self.parse_losses(losses)
         finally:
             self._in_train_step = False
         if self._last_loss_finite:
             optim_wrapper.update_params(parsed_loss)
             return log_vars
+        if forward_module is not self:
+            sum(p.sum() for p in self.parameters() if p.requires_grad).mul(0.).backward()
         optim_wrapper.zero_grad()
         self.skipped_nonfinite_steps += 1
         print_log(f'skipped the update of {_iteration_name()}: non-finite loss {parsed_loss.item()} '
@@ -173,9 +187,10 @@ class FeatureDistiller(BaseModel):
             raise FloatingPointError(f'non-finite loss at {_iteration_name()} (this rank: {loss.item()}); '
                                      "stopping. Set model.nonfinite_loss='skip' to skip such steps instead.")
         if not self._in_train_step:
-            raise FloatingPointError(f'non-finite loss at {_iteration_name()}: nonfinite_loss=\'skip\' works '
-                                     'only in single-process training (a DDP wrapper would update with it); '
-                                     'stopping')
+            raise FloatingPointError(
+                f'non-finite loss at {_iteration_name()}: nonfinite_loss=\'skip\' under DDP needs '
+                "model_wrapper_cfg=dict(type='fdclip_mm.GuardedDistributedDataParallel') (this wrapper would "
+                'update with the bad loss); stopping')
         return loss, log_vars
 
     def predict(self, inputs: Dict[str, torch.Tensor], data_samples=None) -> List[BaseDataElement]:

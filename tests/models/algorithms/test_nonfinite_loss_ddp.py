@@ -58,3 +58,60 @@ def test_nan_on_one_rank_stops_all_ranks(tiny_clip_checkpoint):
         assert proc.returncode == 0, err[-3000:]
         assert f'rank {rank}: non-finite loss at' in out, out + err[-3000:]
     assert 'this rank: nan' in outputs[1][0] and 'this rank: nan' not in outputs[0][0]
+
+
+SKIP_SCRIPT = textwrap.dedent("""
+    import os
+    import sys
+    import torch
+    import torch.distributed as dist
+    from mmengine.optim import build_optim_wrapper
+    from fdclip_mm.engine import GuardedDistributedDataParallel
+    from tests.models.algorithms.test_feature_distiller import batch, build
+    from tests.models.algorithms.test_nonfinite_loss import poison_loss
+
+    dist.init_process_group('gloo')
+    rank = dist.get_rank()
+    torch.manual_seed(0)
+    model = build(sys.argv[1], nonfinite_loss='skip').train()
+    optim = build_optim_wrapper(model, dict(optimizer=dict(type='AdamW', lr=1e-3)))
+    ddp = GuardedDistributedDataParallel(model, device_ids=None)
+    ddp.train_step(batch(seed=rank), optim)  # a good step on both ranks
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    steps = {id(p): float(s['step']) for p, s in optim.optimizer.state.items()}
+    real_loss = model.loss
+    if rank == 1:
+        poison_loss(model)
+    assert ddp.train_step(batch(seed=rank), optim) == {}  # both ranks skip
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert {id(p): float(s['step']) for p, s in optim.optimizer.state.items()} == steps
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    model.loss = real_loss
+    ddp.train_step(batch(seed=rank), optim)  # DDP's reduction is in step again: a normal update
+    weights = torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad])
+    gathered = [torch.empty_like(weights) for _ in range(2)]
+    dist.all_gather(gathered, weights)
+    assert torch.equal(gathered[0], gathered[1])
+    assert not torch.equal(model.state_dict()['projector.weight'], before['projector.weight'])
+    print(f'rank {rank}: skipped {model.skipped_nonfinite_steps}', flush=True)
+    dist.barrier()
+    dist.destroy_process_group()
+""")
+
+
+@cpu_only
+def test_skip_under_guarded_ddp_skips_on_every_rank_and_training_goes_on(tiny_clip_checkpoint):
+    port = str(free_port())
+    procs = [subprocess.Popen([sys.executable, '-c', SKIP_SCRIPT, tiny_clip_checkpoint], cwd=REPO_ROOT,
+                              env=clean_env(RANK=str(r), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
+                                            MASTER_PORT=port),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    try:
+        outputs = [p.communicate(timeout=150) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for rank, (proc, (out, err)) in enumerate(zip(procs, outputs)):
+        assert proc.returncode == 0, err[-3000:]
+        assert f'rank {rank}: skipped 1' in out, out + err[-3000:]
