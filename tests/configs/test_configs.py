@@ -67,7 +67,8 @@ def shrink(cfg: Config, tmp_path) -> Config:
         loader.pin_memory = False
     if cfg.optim_wrapper.type == 'AmpOptimWrapper' and not torch.cuda.is_available():
         cfg.optim_wrapper.type = 'OptimWrapper'
-        cfg.optim_wrapper.pop('loss_scale', None)
+        for amp_key in ('loss_scale', 'dtype', 'use_fsdp'):
+            cfg.optim_wrapper.pop(amp_key, None)
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.work_dir = str(tmp_path / 'work_dir')
@@ -138,3 +139,17 @@ def test_variant_configs_of_the_supplement():
     for family, teacher_type in (('mae', 'MAETeacher'), ('dino', 'DINOTeacher'), ('deit', 'DeiTTeacher')):
         teacher = load(f'fd_{family}-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py').model.teacher
         assert teacher.type == teacher_type and 'quick_gelu' not in teacher
+
+
+def test_sharded_l14_config_builds_a_flexible_runner_with_fsdp(tmp_path):
+    """The FSDP strategy itself needs a GPU (FSDP1 refuses CPU-only machines); everything before it is checked."""
+    from mmengine.runner import FlexibleRunner
+    from mmengine._strategy import FSDPStrategy
+    cfg = load('fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k_fsdp.py')
+    assert cfg.runner_type == 'FlexibleRunner' and cfg.model_wrapper_cfg is None
+    assert cfg.model.student.arch == 'large' and cfg.model.student.patch_size == 14
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.use_fsdp
+    assert cfg.optim_wrapper.constructor == 'fdclip_mm.TrainableOptimWrapperConstructor'
+    runner = FlexibleRunner.from_cfg(shrink(cfg, tmp_path))
+    assert isinstance(runner.strategy, FSDPStrategy)
+    assert runner.strategy.model_wrapper['use_orig_params'] is True

@@ -1,0 +1,3 @@
+from .glp_depth_head import GLPDepthHead
+
+__all__ = ['GLPDepthHead']
