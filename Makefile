@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 DEMO_CONFIG := configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py
 DEMO_WORK_DIR := work_dirs/demo
 
-.PHONY: setup demo test finetune-digits
+.PHONY: setup demo test finetune-digits dense-demo
 
 setup:
 	bash scripts/setup_env.sh
@@ -26,3 +26,20 @@ finetune-digits: setup
 	$(PY) scripts/fetch_digits.py
 	OMP_NUM_THREADS=1 $(PY) tools/train.py $(DIGITS_CONFIG) --work-dir $(DIGITS_WORK_DIR)
 	OMP_NUM_THREADS=1 $(PY) tools/test.py $(DIGITS_CONFIG) $$(cat $(DIGITS_WORK_DIR)/last_checkpoint) --work-dir $(DIGITS_WORK_DIR)
+
+## dense-demo: the demo's distilled student as a backbone for Mask R-CNN, UperNet and depth on small real data
+## (fetched by scripts/fetch_dense_data.py), each trained briefly on CPU and scored with the library's metric
+DENSE_WORK_DIR := work_dirs/dense_demo
+DENSE_DEMOS := mask_rcnn:configs/demo/mask-rcnn_fdvit-t14-6l_labelme-coco.py \
+	upernet:configs/demo/upernet_fdvit-t14-6l_labelme-ade.py \
+	depth:configs/demo/depth_fdvit-t14-6l_middlebury-nyu.py
+dense-demo: setup $(DEMO_WORK_DIR)/student_backbone.pth
+	$(PY) scripts/fetch_dense_data.py
+	set -e; for demo in $(DENSE_DEMOS); do \
+		name=$${demo%%:*}; config=$${demo#*:}; work_dir=$(DENSE_WORK_DIR)/$$name; \
+		$(PY) tools/train.py $$config --work-dir $$work_dir; \
+		$(PY) tools/test.py $$config $$(cat $$work_dir/last_checkpoint) --work-dir $$work_dir; \
+	done
+
+$(DEMO_WORK_DIR)/student_backbone.pth:
+	$(MAKE) demo
