@@ -41,10 +41,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@cpu_only
-def test_nan_on_one_rank_stops_all_ranks(tiny_clip_checkpoint):
+def run_two_ranks(script: str, checkpoint: str) -> list:
+    """Runs ``script`` as ranks 0 and 1 of a gloo group; returns (returncode, stdout, stderr) per rank."""
     port = str(free_port())
-    procs = [subprocess.Popen([sys.executable, '-c', RANK_SCRIPT, tiny_clip_checkpoint], cwd=REPO_ROOT,
+    procs = [subprocess.Popen([sys.executable, '-c', script, checkpoint], cwd=REPO_ROOT,
                               env=clean_env(RANK=str(r), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
                                             MASTER_PORT=port),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
@@ -54,10 +54,16 @@ def test_nan_on_one_rank_stops_all_ranks(tiny_clip_checkpoint):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for rank, (proc, (out, err)) in enumerate(zip(procs, outputs)):
-        assert proc.returncode == 0, err[-3000:]
+    return [(proc.returncode, out, err) for proc, (out, err) in zip(procs, outputs)]
+
+
+@cpu_only
+def test_nan_on_one_rank_stops_all_ranks(tiny_clip_checkpoint):
+    results = run_two_ranks(RANK_SCRIPT, tiny_clip_checkpoint)
+    for rank, (returncode, out, err) in enumerate(results):
+        assert returncode == 0, err[-3000:]
         assert f'rank {rank}: non-finite loss at' in out, out + err[-3000:]
-    assert 'this rank: nan' in outputs[1][0] and 'this rank: nan' not in outputs[0][0]
+    assert 'this rank: nan' in results[1][1] and 'this rank: nan' not in results[0][1]
 
 
 SKIP_SCRIPT = textwrap.dedent("""
@@ -101,17 +107,6 @@ SKIP_SCRIPT = textwrap.dedent("""
 
 @cpu_only
 def test_skip_under_guarded_ddp_skips_on_every_rank_and_training_goes_on(tiny_clip_checkpoint):
-    port = str(free_port())
-    procs = [subprocess.Popen([sys.executable, '-c', SKIP_SCRIPT, tiny_clip_checkpoint], cwd=REPO_ROOT,
-                              env=clean_env(RANK=str(r), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
-                                            MASTER_PORT=port),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
-    try:
-        outputs = [p.communicate(timeout=150) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for rank, (proc, (out, err)) in enumerate(zip(procs, outputs)):
-        assert proc.returncode == 0, err[-3000:]
+    for rank, (returncode, out, err) in enumerate(run_two_ranks(SKIP_SCRIPT, tiny_clip_checkpoint)):
+        assert returncode == 0, err[-3000:]
         assert f'rank {rank}: skipped 1' in out, out + err[-3000:]
