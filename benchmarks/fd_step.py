@@ -1,38 +1,41 @@
-"""Times distillation training steps side by side, in one process: ours (full input, masked input), the same
-math assembled from stock mmpretrain parts, and our student alone.
+"""Times distillation training steps side by side, in one process: ours (full input, masked input, optionally
+compiled), the same math assembled from stock mmpretrain parts, and our student alone, for each precision.
 
 The stock reference is what a user would assemble without this package: mmpretrain's ``BEiTPretrainViT``
 student (shared RPB, layer scale 0.1) and a CLIP-form mmpretrain ``VisionTransformer`` teacher (pre-norm,
-QuickGELU) under ``no_grad``, a LayerNorm target, a Linear projector and SmoothL1 with beta 2.
+QuickGELU) under ``no_grad``, a LayerNorm target, a Linear projector, SmoothL1 with beta 2 and
+``torch.optim.AdamW`` with its defaults. Ours is :class:`FeatureDistiller` as our configs build it, with the
+teacher's weights held in bf16 when the step runs under bf16 autocast (``teacher.dtype``) and a fused AdamW.
 
-Each step is a full optimizer step (teacher forward, student forward/backward, AdamW, grad clipping) on
-random images, built from our real modules with a random CLIP-architecture teacher. The ratios are what to
-compare: this machine is shared, so absolute numbers move between runs.
+Each step is a full optimizer step (teacher forward, student forward/backward, grad clipping, AdamW) on random
+images. MFU is the FLOP/s of a case (matrix products and attention, counted by ``FlopCounterMode``) over the
+best FLOP/s of a large matrix product measured in the same run and precision. Cases take turns, so compare
+the ratios: a shared machine's absolute numbers move between runs.
 
 Example (the numbers in benchmarks/README.md):
-    python benchmarks/fd_step.py --arch base --img-size 224 --batch 8 --threads 2 --amp bf16
+    python benchmarks/fd_step.py --arch base --img-size 224 --batch 8 --threads 2 --amp none bf16
 """
 import argparse
 import json
 import os
 import os.path as osp
-import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmpretrain.models import BEiTPretrainViT, VisionTransformer
 from torch import nn
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from common import (AMP_DTYPES, WIDTHS, count_flops, machine_facts, matmul_peak_flops,  # noqa: E402
+                    print_table, summarize, time_interleaved)
 from fdclip_mm.models.algorithms import FeatureDistiller  # noqa: E402
-from fdclip_mm.models.backbones import FDViT  # noqa: E402
-
-WIDTHS = {'tiny': (192, 12), 'small': (384, 12), 'base': (768, 12), 'large': (1024, 24)}
+from fdclip_mm.models.teachers import CLIPTeacher  # noqa: E402
 
 
 def random_clip_checkpoint(path: str, width: int, layers: int, patch: int, image: int) -> None:
@@ -54,26 +57,16 @@ def random_clip_checkpoint(path: str, width: int, layers: int, patch: int, image
     torch.save({'visual.' + k: v.half() for k, v in sd.items()}, path)
 
 
-def time_interleaved(steps: Dict[str, Callable[[], None]], warmup: int, iters: int) -> Dict[str, List[float]]:
-    """Step times per case, the cases taking turns so that load changes on a shared machine hit all alike."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    times: Dict[str, List[float]] = {name: [] for name in steps}
-    for _ in range(iters):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def make_step(module: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], amp: str) -> Callable[[], None]:
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
+def make_step(params, loss_fn: Callable[[], torch.Tensor], amp: str, device: str,
+              adamw: str = 'default') -> Callable[[], None]:
+    """One optimizer step: autocast forward, backward, grad clipping at 3.0, AdamW, zeroing."""
+    params = [p for p in params if p.requires_grad]
+    options = dict(fused=True) if adamw == 'fused' else dict(foreach=True) if adamw == 'foreach' else {}
+    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05, **options)
+    dtype = AMP_DTYPES[amp]
 
     def step() -> None:
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp == 'bf16'):
+        with torch.autocast(device.split(':')[0], dtype=dtype or torch.float32, enabled=dtype is not None):
             loss = loss_fn()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 3.0)
@@ -83,8 +76,9 @@ def make_step(module: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], amp:
     return step
 
 
-def stock_mmpretrain_loss(arch: str, img_size: int, patch: int, teacher_dims: int) -> Callable:
+def stock_mmpretrain_loss(arch: str, img_size: int, patch: int, teacher_dims: int) -> Tuple[nn.Module, Callable]:
     """The FD loss built from stock mmpretrain modules; returns (module to optimise, loss function of inputs)."""
+    from fdclip_mm.models.backbones import FDViT
     arch = dict(FDViT.arch_zoo[arch])
     student = BEiTPretrainViT(arch=arch, img_size=img_size, patch_size=patch, drop_path_rate=0.2, out_type='raw',
                               final_norm=True, use_abs_pos_emb=False, use_rel_pos_bias=False,
@@ -95,7 +89,8 @@ def stock_mmpretrain_loss(arch: str, img_size: int, patch: int, teacher_dims: in
                                 layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')))
     teacher.requires_grad_(False)
     teacher.eval()  # mmpretrain's backbones return None from train()/eval()
-    module = nn.ModuleDict(dict(student=student, projector=nn.Linear(student.embed_dims, teacher_dims)))
+    module = nn.ModuleDict(dict(student=student, projector=nn.Linear(student.embed_dims, teacher_dims),
+                                teacher=teacher))
 
     def loss(inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
@@ -106,6 +101,56 @@ def stock_mmpretrain_loss(arch: str, img_size: int, patch: int, teacher_dims: in
     return module, loss
 
 
+def build_distiller(args, ckpt: str, amp: str, with_cp: bool = False,
+                    teacher_dtype: Optional[str] = 'auto') -> FeatureDistiller:
+    """Our distiller as the configs build it; ``teacher_dtype='auto'`` holds the teacher in the AMP dtype."""
+    if teacher_dtype == 'auto':
+        teacher_dtype = {'bf16': 'bfloat16', 'fp16': 'float16'}.get(amp)
+    student = dict(type='FDViT', arch=args.arch, img_size=args.img_size, patch_size=args.patch, drop_path_rate=0.2,
+                   with_cp=with_cp)
+    return FeatureDistiller(student=student, teacher=dict(type='CLIPTeacher', checkpoint=ckpt, dtype=teacher_dtype))
+
+
+def build_cases(args, ckpt: str, inputs: Dict[str, torch.Tensor]) -> Tuple[Dict[str, Callable], dict]:
+    """Step functions for every case and precision, and the compile times of compiled cases."""
+    width, _ = WIDTHS[args.arch]
+    cases: Dict[str, Callable] = {}
+    compile_s = {}
+    stock, stock_loss = stock_mmpretrain_loss(args.arch, args.img_size, args.patch, width)
+    stock.to(args.device)
+    ours = build_distiller(args, ckpt, 'none').to(args.device).train()
+    teachers = {amp: ours.teacher if AMP_DTYPES[amp] is None else
+                CLIPTeacher(checkpoint=ckpt, dtype={'bf16': 'bfloat16', 'fp16': 'float16'}[amp]).to(args.device)
+                for amp in args.amp}
+
+    def distill(teacher: nn.Module, mask_ratio: float, model: nn.Module = ours) -> Callable[[], torch.Tensor]:
+        def loss() -> torch.Tensor:
+            ours.teacher, ours.mask_ratio = teacher, mask_ratio
+            return model(inputs, mode='loss')['loss']
+        return loss
+
+    compiled = None
+    if args.compile:
+        compiled = torch.compile(ours)
+    for amp in args.amp:
+        tag = '' if len(args.amp) == 1 else f'[{amp}]'
+        teacher = teachers[amp]
+        cases['stock_mmpretrain' + tag] = make_step(stock.parameters(), lambda: stock_loss(inputs), amp, args.device)
+        cases['fd_full' + tag] = make_step(ours.parameters(), distill(teacher, 0.), amp, args.device, args.adamw)
+        cases[f'fd_masked_{1 - args.mask_ratio:.0%}' + tag] = make_step(
+            ours.parameters(), distill(teacher, args.mask_ratio), amp, args.device, args.adamw)
+        cases['student_only' + tag] = make_step(
+            ours.student.parameters(), lambda: ours.student.forward_features(inputs['student']).float().square().mean(),
+            amp, args.device, args.adamw)
+        if compiled is not None:
+            step = make_step(ours.parameters(), distill(teacher, 0., compiled), amp, args.device, args.adamw)
+            start = time.perf_counter()
+            step()
+            compile_s['fd_full_compiled' + tag] = time.perf_counter() - start
+            cases['fd_full_compiled' + tag] = step
+    return cases, compile_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--arch', default='base', choices=sorted(WIDTHS))
@@ -113,8 +158,12 @@ def main() -> None:
     parser.add_argument('--patch', type=int, default=16)
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--amp', default='bf16', choices=['bf16', 'none'])
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--amp', nargs='+', default=['bf16'], choices=sorted(AMP_DTYPES))
+    parser.add_argument('--adamw', default='fused', choices=['fused', 'foreach', 'default'],
+                        help='AdamW implementation of our cases (stock keeps torch\'s default)')
     parser.add_argument('--mask-ratio', type=float, default=0.75)
+    parser.add_argument('--compile', action='store_true', help='add a torch.compile\'d fd_full case')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--out', default='work_dirs/benchmarks/fd_step.json')
@@ -126,34 +175,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = osp.join(tmp, 'clip.pth')
         random_clip_checkpoint(ckpt, width, layers, args.patch, args.img_size)
-        student = dict(type='FDViT', arch=args.arch, img_size=args.img_size, patch_size=args.patch, drop_path_rate=0.2)
-        full = FeatureDistiller(student=student, teacher=dict(type='CLIPTeacher', checkpoint=ckpt)).train()
-        masked = FeatureDistiller(student=student, teacher=dict(type='CLIPTeacher', checkpoint=ckpt),
-                                  mask_ratio=args.mask_ratio).train()
-    alone = FDViT(arch=args.arch, img_size=args.img_size, patch_size=args.patch, drop_path_rate=0.2).train()
+        images = torch.randint(0, 256, (args.batch, 3, args.img_size, args.img_size), dtype=torch.uint8)
+        preprocess = build_distiller(args, ckpt, 'none').data_preprocessor.to(args.device)
+        inputs = preprocess(dict(inputs=images.to(args.device)))['inputs']
+        cases, compile_s = build_cases(args, ckpt, inputs)
+    flops = {name: count_flops(step) for name, step in cases.items()}
+    size = 8192 if args.device.startswith('cuda') else 2048
+    peaks = {amp: matmul_peak_flops(AMP_DTYPES[amp] or torch.float32, args.device, size) for amp in args.amp}
+    times = time_interleaved(cases, args.warmup, args.iters, args.device)
 
-    images = torch.randint(0, 256, (args.batch, 3, args.img_size, args.img_size), dtype=torch.uint8)
-    inputs = full.data_preprocessor(dict(inputs=images))['inputs']
-    stock, stock_loss = stock_mmpretrain_loss(args.arch, args.img_size, args.patch, width)
-    cases = {
-        'stock_mmpretrain': make_step(stock, lambda: stock_loss(inputs), args.amp),
-        'fd_full': make_step(full, lambda: full(inputs, mode='loss')['loss'], args.amp),
-        f'fd_masked_{1 - args.mask_ratio:.0%}': make_step(masked, lambda: masked(inputs, mode='loss')['loss'], args.amp),
-        'student_only': make_step(alone, lambda: alone.forward_features(inputs['student']).float().square().mean(),
-                                  args.amp),
-    }
     results: Dict[str, dict] = {}
-    for name, times in time_interleaved(cases, args.warmup, args.iters).items():
-        median = statistics.median(times)
-        results[name] = dict(median_s=median, img_per_s=args.batch / median, times_s=times)
-        print(f'{name:>16}: {median:.3f} s/step  {args.batch / median:.2f} img/s', flush=True)
-    base = results['fd_full']['median_s']
-    ratios = {f'{name}/fd_full': r['median_s'] / base for name, r in results.items() if name != 'fd_full'}
-    for name, ratio in ratios.items():
-        print(f'{name:>28}: {ratio:.2f}x the step time')
+    for name, case_times in times.items():
+        amp = next((a for a in args.amp if name.endswith(f'[{a}]')), args.amp[0])
+        row = summarize(case_times, args.batch)
+        row.update(case=name, gflop_per_step=flops[name] / 1e9,
+                   mfu=flops[name] / row['median_s'] / peaks[amp], compile_s=compile_s.get(name))
+        results[name] = row
+    for amp in args.amp:
+        tag = '' if len(args.amp) == 1 else f'[{amp}]'
+        full = results['fd_full' + tag]
+        for name, row in results.items():
+            if name.endswith(tag):
+                row['time_vs_fd_full'] = row['median_s'] / full['median_s']
+                row['speedup_vs_stock'] = results['stock_mmpretrain' + tag]['median_s'] / row['median_s']
+    print_table(list(results.values()), ['case', 'median_s', 'img_per_s', 'time_vs_fd_full', 'speedup_vs_stock',
+                                          'gflop_per_step', 'mfu', 'compile_s'])
+    print('matmul peak GFLOP/s: ' + ', '.join(f'{a} {p / 1e9:.0f}' for a, p in peaks.items()))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(args=vars(args), results=results, ratios=ratios, torch=torch.__version__), f, indent=2)
+        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=results,
+                       matmul_peak_flops=peaks), f, indent=2)
     print(f'saved {args.out}')
 
 

@@ -22,7 +22,9 @@ model = dict(
         _delete_=True,
         type='fdclip_mm.FDViT',
         arch='base',
-        img_size=1024,
+        # the largest padded input (1333 -> 1344): every image's grid is at most 84 x 84, so the RPB tables
+        # (resized once from the distilled 14 x 14 when loaded) are only cropped per image, never stretched
+        img_size=1344,
         patch_size=16,
         pos_embed='rpb',
         layer_scale_init_value=0.1,

@@ -1,6 +1,7 @@
 # Distillation schedule (Table 4): AdamW (0.9, 0.999), eps 1e-8, wd 0.05 (none on norms, biases, tokens and
 # RPB tables), peak lr 1.2e-3 at batch 2048 (linear scaling via auto_scale_lr), 10 warm-up epochs, cosine to
 # 2e-5, grad clip 3.0. Full-size configs switch on mixed precision (AmpOptimWrapper); `--amp` does the same.
+# Fused AdamW: one kernel per parameter group (+3% per step on CPU; benchmarks/README.md).
 base_lr = 1.2e-3
 min_lr = 2e-5
 warmup_epochs = 10
@@ -9,7 +10,7 @@ max_epochs = 300
 optim_wrapper = dict(
     type='OptimWrapper',
     constructor='fdclip_mm.TrainableOptimWrapperConstructor',  # the frozen teacher stays out of the optimizer
-    optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05, fused=True),
     clip_grad=dict(max_norm=3.0),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,

@@ -5,12 +5,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+ATTN_BACKENDS = ('auto', 'sdpa', 'explicit')
+
+
+def sdpa_pays(q: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
+    """Whether ``scaled_dot_product_attention`` beats explicit matrix products for these inputs.
+
+    On CPU, SDPA with a float mask and gradients runs its math fallback, which upcasts bf16/fp16 q, k, v
+    to float32 (float32 batched products are ~8x slower than bf16 ones on an AVX512-BF16 CPU); in float32
+    it was 5-10% slower than explicit products too (``benchmarks/README.md``). Everywhere else (no bias,
+    inference, CUDA) SDPA's fused kernels are used.
+    """
+    return not (q.device.type == 'cpu' and bias is not None and torch.is_grad_enabled() and q.requires_grad)
+
 
 class Attention(nn.Module):
-    """Self-attention whose fast path is ``scaled_dot_product_attention``.
+    """Self-attention with two equivalent paths: ``scaled_dot_product_attention`` and explicit products.
 
-    The relative position bias enters SDPA as an additive float mask. ``forward(..., return_attn=True)``
-    takes the explicit path and also returns the per-head attention probabilities (for analysis).
+    The relative position bias enters SDPA as an additive float mask. The explicit path adds it to the
+    logits (promoting them to the bias's float32 under autocast, as mmpretrain's BEiT does) and can return
+    the per-head attention probabilities (``forward(..., return_attn=True)``, for analysis).
 
     Args:
         embed_dims: Token width.
@@ -18,6 +32,8 @@ class Attention(nn.Module):
         qv_bias: Learnable biases for q and v, none for k (BEiT). Defaults to True.
         attn_drop: Dropout on the attention probabilities during training.
         proj_drop: Dropout after the output projection.
+        backend: ``'auto'`` (the faster path for the device and mode, see :func:`sdpa_pays`), ``'sdpa'``
+            or ``'explicit'``.
     """
 
     def __init__(self,
@@ -25,13 +41,17 @@ class Attention(nn.Module):
                  num_heads: int,
                  qv_bias: bool = True,
                  attn_drop: float = 0.,
-                 proj_drop: float = 0.) -> None:
+                 proj_drop: float = 0.,
+                 backend: str = 'auto') -> None:
         super().__init__()
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
+        if backend not in ATTN_BACKENDS:
+            raise ValueError(f'attention backend must be one of {ATTN_BACKENDS}, got {backend!r}')
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
         self.scale = self.head_dims**-0.5
+        self.backend = backend
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
         if qv_bias:
             self.q_bias = nn.Parameter(torch.zeros(embed_dims))
@@ -50,6 +70,15 @@ class Attention(nn.Module):
         qkv = F.linear(x, self.qkv.weight, bias).view(B, N, 3, self.num_heads, self.head_dims)
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
+    def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
+                  drop: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Output (B, heads, N, head_dims) and probabilities (B, heads, N, N) from explicit products."""
+        logits = (q * self.scale) @ k.transpose(-2, -1)
+        if bias is not None:
+            logits = logits + bias
+        attn = logits.softmax(dim=-1)
+        return F.dropout(attn, drop, self.training).to(v.dtype) @ v, attn
+
     def forward(self,
                 x: torch.Tensor,
                 bias: Optional[torch.Tensor] = None,
@@ -62,15 +91,11 @@ class Attention(nn.Module):
         q, k, v = self._qkv(x)
         drop = self.attn_drop if self.training else 0.
         attn = None
-        if return_attn:
-            logits = (q * self.scale) @ k.transpose(-2, -1)
-            if bias is not None:
-                logits = logits + bias
-            attn = logits.softmax(dim=-1)
-            out = F.dropout(attn, drop, self.training) @ v
+        use_sdpa = self.backend == 'sdpa' or (self.backend == 'auto' and sdpa_pays(q, bias))
+        if return_attn or not use_sdpa:
+            out, attn = self._explicit(q, k, v, bias, drop)
         else:
-            if bias is not None:
-                bias = bias.to(q.dtype)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
+            mask = None if bias is None else bias.to(q.dtype)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         out = self.proj_drop(self.proj(out.transpose(1, 2).flatten(2)))
         return (out, attn) if return_attn else out

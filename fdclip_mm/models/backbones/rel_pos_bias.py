@@ -56,6 +56,29 @@ def resize_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torc
     return torch.cat([resized, table[-3:]], dim=0)
 
 
+def fit_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.Tensor:
+    """An RPB table of a ``src`` patch grid made to serve a ``dst`` grid.
+
+    Offsets that exist in the ``src`` table keep their learned entries: along a side where ``dst`` is not
+    longer, the table is cropped to the offsets that grid has (exact, as a smaller input of the same model
+    would use them). Along a longer side the (cropped) table is then resized bicubically, as BEiT does when it
+    loads a checkpoint for a larger input. The class-token rows are kept.
+    """
+    src, dst = tuple(src), tuple(dst)
+    if src == dst:
+        return table
+    expected = num_relative_distances(src)
+    if table.shape[0] != expected:
+        raise ValueError(f'RPB table has {table.shape[0]} rows, but a {src} grid needs {expected}')
+    kept = (min(src[0], dst[0]), min(src[1], dst[1]))
+    if kept != src:
+        heads = table.shape[1]
+        grid_part = table[:-3].T.reshape(heads, 2 * src[0] - 1, 2 * src[1] - 1)
+        grid_part = grid_part[:, src[0] - kept[0]:src[0] + kept[0] - 1, src[1] - kept[1]:src[1] + kept[1] - 1]
+        table = torch.cat([grid_part.reshape(heads, -1).T, table[-3:]], dim=0)
+    return resize_rel_pos_bias_table(table, kept, dst)
+
+
 def infer_grid(table_rows: int) -> Grid:
     """The square patch grid whose RPB table has ``table_rows`` rows."""
     side = (int(round((table_rows - 3)**0.5)) + 1) // 2
@@ -96,11 +119,11 @@ class RelativePositionBias(nn.Module):
         self.register_buffer('relative_position_index', relative_position_index(self.grid), persistent=False)
 
     def forward(self, grid: Grid) -> torch.Tensor:
-        """Bias of shape (1, heads, 1 + h*w, 1 + h*w) for a ``grid`` of patches (table resized if needed)."""
+        """Bias of shape (1, heads, 1 + h*w, 1 + h*w) for a ``grid`` of patches (see :func:`fit_rel_pos_bias_table`)."""
         grid = tuple(grid)
         table, index = self.relative_position_bias_table, self.relative_position_index
         if grid != self.grid:
-            table = resize_rel_pos_bias_table(table, self.grid, grid)
+            table = fit_rel_pos_bias_table(table, self.grid, grid)
             index = relative_position_index(grid).to(table.device)
         n = index.shape[0]
         return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
