@@ -1,4 +1,5 @@
 """Helpers the benchmark scripts share: device-aware timing, matmul peak, FLOP counting, machine facts."""
+import argparse
 import os
 import platform
 import statistics
@@ -10,6 +11,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 WIDTHS = {'tiny': (192, 12), 'small': (384, 12), 'base': (768, 12), 'large': (1024, 24)}
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def add_step_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments every step benchmark takes: model size, input, batch, threads, device."""
+    parser.add_argument('--arch', default='base', choices=sorted(WIDTHS))
+    parser.add_argument('--img-size', type=int, default=224)
+    parser.add_argument('--patch', type=int, default=16)
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--device', default='cpu')
 
 
 def synchronize(device: str) -> None:

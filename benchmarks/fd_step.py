@@ -32,7 +32,7 @@ from torch import nn
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import (AMP_DTYPES, WIDTHS, count_flops, machine_facts, matmul_peak_flops,  # noqa: E402
+from common import (AMP_DTYPES, WIDTHS, add_step_args, count_flops, machine_facts, matmul_peak_flops,  # noqa: E402
                     print_table, summarize, time_interleaved)
 from fdclip_mm.models.algorithms import FeatureDistiller  # noqa: E402
 from fdclip_mm.models.teachers import CLIPTeacher  # noqa: E402
@@ -153,12 +153,7 @@ def build_cases(args, ckpt: str, inputs: Dict[str, torch.Tensor]) -> Tuple[Dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--arch', default='base', choices=sorted(WIDTHS))
-    parser.add_argument('--img-size', type=int, default=224)
-    parser.add_argument('--patch', type=int, default=16)
-    parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--device', default='cpu')
+    add_step_args(parser)
     parser.add_argument('--amp', nargs='+', default=['bf16'], choices=sorted(AMP_DTYPES))
     parser.add_argument('--adamw', default='fused', choices=['fused', 'foreach', 'default'],
                         help='AdamW implementation of our cases (stock keeps torch\'s default)')

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import AMP_DTYPES, WIDTHS, machine_facts, print_table  # noqa: E402
+from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, print_table  # noqa: E402
 
 CASES = ('fd_full', 'fd_full_cp', 'student_only', 'student_only_cp', 'stock_mmpretrain')  # BEiT has no with_cp
 
@@ -89,12 +89,7 @@ def run_case(args) -> Dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--arch', default='base', choices=sorted(WIDTHS))
-    parser.add_argument('--img-size', type=int, default=224)
-    parser.add_argument('--patch', type=int, default=16)
-    parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--device', default='cpu')
+    add_step_args(parser)
     parser.add_argument('--amp', default='bf16', choices=sorted(AMP_DTYPES))
     parser.add_argument('--adamw', default='fused', choices=['fused', 'foreach', 'default'])
     parser.add_argument('--cases', nargs='+', default=list(CASES), choices=CASES)

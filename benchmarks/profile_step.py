@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import AMP_DTYPES, WIDTHS, machine_facts, print_table  # noqa: E402
+from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, print_table  # noqa: E402
 from fd_step import build_distiller, make_step, random_clip_checkpoint, stock_mmpretrain_loss  # noqa: E402
 
 GROUPS = {
@@ -56,12 +56,7 @@ def _descendants(event):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--arch', default='base', choices=sorted(WIDTHS))
-    parser.add_argument('--img-size', type=int, default=224)
-    parser.add_argument('--patch', type=int, default=16)
-    parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--device', default='cpu')
+    add_step_args(parser)
     parser.add_argument('--amp', default='bf16', choices=sorted(AMP_DTYPES))
     parser.add_argument('--adamw', default='fused', choices=['fused', 'foreach', 'default'])
     parser.add_argument('--rows', type=int, default=15)
