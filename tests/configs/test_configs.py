@@ -100,7 +100,8 @@ def test_fd_configs_encode_table_4():
     cfg = load('fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
     optim = cfg.optim_wrapper
     assert optim.type == 'AmpOptimWrapper' and optim.clip_grad.max_norm == 3.0
-    assert optim.optimizer == dict(type='AdamW', lr=1.2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)
+    assert optim.optimizer == dict(type='AdamW', lr=1.2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05,
+                                fused=True)
     assert cfg.auto_scale_lr.base_batch_size == 2048
     assert cfg.train_dataloader.batch_size * 16 == 2048
     warmup, cosine = cfg.param_scheduler

@@ -34,10 +34,10 @@ def test_distillation_checkpoint_to_dense_backbone(tiny_clip_checkpoint, tmp_pat
         torch.testing.assert_close(layer.attn.rel_pos_bias.relative_position_bias_table[-3:], table[-3:])
     dense.eval()
     distiller.student.eval()
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():  # the 32-px student fits its table to the 64-px grid on the fly as the load did
         tokens = distiller.student.forward_features(x)
-        last = dense(x)[-1]  # a 32-px input: the 64-px tables are resized back on the fly
+        last = dense(x)[-1]
     torch.testing.assert_close(distiller.student.ln1(last.flatten(2).transpose(1, 2)), tokens[:, 1:],
                                atol=1e-4, rtol=1e-4)
 
