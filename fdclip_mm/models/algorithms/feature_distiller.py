@@ -1,5 +1,4 @@
 """Feature Distillation: a fresh student regresses the whitened last-layer tokens of a frozen teacher."""
-import copy
 import logging
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -12,7 +11,7 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from fdclip_mm.registry import MODELS
-from ..builder import build_model
+from ..builder import build_model, scoped
 from ..teachers import BaseTeacher
 
 TARGET_NORMS = ('ln', None)
@@ -69,8 +68,7 @@ class FeatureDistiller(BaseModel):
         teacher_module = build_model(teacher)
         if not isinstance(teacher_module, BaseTeacher):
             raise TypeError(f'teacher must build a BaseTeacher, got {type(teacher_module).__name__}')
-        preprocessor = copy.deepcopy(data_preprocessor) if data_preprocessor else dict(type='DistillDataPreprocessor')
-        preprocessor.setdefault('_scope_', 'fdclip_mm')
+        preprocessor = scoped(data_preprocessor or dict(type='DistillDataPreprocessor'))
         preprocessor.setdefault('teacher_mean', teacher_module.mean)
         preprocessor.setdefault('teacher_std', teacher_module.std)
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)

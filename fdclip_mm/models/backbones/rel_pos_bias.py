@@ -36,6 +36,19 @@ def relative_position_index(grid: Grid) -> torch.Tensor:
     return index
 
 
+def _offset_grid(table: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """The patch-offset rows of a ``grid``'s RPB table as a (heads, 2h-1, 2w-1) map (class rows left out)."""
+    expected = num_relative_distances(grid)
+    if table.shape[0] != expected:
+        raise ValueError(f'RPB table has {table.shape[0]} rows, but a {grid} grid needs {expected}')
+    return table[:-3].T.reshape(table.shape[1], 2 * grid[0] - 1, 2 * grid[1] - 1)
+
+
+def _with_class_rows(offsets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """An RPB table from a (heads, 2h-1, 2w-1) offset map and the class-token rows of ``table``."""
+    return torch.cat([offsets.reshape(offsets.shape[0], -1).T.to(table.dtype), table[-3:]], dim=0)
+
+
 def resize_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.Tensor:
     """Resizes an RPB table from a ``src`` patch grid to a ``dst`` one (bicubic; class rows kept).
 
@@ -45,15 +58,10 @@ def resize_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torc
     src, dst = tuple(src), tuple(dst)
     if src == dst:
         return table
-    expected = num_relative_distances(src)
-    if table.shape[0] != expected:
-        raise ValueError(f'RPB table has {table.shape[0]} rows, but a {src} grid needs {expected}')
-    heads = table.shape[1]
-    grid_part = table[:-3].T.reshape(1, heads, 2 * src[0] - 1, 2 * src[1] - 1)
-    resized = F.interpolate(grid_part.float(), size=(2 * dst[0] - 1, 2 * dst[1] - 1), mode='bicubic',
+    offsets = _offset_grid(table, src)
+    resized = F.interpolate(offsets[None].float(), size=(2 * dst[0] - 1, 2 * dst[1] - 1), mode='bicubic',
                             align_corners=False)
-    resized = resized.reshape(heads, -1).T.to(table.dtype)
-    return torch.cat([resized, table[-3:]], dim=0)
+    return _with_class_rows(resized[0], table)
 
 
 def fit_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.Tensor:
@@ -67,15 +75,11 @@ def fit_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.T
     src, dst = tuple(src), tuple(dst)
     if src == dst:
         return table
-    expected = num_relative_distances(src)
-    if table.shape[0] != expected:
-        raise ValueError(f'RPB table has {table.shape[0]} rows, but a {src} grid needs {expected}')
     kept = (min(src[0], dst[0]), min(src[1], dst[1]))
     if kept != src:
-        heads = table.shape[1]
-        grid_part = table[:-3].T.reshape(heads, 2 * src[0] - 1, 2 * src[1] - 1)
-        grid_part = grid_part[:, src[0] - kept[0]:src[0] + kept[0] - 1, src[1] - kept[1]:src[1] + kept[1] - 1]
-        table = torch.cat([grid_part.reshape(heads, -1).T, table[-3:]], dim=0)
+        offsets = _offset_grid(table, src)
+        offsets = offsets[:, src[0] - kept[0]:src[0] + kept[0] - 1, src[1] - kept[1]:src[1] + kept[1] - 1]
+        table = _with_class_rows(offsets, table)
     return resize_rel_pos_bias_table(table, kept, dst)
 
 
@@ -119,7 +123,7 @@ class RelativePositionBias(nn.Module):
         self.register_buffer('relative_position_index', relative_position_index(self.grid), persistent=False)
 
     def forward(self, grid: Grid) -> torch.Tensor:
-        """Bias of shape (1, heads, 1 + h*w, 1 + h*w) for a ``grid`` of patches (see :func:`fit_rel_pos_bias_table`)."""
+        """Bias (1, heads, 1 + h*w, 1 + h*w) for a ``grid`` of patches (see :func:`fit_rel_pos_bias_table`)."""
         grid = tuple(grid)
         table, index = self.relative_position_bias_table, self.relative_position_index
         if grid != self.grid:

@@ -1,5 +1,4 @@
 """The light depth decoder of "Revealing the Dark Secrets of MIM" (Xie et al. 2022) as an mmseg head."""
-import copy
 from typing import List, Sequence, Union
 
 import torch
@@ -10,13 +9,7 @@ from mmseg.utils import SampleList
 from torch import nn
 
 from fdclip_mm.registry import MODELS
-
-
-def _build_mmseg_loss(cfg: dict) -> nn.Module:
-    """Builds a loss from mmseg's registry whatever the caller's default scope is."""
-    cfg = copy.deepcopy(dict(cfg))
-    cfg.setdefault('_scope_', 'mmseg')
-    return MODELS.build(cfg)
+from ..builder import build_model
 
 
 @MODELS.register_module()
@@ -107,7 +100,7 @@ class GLPDepthHead(BaseDecodeHead):
         losses = [loss_decode] if isinstance(loss_decode, dict) else list(loss_decode)
         if not losses or not all(isinstance(cfg, dict) for cfg in losses):
             raise TypeError(f'loss_decode must be a dict or a sequence of dicts, got {loss_decode!r}')
-        built = [_build_mmseg_loss(cfg) for cfg in losses]
+        built = [build_model(cfg, scope='mmseg') for cfg in losses]  # whatever the caller's scope
         self.loss_decode = built[0] if isinstance(loss_decode, dict) else nn.ModuleList(built)
 
     def forward(self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:

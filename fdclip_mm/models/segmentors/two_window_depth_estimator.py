@@ -1,5 +1,4 @@
 """mmseg's DepthEstimator with the two-window test of the MIM / FD NYUv2 recipe."""
-import copy
 from typing import List, Sequence, Tuple
 
 import torch
@@ -7,6 +6,7 @@ from mmengine.config import ConfigDict
 from mmseg.models.segmentors import DepthEstimator
 
 from fdclip_mm.registry import MODELS
+from ..builder import scoped
 
 TEST_MODES = ('whole', 'slide', 'slide_flip', 'two_window')
 
@@ -52,8 +52,7 @@ class TwoWindowDepthEstimator(DepthEstimator):
     def __init__(self, *args, test_cfg=None, **kwargs) -> None:
         for key in ('backbone', 'neck', 'decode_head', 'auxiliary_head', 'data_preprocessor'):
             if isinstance(kwargs.get(key), dict):
-                kwargs[key] = copy.deepcopy(kwargs[key])
-                kwargs[key].setdefault('_scope_', 'mmseg')
+                kwargs[key] = scoped(kwargs[key], 'mmseg')
         # mmseg reads test_cfg keys as attributes
         test_cfg = ConfigDict(test_cfg) if test_cfg is not None else None
         super().__init__(*args, test_cfg=test_cfg, **kwargs)
