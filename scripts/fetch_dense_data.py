@@ -26,7 +26,6 @@ import json
 import os
 import os.path as osp
 import shutil
-import subprocess
 import sys
 import tarfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -34,7 +33,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from fetch_demo_data import REPO_ROOT, StepError, download_dir, sha256  # noqa: E402
+from fetch_demo_data import REPO_ROOT, StepError, download_dir, pip_download  # noqa: E402
 
 SDIST_SPEC = 'labelme==6.3.1'
 SDIST_ROOT = 'labelme-6.3.1'  # top folder of the sdist
@@ -82,22 +81,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def fetch_sdist(cache: str) -> str:
     """The labelme sdist in ``cache``, downloaded with pip unless already there; checks its hash."""
-    sdist = osp.join(cache, SDIST_NAME)
-    if osp.isfile(sdist):
-        print(f'[skip] {sdist} already downloaded')
-    else:
-        os.makedirs(cache, exist_ok=True)
-        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-binary', ':all:', SDIST_SPEC,
-               '-d', cache]
-        print(f'[run]  {" ".join(cmd)}')
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0 or not osp.isfile(sdist):
-            raise StepError(f'pip download {SDIST_SPEC} failed (exit {result.returncode}):\n'
-                            f'{result.stdout[-2000:]}{result.stderr[-2000:]}')
-    digest = sha256(sdist)
-    if digest != SDIST_SHA256:
-        raise StepError(f'{sdist} has SHA-256 {digest}, expected {SDIST_SHA256}; delete it and rerun')
-    return sdist
+    return pip_download(SDIST_SPEC, osp.join(cache, SDIST_NAME), SDIST_SHA256, '--no-binary', ':all:')
 
 
 def extract_example(sdist: str, cache: str) -> str:
