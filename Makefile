@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 DEMO_CONFIG := configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py
 DEMO_WORK_DIR := work_dirs/demo
 
-.PHONY: setup demo test finetune-digits dense-demo
+.PHONY: setup demo test finetune-digits dense-demo reproduce
 
 setup:
 	bash scripts/setup_env.sh
@@ -14,6 +14,13 @@ demo: setup
 	$(PY) scripts/fetch_demo_data.py
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
 	$(PY) tools/model_converters/fd_to_backbone.py $(DEMO_WORK_DIR) $(DEMO_WORK_DIR)/student_backbone.pth
+
+## reproduce: FD's claims at laptop scale on real data (README "Small-scale reproduction"): Fashion-MNIST (Debian's
+## package) + the real DINOv2 ViT-S/14; writes work_dirs/reproduce/REPORT.md. An interrupted run continues.
+reproduce: setup
+	$(PY) scripts/fetch_demo_data.py
+	$(PY) scripts/fetch_fashion_mnist.py
+	$(PY) tools/reproduce.py --work-dir work_dirs/reproduce
 
 ## test: the whole test suite on CPU
 test: setup

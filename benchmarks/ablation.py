@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import (AMP_DTYPES, WIDTHS, add_step_args, machine_facts, print_table, summarize,  # noqa: E402
+from common import (AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, summarize,  # noqa: E402
                     time_interleaved)
 from fd_step import build_distiller, make_step, random_clip_checkpoint  # noqa: E402
 from fdclip_mm.models.teachers import CLIPTeacher  # noqa: E402
@@ -94,6 +94,7 @@ def main() -> None:
         rows.append(row)
     if compile_s is not None:
         rows[-1]['compile_s'] = compile_s
+    print(machine_line(machine_facts(args.device, args.threads)))
     print_table(rows, ['case', 'median_s', 'img_per_s', 'speedup_vs_before', 'compile_s'])
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:

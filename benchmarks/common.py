@@ -9,6 +9,8 @@ from typing import Callable, Dict, List
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from fdclip_mm.precision import cpu_has_native_bf16
+
 WIDTHS = {'tiny': (192, 12), 'small': (384, 12), 'base': (768, 12), 'large': (1024, 24)}
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -80,11 +82,20 @@ def machine_facts(device: str, threads: int) -> dict:
             cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
     except OSError:
         pass
-    facts = dict(cpu=cpu, cpu_count=os.cpu_count(), threads=threads, torch=torch.__version__,
-                 load_avg=os.getloadavg() if hasattr(os, 'getloadavg') else None)
+    facts = dict(cpu=cpu, cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                 cpu_native_bf16=cpu_has_native_bf16(), cpu_count=os.cpu_count(), threads=threads,
+                 torch=torch.__version__, load_avg=os.getloadavg() if hasattr(os, 'getloadavg') else None)
     if device.startswith('cuda'):
         facts['gpu'] = torch.cuda.get_device_name(device)
     return facts
+
+
+def machine_line(facts: dict) -> str:
+    """One line naming the machine a table was measured on (printed above every table)."""
+    gpu = f", GPU {facts['gpu']}" if 'gpu' in facts else ''
+    bf16 = 'native bf16' if facts['cpu_native_bf16'] else 'no native bf16'
+    return (f"machine: {facts['cpu']} ({facts['cpu_capability']}, {bf16}), {facts['threads']} thread(s), "
+            f"torch {facts['torch']}{gpu}")
 
 
 def print_table(rows: List[dict], columns: List[str]) -> None:

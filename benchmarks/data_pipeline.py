@@ -27,7 +27,7 @@ from mmengine.registry import DefaultScope
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import machine_facts, print_table  # noqa: E402
+from common import machine_facts, machine_line, print_table  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', '_base_', 'datasets', 'imagenet_fd.py')
@@ -101,6 +101,7 @@ def main() -> None:
     for row in rows:
         row['ms_per_img'] = 1000 / row['img_per_s']
     print(f'{len(files)} JPEG files, {args.threads} torch thread(s), one process')
+    print(machine_line(machine_facts('cpu', args.threads)))
     print_table(rows, ['stage', 'img_per_s', 'ms_per_img'])
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:

@@ -32,7 +32,7 @@ from torch import nn
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import (AMP_DTYPES, WIDTHS, add_step_args, count_flops, machine_facts, matmul_peak_flops,  # noqa: E402
+from common import (AMP_DTYPES, WIDTHS, add_step_args, count_flops, machine_facts, machine_line, matmul_peak_flops,  # noqa: E402
                     print_table, summarize, time_interleaved)
 from fdclip_mm.models.algorithms import FeatureDistiller  # noqa: E402
 from fdclip_mm.models.teachers import CLIPTeacher  # noqa: E402
@@ -161,6 +161,9 @@ def main() -> None:
     parser.add_argument('--compile', action='store_true', help='add a torch.compile\'d fd_full case')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--iters', type=int, default=3)
+    parser.add_argument('--peak-size', type=int, default=None,
+                        help='side of the matrix product that measures the peak (default 8192 on CUDA, 2048 on CPU; '
+                        'use 512 on a CPU without native bf16, where a 2048^3 bf16 product takes a minute)')
     parser.add_argument('--out', default='work_dirs/benchmarks/fd_step.json')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -175,7 +178,7 @@ def main() -> None:
         inputs = preprocess(dict(inputs=images.to(args.device)))['inputs']
         cases, compile_s = build_cases(args, ckpt, inputs)
     flops = {name: count_flops(step) for name, step in cases.items()}
-    size = 8192 if args.device.startswith('cuda') else 2048
+    size = args.peak_size or (8192 if args.device.startswith('cuda') else 2048)
     peaks = {amp: matmul_peak_flops(AMP_DTYPES[amp] or torch.float32, args.device, size) for amp in args.amp}
     times = time_interleaved(cases, args.warmup, args.iters, args.device)
 
@@ -193,6 +196,7 @@ def main() -> None:
             if name.endswith(tag):
                 row['time_vs_fd_full'] = row['median_s'] / full['median_s']
                 row['speedup_vs_stock'] = results['stock_mmpretrain' + tag]['median_s'] / row['median_s']
+    print(machine_line(machine_facts(args.device, args.threads)))
     print_table(list(results.values()), ['case', 'median_s', 'img_per_s', 'time_vs_fd_full', 'speedup_vs_stock',
                                           'gflop_per_step', 'mfu', 'compile_s'])
     print('matmul peak GFLOP/s: ' + ', '.join(f'{a} {p / 1e9:.0f}' for a, p in peaks.items()))

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, print_table  # noqa: E402
+from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table  # noqa: E402
 
 CASES = ('fd_full', 'fd_full_cp', 'student_only', 'student_only_cp', 'stock_mmpretrain')  # BEiT has no with_cp
 
@@ -111,6 +111,7 @@ def main() -> None:
         if case.endswith('_cp') and case[:-3] in results:
             row['peak_vs_no_cp'] = row['peak_mib'] / results[case[:-3]]['peak_mib']
             row['step_vs_no_cp'] = row['step_mib'] / results[case[:-3]]['step_mib']
+    print(machine_line(machine_facts(args.device, args.threads)))
     print_table(list(results.values()), ['case', 'state_mib', 'step_mib', 'peak_mib', 'peak_vs_no_cp',
                                           'step_vs_no_cp'])
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

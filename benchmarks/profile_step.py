@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, print_table  # noqa: E402
+from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table  # noqa: E402
 from fd_step import build_distiller, make_step, random_clip_checkpoint, stock_mmpretrain_loss  # noqa: E402
 
 GROUPS = {
@@ -89,6 +89,7 @@ def main() -> None:
         print(f'== {name}: {total:.2f} s of self time ==')
         print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=args.rows))
         summary[name] = dict(total_s=total, **{f'{g}_share': t / total for g, t in groups.items()})
+    print(machine_line(machine_facts(args.device, args.threads)))
     print_table([dict(case=k, **v) for k, v in summary.items()],
                 ['case', 'total_s', 'matmul_share', 'copy/cast_share', 'optimizer_share', 'other_share'])
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

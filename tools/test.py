@@ -27,7 +27,8 @@ except ImportError:  # run as ``python tools/test.py`` without installing the pa
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import fdclip_mm  # noqa: F401
 
-from fdclip_mm.engine import destroy_cpu_process_group, prepare_cpu_distributed
+from fdclip_mm.engine import destroy_cpu_process_group, is_cpu_only, prepare_cpu_distributed
+from fdclip_mm.precision import warn_if_bf16_is_slow
 
 
 def parse_args() -> argparse.Namespace:
@@ -91,6 +92,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         # mmengine's TestLoop autocasts (bfloat16 on CPU, float16 on GPU) when fp16 is set
         cfg.test_cfg = cfg.get('test_cfg') or dict()
         cfg.test_cfg.fp16 = True
+        if is_cpu_only():
+            warn_if_bf16_is_slow('cpu', '--amp on CPU')
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -52,7 +52,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='enable automatic mixed precision training (float16 on GPU, bfloat16 on CPU)')
+        help='enable automatic mixed precision training (float16 on GPU; on CPU bfloat16 where the CPU '
+        'runs it natively, float32 elsewhere)')
     parser.add_argument(
         '--no-validate', action='store_true', help='do not evaluate checkpoints during training')
     parser.add_argument(
@@ -94,11 +95,12 @@ def enable_amp(cfg: Config) -> None:
 
 
 def adapt_amp_to_cpu(cfg: Config) -> None:
-    """On a CPU-only machine, replace ``AmpOptimWrapper`` by ``fdclip_mm.CPUAmpOptimWrapper`` (bfloat16).
+    """On a CPU-only machine, replace ``AmpOptimWrapper`` by ``fdclip_mm.CPUAmpOptimWrapper``.
 
     mmengine's ``AmpOptimWrapper`` refuses to run without an accelerator, and CPU autocast supports
-    bfloat16 only (float16, ``AmpOptimWrapper``'s GPU default, is not used on CPU). With an accelerator
-    the config is left as it is.
+    bfloat16 only (float16, ``AmpOptimWrapper``'s GPU default, is not used on CPU). The CPU wrapper's dtype
+    is ``'auto'`` (bfloat16 where the CPU runs it natively, float32 elsewhere) unless the config asks for
+    ``'bfloat16'``. With an accelerator the config is left as it is.
 
     Args:
         cfg: The config; ``cfg.optim_wrapper`` is modified in place.
@@ -106,11 +108,13 @@ def adapt_amp_to_cpu(cfg: Config) -> None:
     optim_wrapper = cfg.get('optim_wrapper')
     if not is_cpu_only() or optim_wrapper is None or optim_wrapper.get('type') not in AMP_WRAPPERS:
         return
-    if optim_wrapper.get('dtype') not in (None, 'bfloat16'):
-        print_log(f'CPU autocast supports bfloat16 only; dtype={optim_wrapper.dtype!r} is replaced.',
+    dtype = optim_wrapper.get('dtype')
+    if dtype not in (None, 'auto', 'bfloat16'):
+        print_log(f"CPU autocast supports bfloat16 only; dtype={dtype!r} is replaced by 'auto'.",
                   logger='current')
+        dtype = None
     optim_wrapper.type = 'fdclip_mm.CPUAmpOptimWrapper'
-    optim_wrapper.dtype = 'bfloat16'
+    optim_wrapper.dtype = dtype or 'auto'
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:

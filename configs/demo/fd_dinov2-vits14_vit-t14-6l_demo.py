@@ -21,7 +21,7 @@ model = dict(
         pos_embed='shared_rpb',
         drop_path_rate=0.1,
     ),
-    teacher=dict(type='DINOv2Teacher', checkpoint='data/demo/weights/dinov2_vits14.pth', img_size=img_size, dtype='bfloat16'),
+    teacher=dict(type='DINOv2Teacher', checkpoint='data/demo/weights/dinov2_vits14.pth', img_size=img_size, dtype='auto'),
     loss=dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),
     target_norm='ln',
 )

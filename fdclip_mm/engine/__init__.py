@@ -8,6 +8,7 @@ from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init
                           prepare_cpu_distributed)
 from .guarded_ddp import GuardedDistributedDataParallel
 from .layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor
+from .lr_schedulers import TimmCosineAnnealingLR, TimmLinearWarmupLR
 from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
 from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 
@@ -19,5 +20,5 @@ __all__ = [
     'checkpoint_safe_globals', 'register_checkpoint_globals', 'CPUAmpOptimWrapper', 'cpu_model_wrapper_cfg',
     'destroy_cpu_process_group', 'GuardedDistributedDataParallel', 'init_cpu_process_group', 'is_cpu_only', 'prepare_cpu_distributed',
     'TrainableOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'BestMetricsHook', 'RNGStateHook',
-    'get_rng_state', 'set_rng_state'
+    'get_rng_state', 'set_rng_state', 'TimmCosineAnnealingLR', 'TimmLinearWarmupLR'
 ]

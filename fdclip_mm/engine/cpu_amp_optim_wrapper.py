@@ -1,36 +1,54 @@
-"""Mixed precision on CPU: mmengine's AMP wrapper without its accelerator check, in bfloat16."""
+"""Mixed precision on CPU: mmengine's AMP wrapper without its accelerator check, bf16 where the CPU has it."""
+from contextlib import contextmanager
 from typing import Union
 
 import torch
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from torch import nn
 
+from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import OPTIM_WRAPPERS
 
 
 @OPTIM_WRAPPERS.register_module()
 class CPUAmpOptimWrapper(AmpOptimWrapper):
-    """``AmpOptimWrapper`` that also runs on CPU, autocasting to bfloat16.
+    """``AmpOptimWrapper`` that also runs on CPU: bfloat16 autocast where the CPU runs bf16 natively.
 
-    mmengine's ``AmpOptimWrapper`` asserts that a GPU/NPU/MLU/MUSA is available. CPU autocast (through
-    ``mmengine.runner.amp.autocast``) supports bfloat16 only; bfloat16 has float32's exponent range, so
-    no loss scaling is done (a disabled ``torch.amp.GradScaler`` keeps the parent's code paths and its
-    ``state_dict`` layout).
+    mmengine's ``AmpOptimWrapper`` asserts that a GPU/NPU/MLU/MUSA is available. CPU autocast supports
+    bfloat16 only, and only CPUs with AVX512-BF16 or AMX run it fast; elsewhere (e.g. AVX2) bf16 products
+    are emulated and ~100x slower than float32. bfloat16 has float32's exponent range, so no loss scaling
+    is done (a disabled ``torch.amp.GradScaler`` keeps the parent's code paths and ``state_dict`` layout).
 
     Args:
         loss_scale: Accepted for config compatibility with ``AmpOptimWrapper`` and ignored.
-        dtype: Autocast dtype; must be bfloat16. Defaults to ``'bfloat16'``.
+        dtype: ``'auto'`` (default): bfloat16 autocast on a CPU with native bf16, plain float32 (no
+            autocast) elsewhere; the choice is logged once. ``'bfloat16'``: always autocast (warns on a CPU
+            without native bf16). Other dtypes are refused.
         **kwargs: Passed to :class:`mmengine.optim.OptimWrapper`.
     """
 
     def __init__(self,
                  loss_scale: Union[str, float, dict] = 'dynamic',
-                 dtype: Union[str, torch.dtype] = 'bfloat16',
+                 dtype: Union[str, torch.dtype, None] = AUTO,
                  **kwargs) -> None:
         OptimWrapper.__init__(self, **kwargs)  # skips AmpOptimWrapper's accelerator assertion
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
-        if dtype is not torch.bfloat16:
-            raise ValueError(f'CPU autocast supports torch.bfloat16 only, got {dtype}')
+        if dtype is None:
+            dtype = AUTO
+        if isinstance(dtype, torch.dtype):
+            dtype = str(dtype).replace('torch.', '')
+        if dtype not in (AUTO, 'bfloat16'):
+            raise ValueError(f"CPU autocast supports bfloat16 only ('auto' or 'bfloat16'), got {dtype!r}")
+        resolved = resolve_bf16(dtype, 'CPU AMP dtype', device_type='cpu')
         self._scale_update_param = None
         self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
-        self.cast_dtype = dtype
+        self.cast_dtype = torch.bfloat16 if resolved == 'bfloat16' else None
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        """Autocasts to bfloat16, or runs plain float32 where ``'auto'`` chose it."""
+        if self.cast_dtype is None:
+            with OptimWrapper.optim_context(self, model):
+                yield
+        else:
+            with super().optim_context(model):
+                yield

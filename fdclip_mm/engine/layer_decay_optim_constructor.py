@@ -16,6 +16,7 @@ from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from torch import nn
 
 from fdclip_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from .trainable_optim_constructor import RPB_TABLE_KEY
 
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm,
               nn.modules.instancenorm._InstanceNorm)
@@ -28,8 +29,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     ``depth, num_depths = backbone.get_layer_depth(name, prefix)`` with ``num_depths = L + 2`` (embeddings
     at 0, block ``i`` at ``i + 1``, everything after the blocks, the head included, at ``L + 1``). No
     weight decay on parameters of norm layers, biases, other one-dimensional parameters (layer scales,
-    q/v biases) and the backbone's ``no_weight_decay()`` names (class token, position embeddings, RPB
-    tables). Frozen parameters are left out. Parameters with equal settings share one optimizer group,
+    q/v biases) and the backbone's ``no_weight_decay()`` names (class token, position embeddings). Relative
+    position bias tables are decayed, as in the official FD code. Frozen parameters are left out. Parameters with equal settings share one optimizer group,
     whose ``param_names`` lists them. A table of the groups is logged when the optimizer is built.
 
     ``paramwise_cfg`` keys (all optional):
@@ -39,6 +40,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       model. Defaults to ``'backbone'``.
     - ``norm_decay_mult``, ``bias_decay_mult``, ``flat_decay_mult`` (float): weight-decay multipliers of
       norm-layer parameters, biases and 1-D parameters. Default to 0.
+    - ``rel_pos_bias_decay_mult`` (float): weight-decay multiplier of RPB tables. Defaults to 1 (the official
+      code); 0 exempts them, a departure (BEiT's and mmpretrain's BEiT fine-tuning choice).
     - ``custom_keys`` (dict): ``{substring: dict(lr_mult=..., decay_mult=...)}``; the longest substring of a
       parameter's full name wins. ``lr_mult`` multiplies the layer-decay scale; ``decay_mult`` replaces the
       rules above.
@@ -85,6 +88,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             return cfg.get('norm_decay_mult', 0.)
         if name.endswith('.bias'):
             return cfg.get('bias_decay_mult', 0.)
+        if name.endswith(RPB_TABLE_KEY):
+            return cfg.get('rel_pos_bias_decay_mult', 1.)
         if param.ndim <= 1:
             return cfg.get('flat_decay_mult', 0.)
         if name in no_decay:

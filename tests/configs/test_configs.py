@@ -12,7 +12,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..conftest import clip_visual_state_dict, dinov2_state_dict, timm_vit_state_dict, write_image_folder
+from ..conftest import (clip_visual_state_dict, dinov2_state_dict, scheduled_lrs, timm_vit_state_dict,
+                        write_image_folder)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ALL_CONFIGS = sorted(
@@ -104,11 +105,19 @@ def test_fd_configs_encode_table_4():
                                 fused=True)
     assert cfg.auto_scale_lr.base_batch_size == 2048
     assert cfg.train_dataloader.batch_size * 16 == 2048
-    warmup, cosine = cfg.param_scheduler
-    assert (warmup.type, warmup.end) == ('LinearLR', 10)
-    assert (cosine.type, cosine.eta_min, cosine.begin, cosine.end) == ('CosineAnnealingLR', 2e-5, 10, 300)
+    # official schedule at batch 2048: 2e-6 -> 1.2e-3 over 10 epochs, cosine to 2e-5 at 300; all three scale
+    # together with --auto-scale-lr (here: half the batch)
+    epoch = 10
+    for ratio in (1.0, 0.5):
+        start, peak, end = scheduled_lrs(cfg.param_scheduler, [dict(lr=1.2e-3)], epoch, [0, 10 * epoch, 300 * epoch],
+                                         batch_ratio=ratio)
+        assert (start[0], peak[0], end[0]) == pytest.approx((2e-6 * ratio, 1.2e-3 * ratio, 2e-5 * ratio), rel=1e-4)
     assert cfg.train_cfg.max_epochs == 300
     assert crop_scale(cfg) == (0.08, 1.0)
+    crop = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomResizedCrop'][0]
+    assert crop.interpolation == 'bilinear'  # torchvision's default, as the official pipeline
+    # RPB tables are decayed (official); norms, biases, 1-D parameters, cls token and position embeddings not
+    assert optim.paramwise_cfg.custom_keys == dict(cls_token=dict(decay_mult=0.0), pos_embed=dict(decay_mult=0.0))
     assert not any(t.type in ('ColorJitter', 'RandAugment') for t in cfg.train_dataloader.dataset.pipeline)
     student, teacher, model = cfg.model.student, cfg.model.teacher, cfg.model
     assert (student.arch, student.patch_size, student.pos_embed, student.drop_path_rate) == \
@@ -137,9 +146,11 @@ def test_variant_configs_of_the_supplement():
         assert cfg.param_scheduler[1].end == epochs
     for pos_embed in ('ape', 'rpb'):
         assert load(f'fd_clip-vit-b16_vit-b16-{pos_embed}-dp0.2_16xb128-300e_in1k.py').model.student.pos_embed == pos_embed
-    for family, teacher_type in (('mae', 'MAETeacher'), ('dino', 'DINOTeacher'), ('deit', 'DeiTTeacher')):
-        teacher = load(f'fd_{family}-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py').model.teacher
-        assert teacher.type == teacher_type and 'quick_gelu' not in teacher
+    for family, teacher_type, dp in (('mae', 'MAETeacher', 0.2), ('dino', 'DINOTeacher', 0.3),
+                                     ('deit', 'DeiTTeacher', 0.3)):  # DINO / DeiT: the official yaml files' 0.3
+        cfg = load(f'fd_{family}-vit-b16_vit-b16-dp{dp}_16xb128-300e_in1k.py')
+        assert cfg.model.teacher.type == teacher_type and 'quick_gelu' not in cfg.model.teacher
+        assert cfg.model.student.drop_path_rate == dp
 
 
 def test_sharded_l14_config_builds_a_flexible_runner_with_fsdp(tmp_path):

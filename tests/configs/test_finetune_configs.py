@@ -14,7 +14,7 @@ from mmengine.runner import Runner
 from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoint, student_to_classifier_backbone
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import clip_visual_state_dict, write_image_folder
+from ..conftest import clip_visual_state_dict, scheduled_lrs, write_image_folder
 from .test_configs import ALL_CONFIGS, REPO, is_classification_config
 
 FT_CONFIGS = [p for p in ALL_CONFIGS if is_classification_config(p)]
@@ -162,14 +162,11 @@ def test_finetune_configs_encode_table_5_and_appendix_f():
     optim = cfg.optim_wrapper
     assert optim.constructor == 'fdclip_mm.LayerDecayOptimWrapperConstructor'
     assert optim.optimizer == dict(type='AdamW', lr=5e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)
-    assert optim.paramwise_cfg.layer_decay_rate == 0.65 and optim.clip_grad.max_norm == 5.0
+    assert optim.clip_grad.max_norm == 5.0 and 'rel_pos_bias_decay_mult' not in optim.paramwise_cfg
     assert cfg.auto_scale_lr.base_batch_size == 2048 == cfg.train_dataloader.batch_size * 16
-    warmup, cosine = cfg.param_scheduler
-    assert (warmup.end, cosine.begin, cosine.end, cfg.train_cfg.max_epochs) == (20, 20, 100, 100)
-    assert cosine.eta_min_ratio * optim.optimizer.lr == pytest.approx(2e-6)
+    assert cfg.train_cfg.max_epochs == 100
     backbone, head = cfg.model.backbone, cfg.model.head
-    assert (backbone.pos_embed, backbone.out_type, backbone.final_norm, backbone.drop_path_rate) == \
-        ('rpb', 'avg_featmap', False, 0.1)
+    assert (backbone.pos_embed, backbone.out_type, backbone.final_norm) == ('rpb', 'avg_featmap', False)
     assert head.loss == dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')
     assert head.init_cfg.std == pytest.approx(0.02 * 0.001)
     assert cfg.model.train_cfg.augments == [dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]
@@ -178,11 +175,34 @@ def test_finetune_configs_encode_table_5_and_appendix_f():
     assert pipeline['RandomErasing'].erase_prob == 0.25 and 'RepeatAugSampler' not in str(
         cfg.train_dataloader)
 
-    for name, dp in (('dp0.2', 0.2), ('dp0.3', 0.3)):
-        assert load(f'fd-clip-vit-b16_16xb128-{name}-100e_in1k.py').model.backbone.drop_path_rate == dp
-    other = load('fd-clip-vit-b16_16xb128-lr6e-3-ld0.6-100e_in1k.py')
-    assert (other.optim_wrapper.optimizer.lr, other.optim_wrapper.paramwise_cfg.layer_decay_rate) == (6e-3,
-                                                                                                      0.6)
+    # each student gets the official recipe of its distillation run
+    official = {  # config: (distillation config, drop path, layer decay), from the official yaml files
+        'fd-clip-vit-b16_16xb128-100e_in1k.py': ('fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py', 0.3, 0.6),
+        'fd-clip-vit-b16-fd100e_16xb128-100e_in1k.py': ('fd_clip-vit-b16_vit-b16-dp0.1_16xb128-100e_in1k.py', 0.1,
+                                                        0.65),
+        'fd-clip-vit-l14_16xb128-50e_in1k.py': ('fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k.py', 0.4, 0.75),
+    }
+    for name, (distill, dp, rate) in official.items():
+        leaf = load(name)
+        assert leaf.distill_config == f'configs/fd/{distill}' and osp.isfile(osp.join(REPO, leaf.distill_config))
+        assert (leaf.model.backbone.drop_path_rate, leaf.optim_wrapper.paramwise_cfg.layer_decay_rate) == (dp, rate)
+    assert load('fd-clip-vit-b16_16xb128-dp0.2-100e_in1k.py').model.backbone.drop_path_rate == 0.2
+    other = load('fd-clip-vit-b16_16xb128-lr6e-3-100e_in1k.py')
+    assert (other.optim_wrapper.optimizer.lr, other.optim_wrapper.paramwise_cfg.layer_decay_rate) == (6e-3, 0.6)
+
+    # timm's schedule, as the official code: every group warms up from and anneals to the same absolute lr
+    # (B/16: 1e-6, L/14: 2e-6 at batch 2048), whatever its layer-decay scale; --auto-scale-lr scales all of it
+    epoch = 10
+    for leaf, floor in ((cfg, 1e-6), (other, 1e-6), (load('fd-clip-vit-l14_16xb128-50e_in1k.py'), 2e-6)):
+        lr, rate = leaf.optim_wrapper.optimizer.lr, leaf.optim_wrapper.paramwise_cfg.layer_decay_rate
+        warmup_end, max_epochs = leaf.param_scheduler[0].end, leaf.train_cfg.max_epochs
+        groups = [dict(lr=lr, lr_scale=1.0), dict(lr=lr * rate**5, lr_scale=rate**5)]
+        for ratio in (1.0, 0.5):
+            start, peak, end = scheduled_lrs(leaf.param_scheduler, groups, epoch,
+                                             [0, warmup_end * epoch, max_epochs * epoch - 1], batch_ratio=ratio)
+            assert start == pytest.approx([floor * ratio] * 2)
+            assert peak == pytest.approx([lr * ratio, lr * rate**5 * ratio])
+            assert end == pytest.approx([floor * ratio] * 2, rel=0.05)  # last iteration: within 5% of the floor
 
     for prefix in ('fd-clip', 'clip'):
         large = load(f'{prefix}-vit-l14_16xb128-50e_in1k.py')

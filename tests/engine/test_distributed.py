@@ -192,7 +192,7 @@ def test_mmengine_amp_wrapper_refuses_cpu():
 def test_cpu_amp_wrapper_autocasts_to_bfloat16():
     torch.manual_seed(0)
     model = nn.Linear(4, 2)
-    wrapper = CPUAmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    wrapper = CPUAmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dtype='bfloat16')
     before = model.weight.detach().clone()
     with wrapper.optim_context(model):
         out = model(torch.randn(3, 4))

@@ -58,7 +58,7 @@ def test_mmpretrain_image_classifier():
     expect(table, 'backbone.layers.0.attn.v_bias', S1, 0.)
     expect(table, 'backbone.layers.0.gamma_1', S1, 0.)
     expect(table, 'backbone.layers.0.ln1.weight', S1, 0.)
-    expect(table, 'backbone.layers.0.attn.rel_pos_bias.relative_position_bias_table', S1, 0.)  # 2-D, no decay
+    expect(table, 'backbone.layers.0.attn.rel_pos_bias.relative_position_bias_table', S1, WD)  # decayed (official)
     expect(table, 'backbone.layers.1.ffn.layers.0.0.weight', S2, WD)
     expect(table, 'backbone.layers.1.ffn.layers.1.bias', S2, 0.)
     expect(table, 'backbone.ln2.weight', S3, 0.)
@@ -77,7 +77,7 @@ def test_shared_rpb_sits_at_the_top_and_frozen_params_are_left_out():
         model = MODELS.build(model_cfg)
         model.backbone.patch_embed.requires_grad_(False)
         table = lr_and_wd_by_name(build_optim_wrapper(model, optim_cfg()).optimizer)
-    expect(table, 'backbone.rel_pos_bias.relative_position_bias_table', S3, 0.)
+    expect(table, 'backbone.rel_pos_bias.relative_position_bias_table', S3, WD)
     expect(table, 'backbone.ln1.weight', S3, 0.)
     assert not any(n.startswith('backbone.patch_embed') for n in table)
 
@@ -161,3 +161,25 @@ def test_groups_table_and_errors():
     with pytest.raises(AttributeError, match='nope'):
         missing.param_groups(model)
     assert torch.is_tensor(groups[0]['params'][0])
+
+
+def test_rel_pos_bias_decay_option_in_both_constructors():
+    """RPB tables are decayed by default (official); rel_pos_bias_decay_mult=0 exempts them in either constructor."""
+    model_cfg = dict(type='ImageClassifier', backbone=fdvit(pos_embed='rpb', out_type='avg_featmap', final_norm=False),
+                     head=dict(type='LinearClsHead', num_classes=4, in_channels=32))
+    key = 'backbone.layers.0.attn.rel_pos_bias.relative_position_bias_table'
+    _, table = build_in_scope('mmpretrain', model_cfg, optim_cfg(rel_pos_bias_decay_mult=0.))
+    expect(table, key, S1, 0.)
+    expect(table, 'backbone.layers.0.attn.qkv.weight', S1, WD)
+    trainable = dict(type='OptimWrapper', constructor='fdclip_mm.TrainableOptimWrapperConstructor',
+                     optimizer=dict(type='AdamW', lr=LR, weight_decay=WD),
+                     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0., flat_decay_mult=0.))
+    for mult, wd in ((None, WD), (0., 0.)):
+        cfg = dict(trainable, paramwise_cfg=dict(trainable['paramwise_cfg']))
+        if mult is not None:
+            cfg['paramwise_cfg']['rel_pos_bias_decay_mult'] = mult
+        model, _ = build_in_scope('mmpretrain', model_cfg, optim_cfg())
+        optim = build_optim_wrapper(model, cfg).optimizer
+        param = dict(model.named_parameters())[key]
+        group = next(g for g in optim.param_groups if any(p is param for p in g['params']))
+        assert group['weight_decay'] == wd

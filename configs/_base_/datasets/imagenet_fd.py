@@ -1,4 +1,5 @@
 # ImageNet-1K for feature distillation (Table 4): RandomResizedCrop 224, scale (0.08, 1), flip, no colour jitter.
+# The crop is resized bilinearly, as the official pipeline does (torchvision's RandomResizedCrop default).
 # Both networks see the same crop; the data preprocessor normalises it twice.
 dataset_type = 'ImageNet'
 data_root = 'data/imagenet'
@@ -6,7 +7,7 @@ data_root = 'data/imagenet'
 train_pipeline = [
     dict(type='fdclip_mm.CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0), backend='pillow',
-         interpolation='bicubic'),
+         interpolation='bilinear'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]

@@ -16,7 +16,7 @@ model = dict(
         type='CLIPTeacher',
         checkpoint='data/weights/clip/ViT-B-16.pt',  # OpenAI's file as published (TorchScript archive)
         quick_gelu=True,
-        dtype=None,
+        dtype='auto',  # bf16 where the device runs it natively, else fp32 (fdclip_mm.precision)
     ),
     loss=dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),
     target_norm='ln',

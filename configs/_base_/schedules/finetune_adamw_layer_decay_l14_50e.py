@@ -1,7 +1,10 @@
-# Table 5, large: peak lr 1e-3 at batch 2048, 50 epochs (5 warm-up), layer decay 0.75; the rest as for B/16.
+# Table 5, large: peak lr 1e-3 at batch 2048, 50 epochs (5 warm-up), layer decay 0.75; warm-up start and floor
+# 2e-6 for every group (official fd_finetune__clip_vit_large__img224__300ep.yaml: 5e-7 at batch 512); the rest
+# as for B/16.
 _base_ = './finetune_adamw_layer_decay.py'
 
 base_lr = 1e-3
+warmup_lr = 2e-6
 min_lr = 2e-6
 layer_decay_rate = 0.75
 warmup_epochs = 5
@@ -9,8 +12,9 @@ max_epochs = 50
 
 optim_wrapper = dict(optimizer=dict(lr=base_lr), paramwise_cfg=dict(layer_decay_rate=layer_decay_rate))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min_ratio=min_lr / base_lr, by_epoch=True,
-         begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
+    dict(type='fdclip_mm.TimmLinearWarmupLR', warmup_lr_ratio=warmup_lr / base_lr, by_epoch=True, begin=0,
+         end=warmup_epochs, convert_to_iter_based=True),
+    dict(type='fdclip_mm.TimmCosineAnnealingLR', T_max=max_epochs - warmup_epochs, min_lr_ratio=min_lr / base_lr,
+         by_epoch=True, begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs)

@@ -5,6 +5,9 @@
 # one `accuracy/top1_origin`), and BestMetricsHook keeps the best of each. The supplement does not list FD-CLIP's
 # own tuned values; the configs use this recipe for both the FD student and CLIP. The configs also set
 # model = dict(backbone=dict(drop_path_rate=0.0), train_cfg=None)  (no drop path, no Mixup/CutMix).
+# Unlike Table 5's configs (one absolute floor for all groups, as the official FD code), the warm-up start and the
+# floor here are fractions of each group's own lr, as MAE/BEiT-derived fine-tuning code (FT-CLIP's lineage)
+# schedules lr x lr_scale; the supplement gives no schedule details for this recipe.
 _base_ = './finetune_adamw_layer_decay.py'
 
 base_lr = 6e-4

@@ -13,6 +13,7 @@ from torch import nn
 from fdclip_mm.registry import MODELS
 from ..builder import build_model, scoped
 from ..teachers import BaseTeacher
+from .teacher_target_cache import TeacherTargetCache
 
 TARGET_NORMS = ('ln', None)
 NONFINITE_LOSS_MODES = ('raise', 'skip')
@@ -48,6 +49,11 @@ class FeatureDistiller(BaseModel):
             ``skipped_nonfinite_steps``. Under DDP, skipping needs the wrapper that calls
             :meth:`guarded_train_step` (``fdclip_mm.GuardedDistributedDataParallel``, the FD configs' default);
             mmengine's plain wrapper would update with the bad loss, so the step raises instead.
+        target_cache: A file of teacher tokens for fixed training views (see
+            :mod:`~fdclip_mm.models.algorithms.teacher_target_cache`, written by
+            ``tools/cache_teacher_targets.py``). Training steps then read the targets of each image (by its
+            ``img_path``) instead of running the teacher; validation still runs the teacher. Only valid
+            with a deterministic training pipeline, the one the cache was written with.
     """
 
     def __init__(self,
@@ -58,7 +64,8 @@ class FeatureDistiller(BaseModel):
                  mask_ratio: float = 0.,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
-                 nonfinite_loss: str = 'raise') -> None:
+                 nonfinite_loss: str = 'raise',
+                 target_cache: Optional[str] = None) -> None:
         if nonfinite_loss not in NONFINITE_LOSS_MODES:
             raise ValueError(f'nonfinite_loss must be one of {NONFINITE_LOSS_MODES}, got {nonfinite_loss!r}')
         if target_norm not in TARGET_NORMS:
@@ -85,6 +92,8 @@ class FeatureDistiller(BaseModel):
         self.skipped_nonfinite_steps = 0
         self._last_loss_finite = True
         self._in_train_step = False
+        self.target_cache = TeacherTargetCache(target_cache) if target_cache else None
+        self._check_target_cache()
         self._register_state_dict_hook(_drop_teacher_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_teacher_keys)
 
@@ -98,6 +107,25 @@ class FeatureDistiller(BaseModel):
                 f'{self.student.patch_size}) makes {student_grid} patches of a {img_size} image, the teacher '
                 f'({type(self.teacher).__name__}, patch {self.teacher.patch_size}) makes {teacher_grid}; '
                 'use the same patch size (e.g. ViT-B/16 -> B/16, L/14 -> L/14)')
+
+    def _check_target_cache(self) -> None:
+        if self.target_cache is None:
+            return
+        grid = self.student.patch_resolution
+        expected = (1 + grid[0] * grid[1], self.teacher.embed_dims)
+        if self.target_cache.token_shape != expected:
+            raise ValueError(f'teacher target cache {self.target_cache.path} holds tokens of shape '
+                             f'{self.target_cache.token_shape} per image; this student and teacher need '
+                             f'{expected}')
+
+    def training_target(self, inputs: Dict[str, torch.Tensor], data_samples) -> torch.Tensor:
+        """Whitened targets of a training batch: from the teacher, or from ``target_cache`` by image path."""
+        if self.target_cache is None:
+            return self.extract_target(inputs['teacher'])
+        if not data_samples or any('img_path' not in s for s in data_samples):
+            raise ValueError('target_cache needs the img_path of every training sample (PackInputs keeps it)')
+        cached = self.target_cache.lookup([s.img_path for s in data_samples])
+        return self.target_norm(cached.to(inputs['student'].device))
 
     def extract_target(self, teacher_inputs: torch.Tensor) -> torch.Tensor:
         """Whitened teacher tokens (B, 1+N, C_t); no graph is kept."""
@@ -131,7 +159,7 @@ class FeatureDistiller(BaseModel):
         raise ValueError(f'mode must be "loss", "predict" or "tensor", got {mode!r}')
 
     def loss(self, inputs: Dict[str, torch.Tensor], data_samples=None) -> Dict[str, torch.Tensor]:
-        target = self.extract_target(inputs['teacher'])
+        target = self.training_target(inputs, data_samples)
         if self.mask_ratio == 0:
             return dict(loss=self.loss_module(self.predict_tokens(inputs['student']), target))
         ids_keep = self.sample_kept_patches(inputs['student'])

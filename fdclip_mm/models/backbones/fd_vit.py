@@ -8,7 +8,6 @@ from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.utils import resize_pos_embed
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -18,7 +17,13 @@ from .rel_pos_bias import RelativePositionBias, fit_rel_pos_bias_table, infer_gr
 from .vit_block import ViTBlock
 
 POS_EMBEDS = ('ape', 'rpb', 'shared_rpb')
+INIT_STD = 0.02
 OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
+
+
+def trunc_normal_one_std_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """Fills ``tensor`` in place from N(0, std^2) truncated to [-std, std] (measured std ~0.54 x ``std``)."""
+    return nn.init.trunc_normal_(tensor, mean=0., std=std, a=-std, b=std)
 
 
 @MODELS.register_module()
@@ -161,21 +166,30 @@ class FDViT(BaseModule):
         return parsed
 
     def _init_default_weights(self) -> None:
-        """BEiT's init: truncated normal (std 0.02) and a depth rescale of the residual projections."""
+        """The official FD student's init: BEiT's truncated normal and a depth rescale of residual projections.
+
+        Linear and patch-embedding weights, the class token and the absolute position embedding are drawn
+        from a normal of std 0.02 truncated at plus/minus ONE std (``a=-std, b=std``, as the official
+        ``VisionTransformerForFD``), so their measured std is about 0.0108; biases are zero; LayerNorms are
+        one/zero; RPB tables, q/v biases stay zero. Block ``i``'s attention and FFN output projections are then
+        divided by ``sqrt(2 (i + 1))``. (mmengine's ``trunc_normal_(std=.02)`` cuts at plus/minus 2 in absolute
+        units, i.e. draws a plain normal with twice this spread.)
+        """
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                trunc_normal_one_std_(m.weight, INIT_STD)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        trunc_normal_(self.cls_token, std=.02)
+        trunc_normal_one_std_(self.cls_token, INIT_STD)
         if self.pos_embed is not None:
-            trunc_normal_(self.pos_embed, std=.02)
-        for i, layer in enumerate(self.layers):
-            layer.attn.proj.weight.data.div_(math.sqrt(2.0 * (i + 1)))
-            layer.ffn.layers[1].weight.data.div_(math.sqrt(2.0 * (i + 1)))
+            trunc_normal_one_std_(self.pos_embed, INIT_STD)
+        with torch.no_grad():
+            for i, layer in enumerate(self.layers):
+                layer.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
+                layer.ffn.layers[1].weight.div_(math.sqrt(2.0 * (i + 1)))
 
     # --------------------------------------------------------------------------------------- forward
     def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
@@ -250,12 +264,13 @@ class FDViT(BaseModule):
 
     # ------------------------------------------------------------------------------ optimizer helpers
     def no_weight_decay(self) -> Set[str]:
-        """Names of position/class tokens and RPB tables (norms and biases are left to the constructor)."""
-        names = {'cls_token'}
-        if self.pos_embed is not None:
-            names.add('pos_embed')
-        names |= {n for n, _ in self.named_parameters() if n.endswith('relative_position_bias_table')}
-        return names
+        """The class token and the absolute position embedding, as in the official code.
+
+        Norms, biases and other 1-D parameters are left to the optimizer constructor. RPB tables (2-D) are
+        decayed, as the official code does in distillation and fine-tuning; both our constructors can exempt
+        them with ``paramwise_cfg=dict(rel_pos_bias_decay_mult=0.)`` (BEiT's fine-tuning choice).
+        """
+        return {'cls_token', 'pos_embed'} if self.pos_embed is not None else {'cls_token'}
 
     def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
         """Depth of a parameter for layer-wise lr decay: (depth, num_layers + 2).

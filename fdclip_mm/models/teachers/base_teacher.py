@@ -5,6 +5,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 from mmengine.model import BaseModule
 
+from fdclip_mm.precision import AUTO, resolve_bf16
+
 _DTYPES = {None: None, 'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 
@@ -20,9 +22,12 @@ class BaseTeacher(BaseModule, metaclass=ABCMeta):
     Args:
         mean: Per-channel input mean on the 0-255 scale (RGB).
         std: Per-channel input std on the 0-255 scale (RGB).
-        dtype: ``'bfloat16'`` / ``'float16'`` hold the weights in that type and run without autocast
-            (saves the per-step weight casts of AMP); ``'float32'`` holds and runs fp32 even under
-            autocast; None (default) keeps fp32 weights and follows the caller's autocast.
+        dtype: ``'auto'`` (default): ``'bfloat16'`` where the device runs bf16 natively (CUDA with bf16, a CPU
+            with AVX512-BF16 or AMX), None elsewhere (see :mod:`fdclip_mm.precision`; logged once).
+            ``'bfloat16'`` / ``'float16'`` hold the weights in that type and run without autocast (saves
+            the per-step weight casts of AMP; an explicit ``'bfloat16'`` warns on a CPU without native
+            bf16); ``'float32'`` holds and runs fp32 even under autocast; None keeps fp32 weights and
+            follows the caller's autocast.
         init_cfg: mmengine init config (teachers load their weights themselves, so usually None).
     """
 
@@ -32,11 +37,12 @@ class BaseTeacher(BaseModule, metaclass=ABCMeta):
     def __init__(self,
                  mean: Sequence[float],
                  std: Sequence[float],
-                 dtype: Optional[str] = None,
+                 dtype: Optional[str] = AUTO,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if dtype not in _DTYPES:
-            raise ValueError(f'teacher dtype must be one of {list(_DTYPES)}, got {dtype!r}')
+        if dtype not in _DTYPES and dtype != AUTO:
+            raise ValueError(f'teacher dtype must be one of {[AUTO, *_DTYPES]}, got {dtype!r}')
+        dtype = resolve_bf16(dtype, 'teacher dtype')
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.compute_dtype = _DTYPES[dtype]

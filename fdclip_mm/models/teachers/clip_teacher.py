@@ -132,7 +132,7 @@ class CLIPTeacher(BaseTeacher):
                  quick_gelu: bool = True,
                  img_size: Optional[ImgSize] = None,
                  num_heads: Optional[int] = None,
-                 dtype: Optional[str] = None,
+                 dtype: Optional[str] = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(
             mean=[v * 255 for v in CLIP_MEAN],

@@ -171,7 +171,7 @@ class DINOv2Teacher(BaseTeacher):
                  checkpoint: str,
                  img_size: Union[int, Sequence[int]] = 224,
                  num_heads: Optional[int] = None,
-                 dtype: Optional[str] = None,
+                 dtype: Optional[str] = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(mean=IMAGENET_MEAN, std=IMAGENET_STD, dtype=dtype, init_cfg=init_cfg)
         state_dict = load_dinov2_checkpoint(checkpoint)

@@ -155,7 +155,7 @@ class TimmViTTeacher(BaseTeacher):
                  prefixes: Sequence[str] = ('module.', 'backbone.', 'encoder.'),
                  mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD,
-                 dtype: Optional[str] = None,
+                 dtype: Optional[str] = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(mean, std, dtype=dtype, init_cfg=init_cfg)
         state = read_timm_vit_state_dict(checkpoint, wrapper_keys, prefixes)

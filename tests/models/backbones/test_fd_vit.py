@@ -136,12 +136,39 @@ def test_layer_depth_and_no_weight_decay():
     assert model.get_layer_depth('backbone.layers.1.ffn.layers.1.weight', 'backbone.') == (2, 4)
     assert model.get_layer_depth('backbone.ln1.weight', 'backbone.') == (3, 4)
     assert model.get_layer_depth('head.fc.weight', 'backbone.') == (3, 4)
-    assert model.no_weight_decay() == {
-        'cls_token', 'layers.0.attn.rel_pos_bias.relative_position_bias_table',
-        'layers.1.attn.rel_pos_bias.relative_position_bias_table'
-    }
+    # as the official code: RPB tables are decayed (their exemption is a constructor option)
+    assert model.no_weight_decay() == {'cls_token'}
     assert tiny('ape').no_weight_decay() == {'cls_token', 'pos_embed'}
-    assert tiny('shared_rpb').no_weight_decay() == {'cls_token', 'rel_pos_bias.relative_position_bias_table'}
+    assert tiny('shared_rpb').no_weight_decay() == {'cls_token'}
+
+
+def test_init_matches_the_official_student_in_distribution():
+    """Width 768 as FD-CLIP B/16: stds against the official init (timm's trunc_normal_ cut at plus/minus std)."""
+    from timm.layers import trunc_normal_
+    torch.manual_seed(0)
+    model = FDViT(arch=dict(embed_dims=768, num_layers=2, num_heads=12, feedforward_channels=3072), img_size=64,
+                  patch_size=16, pos_embed='ape')
+
+    def official(shape, div=1.0):
+        return (trunc_normal_(torch.empty(shape), std=.02, a=-.02, b=.02) / div).std().item()
+
+    layer0, layer1 = model.layers
+    measured = {
+        'qkv': (layer0.attn.qkv.weight, official((2304, 768))),
+        'fc1': (layer0.ffn.layers[0][0].weight, official((3072, 768))),
+        'proj block 0': (layer0.attn.proj.weight, official((768, 768), 2**0.5)),
+        'proj block 1': (layer1.attn.proj.weight, official((768, 768), 2.0)),
+        'fc2 block 1': (layer1.ffn.layers[1].weight, official((768, 3072), 2.0)),
+        'patch embed': (model.patch_embed.projection.weight, official((768, 3, 16, 16))),
+        'pos embed': (model.pos_embed, official((1, 17, 768))),
+    }
+    for name, (param, expected) in measured.items():
+        assert param.std().item() == pytest.approx(expected, rel=0.03), name
+        assert param.abs().max().item() <= 0.02 / (1 if 'block' not in name else 2**0.5) + 1e-7, name
+    assert layer0.attn.qkv.weight.std().item() == pytest.approx(0.0108, rel=0.02)  # the official figure
+    assert model.cls_token.abs().max().item() <= 0.02 and model.cls_token.std().item() < 0.015
+    assert torch.count_nonzero(model.patch_embed.projection.bias) == 0
+    assert torch.count_nonzero(layer0.attn.proj.bias) == 0 and torch.count_nonzero(layer0.attn.q_bias) == 0
 
 
 def test_activation_checkpointing_gives_same_values_and_grads():

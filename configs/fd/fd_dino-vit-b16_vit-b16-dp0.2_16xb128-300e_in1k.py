@@ -1,6 +1,0 @@
-# FD with a DINO ViT-B/16 (dino_vitbase16_pretrain.pth), a teacher of the official code.
-# Same student and recipe as FD-CLIP B/16 (Table 4); the teacher's own final norm gives the target and the
-# data preprocessor normalises the teacher's input with its ImageNet statistics.
-_base_ = './fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
-
-model = dict(teacher=dict(_delete_=True, type='DINOTeacher', checkpoint='data/weights/dino/dino_vitbase16_pretrain.pth', img_size=224))

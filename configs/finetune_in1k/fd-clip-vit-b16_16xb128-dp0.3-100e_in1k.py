@@ -1,4 +1,0 @@
-# Table 5, ViT-B/16 with drop path 0.3 (the table's grid: {0.1, 0.2, 0.3}); all else as the base config.
-_base_ = './fd-clip-vit-b16_16xb128-100e_in1k.py'
-
-model = dict(backbone=dict(drop_path_rate=0.3))

@@ -1,0 +1,4 @@
+# Ablation (appendix D): one relative position bias table per layer instead of one shared; all else as the main run.
+_base_ = './fd_dinov2-vits14_fdvit-t14-4l_fmnist.py'
+
+model = dict(student=dict(pos_embed='rpb'))

@@ -1,0 +1,78 @@
+"""Teacher targets computed once for fixed views and read back by the distiller.
+
+A frozen teacher gives the same tokens for the same view every epoch. When the training pipeline is
+deterministic (no random crop or flip: the student's regularisation is then drop path and masking only),
+``tools/cache_teacher_targets.py`` runs the teacher once over the training set and writes its tokens, and
+``FeatureDistiller(target_cache=FILE)`` reads them instead of running the teacher: on a CPU the teacher's
+forward is most of a distillation step when it is larger than the student.
+
+File layout (``torch.save``; read with ``weights_only=True``): ``keys`` (image paths as the dataset gives
+them), ``tokens`` (N, 1 + P, C) float16, ``meta`` (teacher type, checkpoint, input size, dtype, config).
+"""
+import os
+import os.path as osp
+from typing import Dict, List, Sequence
+
+import torch
+
+FORMAT_VERSION = 1
+
+
+class TeacherTargetCache:
+    """Read-only lookup of cached teacher tokens by image path.
+
+    Args:
+        path: A file written by :func:`write_target_cache`.
+    """
+
+    def __init__(self, path: str) -> None:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'teacher target cache {path} does not exist; write it with '
+                                    'tools/cache_teacher_targets.py CONFIG --out FILE')
+        try:
+            data = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as error:  # noqa: BLE001  (any unreadable file gets the same clear message)
+            raise ValueError(f'teacher target cache {path} is not readable ({type(error).__name__}: '
+                             f'{str(error).splitlines()[0] if str(error) else error}); rewrite it') from None
+        if not isinstance(data, dict) or data.get('version') != FORMAT_VERSION or \
+                not {'keys', 'tokens', 'meta'} <= set(data):
+            raise ValueError(f'{path} is not a teacher target cache of format {FORMAT_VERSION}')
+        tokens, keys = data['tokens'], list(data['keys'])
+        if tokens.ndim != 3 or tokens.shape[0] != len(keys):
+            raise ValueError(f'{path}: {len(keys)} keys for tokens of shape {tuple(tokens.shape)}')
+        self.path = path
+        self.tokens = tokens
+        self.meta: Dict = data['meta']
+        self.index = {key: i for i, key in enumerate(keys)}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def token_shape(self):
+        """(1 + P, C) of one image's tokens."""
+        return tuple(self.tokens.shape[1:])
+
+    def lookup(self, keys: Sequence[str]) -> torch.Tensor:
+        """Tokens (B, 1 + P, C) in float32 for the images ``keys``; a missing key is an error naming it."""
+        try:
+            rows = [self.index[key] for key in keys]
+        except KeyError as error:
+            raise KeyError(f'image {error.args[0]!r} is not in the teacher target cache {self.path} '
+                           f'({len(self)} images); rewrite the cache for this dataset') from None
+        return self.tokens[rows].float()
+
+
+def write_target_cache(path: str, keys: List[str], tokens: torch.Tensor, meta: Dict,
+                       overwrite: bool = False) -> None:
+    """Writes a cache atomically (a temporary file renamed into place); refuses to replace one unless asked."""
+    if osp.exists(path) and not overwrite:
+        raise FileExistsError(f'{path} exists; pass --overwrite to replace it')
+    if tokens.shape[0] != len(keys) or len(set(keys)) != len(keys):
+        raise ValueError(f'{len(keys)} keys ({len(set(keys))} distinct) for {tokens.shape[0]} token rows')
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = osp.join(folder, f'.{osp.basename(path)}.tmp{os.getpid()}')
+    torch.save(dict(version=FORMAT_VERSION, keys=list(keys), tokens=tokens.to(torch.float16).contiguous(),
+                    meta=meta), tmp)
+    os.replace(tmp, path)

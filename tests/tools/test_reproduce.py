@@ -1,0 +1,92 @@
+"""tools/reproduce.py --quick end to end on tiny stand-ins for Fashion-MNIST and DINOv2 (no network).
+
+Checks the report's structure, that every number in it is read from the file it links to, and that a second
+invocation skips every finished stage.
+"""
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..conftest import dinov2_state_dict
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+LINK = re.compile(r'\[(-?\d+(?:\.\d+)?)\]\(([^)]+)\)')
+
+
+def tiny_fashion_mnist(root: str) -> None:
+    """The layout scripts/fetch_fashion_mnist.py writes, with random grey 28 x 28 images."""
+    rng = np.random.default_rng(0)
+    lists = {'unlabelled': ('train', 320), 'labelled_1k': ('train', 160), 'val': ('train', 64),
+             'test': ('test', 200)}
+    for name, (split, count) in lists.items():
+        folder = osp.join(root, 'images', split)
+        lines = []
+        for i in range(count):
+            label = i % 10
+            image = (rng.integers(0, 60, (28, 28)) + 19 * label).astype(np.uint8)
+            path = osp.join(folder, f'{name}_{i:05d}.png')
+            os.makedirs(folder, exist_ok=True)
+            Image.fromarray(image, mode='L').save(path)
+            lines.append(f'{split}/{name}_{i:05d}.png {label}\n')
+        os.makedirs(osp.join(root, 'meta'), exist_ok=True)
+        with open(osp.join(root, 'meta', f'{name}.txt'), 'w') as f:
+            f.writelines(lines)
+
+
+def numbers_in(path: str):
+    """Every number in a JSON / JSON-lines file, or in a text log."""
+    with open(path) as f:
+        text = f.read()
+    return [float(x) for x in re.findall(r'-?\d+(?:\.\d+)?(?:e-?\d+)?', text)]
+
+
+def reproduce(*args, cwd=REPO):
+    return subprocess.run([sys.executable, osp.join(REPO, 'tools', 'reproduce.py'), '--quick', *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_quick_reproduction_end_to_end(tmp_path):
+    data = str(tmp_path / 'fashion_mnist')
+    tiny_fashion_mnist(data)
+    teacher = str(tmp_path / 'dinov2.pth')
+    torch.save(dinov2_state_dict(hidden=64, layers=2, patch=14, image=56), teacher)
+    work = str(tmp_path / 'reproduce')
+    args = ['--work-dir', work, '--data-root', data, '--teacher', teacher, '--stages', 'main', 'report']
+    first = reproduce(*args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    report = open(osp.join(work, 'REPORT.md')).read()
+    for heading in ('## Fine-tuning', '## Frozen features', '## Ablations', '## Attention distance per layer',
+                    '## Wall time per stage'):
+        assert heading in report
+    links = LINK.findall(report)
+    assert len(links) > 30
+    for value, path in links:
+        source = osp.join(work, path)
+        assert osp.isfile(source), path
+        digits = len(value.split('.')[1]) if '.' in value else 0
+        assert any(round(x, digits) == float(value) for x in numbers_in(source)), (value, path)
+    rows = {line.split('|')[1].strip(): line for line in report.splitlines() if line.startswith('| ')}
+    for row in ('scratch (random init)', 'FD (distilled from DINOv2)', 'DINOv2 ViT-S/14 teacher (reference)'):
+        assert '(1 seed)' in rows[row] and 'not run' not in rows[row], rows[row]
+    assert 'not run' in rows['no whitening']  # ablations were not asked for
+    with open(osp.join(work, 'frozen', 'frozen_features.json')) as f:
+        frozen = json.load(f)
+    assert set(frozen) == {'DINOv2 teacher', 'FD student', 'random init'}
+    assert osp.isfile(osp.join(work, 'analysis', 'attention_distance.png'))
+
+    second = reproduce(*args)
+    assert second.returncode == 0
+    assert '[run]' not in second.stdout and second.stdout.count('[skip]') >= 12
+
+
+def test_missing_inputs_are_named(tmp_path):
+    result = reproduce('--work-dir', str(tmp_path / 'w'), '--data-root', str(tmp_path / 'nowhere'))
+    assert result.returncode != 0 and 'scripts/fetch_fashion_mnist.py' in result.stderr + result.stdout

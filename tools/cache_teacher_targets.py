@@ -1,0 +1,89 @@
+"""Run a distillation config's teacher once over its training set and write the tokens to a cache file.
+
+The config's training pipeline must be deterministic (the cache holds one view per image): the tool checks
+it by loading the first images twice and refuses a pipeline whose outputs differ. Train with the cache::
+
+    python tools/cache_teacher_targets.py CONFIG --out work_dirs/x/teacher_targets.pth
+    python tools/train.py CONFIG --cfg-options model.target_cache=work_dirs/x/teacher_targets.pth
+
+An existing file is kept unless ``--overwrite`` is given.
+"""
+import argparse
+import os.path as osp
+import sys
+import time
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.runner import Runner
+
+try:
+    import fdclip_mm  # noqa: F401  (registers our modules)
+except ImportError:  # run as ``python tools/cache_teacher_targets.py`` without installing the package
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    import fdclip_mm  # noqa: F401
+
+from fdclip_mm.models.algorithms.teacher_target_cache import write_target_cache
+from fdclip_mm.registry import MODELS
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='distillation config (a FeatureDistiller model)')
+    parser.add_argument('--out', required=True, help='cache file to write')
+    parser.add_argument('--batch-size', type=int, default=64, help='teacher batch size')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing cache file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='config overrides (key=value)')
+    return parser.parse_args(argv)
+
+
+def check_deterministic(dataset, count: int = 4) -> None:
+    """Refuses a pipeline that gives a different image on a second load (random crops, flips, ...)."""
+    for i in range(min(count, len(dataset))):
+        first, second = dataset[i]['inputs'], dataset[i]['inputs']
+        if not torch.equal(first, second):
+            raise ValueError(f'the training pipeline is random (image {i} loads differently twice): a cache '
+                             'holds one view per image; use a deterministic pipeline (resize, no crop/flip)')
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if osp.exists(args.out) and not args.overwrite:
+        print(f'[error] {args.out} exists; pass --overwrite to replace it', file=sys.stderr)
+        return 1
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    model_cfg = cfg.model.copy()
+    model_cfg.pop('target_cache', None)
+    loader_cfg = cfg.train_dataloader.copy()
+    loader_cfg.update(batch_size=args.batch_size, persistent_workers=False, drop_last=False,
+                      sampler=dict(type='DefaultSampler', shuffle=False))
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
+        init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+        model = MODELS.build(model_cfg).eval()
+        loader = Runner.build_dataloader(loader_cfg, seed=0)
+    check_deterministic(loader.dataset)
+    keys, chunks = [], []
+    start, total = time.time(), len(loader.dataset)
+    with torch.no_grad():
+        for step, batch in enumerate(loader):
+            data = model.data_preprocessor(batch, False)
+            chunks.append(model.teacher(data['inputs']['teacher']).to(torch.float16))
+            keys.extend(sample.img_path for sample in data['data_samples'])
+            if step % 20 == 0 or len(keys) == total:
+                rate = len(keys) / max(time.time() - start, 1e-9)
+                print(f'[cache] {len(keys)}/{total} images, {rate:.1f} img/s', flush=True)
+    teacher = cfg.model.teacher
+    meta = dict(teacher_type=teacher.get('type'), teacher_checkpoint=teacher.get('checkpoint'),
+                config=osp.abspath(args.config), dtype=str(model.teacher.compute_dtype or torch.float32),
+                img_size=list(model.student.img_size))
+    write_target_cache(args.out, keys, torch.cat(chunks), meta, overwrite=args.overwrite)
+    print(f'[done] {args.out}: {len(keys)} images, tokens {tuple(chunks[0].shape[1:])}, '
+          f'{time.time() - start:.0f} s')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
