@@ -42,12 +42,12 @@ from fdclip_mm.analysis.reproduction_report import write_report  # noqa: E402
 FD_CONFIG = 'configs/reproduce/fd_dinov2-vits14_fdvit-t14-4l_fmnist.py'
 FT_CONFIG = 'configs/reproduce/finetune_fdvit-t14-4l_fmnist-1k.py'
 TEACHER_FT_CONFIG = 'configs/reproduce/finetune_dinov2-vits14_fmnist-1k.py'
-VARIANTS = {  # name: (distillation config, fine-tuning overrides for its student)
+VARIANTS = {  # name: (distillation config, fine-tuning overrides for its student); ablations run in this order
     'main': (FD_CONFIG, []),
+    'mask75': ('configs/reproduce/fd_dinov2-vits14_fdvit-t14-4l_fmnist_mask75.py', []),
     'no-whitening': ('configs/reproduce/fd_dinov2-vits14_fdvit-t14-4l_fmnist_no-whitening.py', []),
     'ape': ('configs/reproduce/fd_dinov2-vits14_fdvit-t14-4l_fmnist_ape.py', ['model.backbone.pos_embed=ape']),
     'rpb': ('configs/reproduce/fd_dinov2-vits14_fdvit-t14-4l_fmnist_rpb.py', []),
-    'mask75': ('configs/reproduce/fd_dinov2-vits14_fdvit-t14-4l_fmnist_mask75.py', []),
 }
 SEEDS = (0, 1, 2)
 IMG_SIZE = 56

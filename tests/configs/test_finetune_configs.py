@@ -13,8 +13,9 @@ from mmengine.runner import Runner
 
 from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoint, student_to_classifier_backbone
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
+from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import clip_visual_state_dict, scheduled_lrs, write_image_folder
+from ..conftest import clip_visual_state_dict, dinov2_state_dict, scheduled_lrs, write_image_folder
 from .test_configs import ALL_CONFIGS, REPO, is_classification_config
 
 FT_CONFIGS = [p for p in ALL_CONFIGS if is_classification_config(p)]
@@ -34,11 +35,15 @@ CLASSES = 5
 
 
 def tiny_init_checkpoint(backbone, path: str) -> None:
-    """A tiny distilled student (FDViT) or CLIP tower (VisionTransformer) converted to a classifier checkpoint."""
+    """A tiny distilled student (FDViT), DINOv2 (VisionTransformer with layer scale) or CLIP tower
+    (VisionTransformer) converted to a classifier checkpoint."""
     img, patch = backbone.img_size, backbone.patch_size
     if backbone.type == 'fdclip_mm.FDViT':
         student = FDViT(arch=TINY, img_size=img, patch_size=patch, pos_embed='shared_rpb').state_dict()
         state = student_to_classifier_backbone(student)
+    elif backbone.type == 'VisionTransformer' and backbone.get('layer_scale_init_value'):
+        weights = dinov2_state_dict(hidden=TINY['embed_dims'], layers=TINY['num_layers'], patch=patch, image=img)
+        state = dinov2_to_vit_state_dict(weights, (img // patch, ) * 2)
     elif backbone.type == 'VisionTransformer':
         visual = clip_visual_state_dict(width=32, layers=2, patch=patch, image=img)
         state = clip_to_vit_state_dict({k[len('visual.'):]: v for k, v in visual.items()})
