@@ -170,6 +170,18 @@ def timing_table(root: str) -> List[str]:
     return lines
 
 
+def diagnostics_table(root: str) -> List[str]:
+    """Runs under ``diagnostics/<name>/seed<k>`` (made by hand, e.g. another lr): validation and test top-1."""
+    runs = sorted(glob.glob(osp.join(root, 'diagnostics', '*', 'seed*')))
+    if not runs:
+        return ['none']
+    lines = ['| run | validation top-1 | test top-1 |', '|---|---|---|']
+    for run in runs:
+        lines.append(f'| `{osp.relpath(run, root)}` | {_link(last_scalar(run, "accuracy/top1"), root)} | '
+                     f'{_link(test_top1(run), root)} |')
+    return lines
+
+
 def write_report(root: str, configs: dict) -> str:
     """Writes ``root/REPORT.md`` from the outputs found in ``root``; returns its path."""
     now = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
@@ -195,6 +207,8 @@ def write_report(root: str, configs: dict) -> str:
         'Plots: `analysis/attention_distance.png` (fig. 1: distance per head and layer), '
         '`analysis/attention_maps_*.png` (figs. 2-4: average attention map of every layer).',
         '',
+        '## Diagnostic runs (outside the fixed-recipe comparison)',
+        '', *diagnostics_table(root), '',
         '## Wall time per stage',
         '', *timing_table(root), '',
     ]
