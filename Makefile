@@ -10,10 +10,11 @@ setup:
 	bash scripts/setup_env.sh
 
 ## demo: fetch real photos + the DINOv2 ViT-S/14 teacher, distil it into a small ViT on CPU, export the student
+## (--resume: a rerun continues an interrupted demo, or finds it finished)
 demo: setup
 	$(PY) scripts/fetch_demo_data.py
-	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
-	$(PY) tools/model_converters/fd_to_backbone.py $(DEMO_WORK_DIR) $(DEMO_WORK_DIR)/student_backbone.pth
+	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR) --resume
+	$(PY) tools/model_converters/fd_to_backbone.py $(DEMO_WORK_DIR) $(DEMO_WORK_DIR)/student_backbone.pth --overwrite
 
 ## reproduce: FD's claims at laptop scale on real data (README "Small-scale reproduction"): Fashion-MNIST (Debian's
 ## package) + the real DINOv2 ViT-S/14; writes work_dirs/reproduce/REPORT.md. An interrupted run continues.
@@ -31,7 +32,7 @@ DIGITS_CONFIG := configs/demo/finetune_fdvit-t8-4l_digits.py
 DIGITS_WORK_DIR := work_dirs/finetune_digits
 finetune-digits: setup
 	$(PY) scripts/fetch_digits.py
-	OMP_NUM_THREADS=1 $(PY) tools/train.py $(DIGITS_CONFIG) --work-dir $(DIGITS_WORK_DIR)
+	OMP_NUM_THREADS=1 $(PY) tools/train.py $(DIGITS_CONFIG) --work-dir $(DIGITS_WORK_DIR) --resume
 	OMP_NUM_THREADS=1 $(PY) tools/test.py $(DIGITS_CONFIG) $$(cat $(DIGITS_WORK_DIR)/last_checkpoint) --work-dir $(DIGITS_WORK_DIR)
 
 ## dense-demo: the demo's distilled student as a backbone for Mask R-CNN, UperNet and depth on small real data
@@ -44,7 +45,7 @@ dense-demo: setup $(DEMO_WORK_DIR)/student_backbone.pth
 	$(PY) scripts/fetch_dense_data.py
 	set -e; for demo in $(DENSE_DEMOS); do \
 		name=$${demo%%:*}; config=$${demo#*:}; work_dir=$(DENSE_WORK_DIR)/$$name; \
-		$(PY) tools/train.py $$config --work-dir $$work_dir; \
+		$(PY) tools/train.py $$config --work-dir $$work_dir --resume; \
 		$(PY) tools/test.py $$config $$(cat $$work_dir/last_checkpoint) --work-dir $$work_dir; \
 	done
 

@@ -24,6 +24,7 @@ except ImportError:  # run as ``python tools/cache_teacher_targets.py`` without 
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import fdclip_mm  # noqa: F401
 
+from fdclip_mm.engine import merge_cfg_options
 from fdclip_mm.models.algorithms.teacher_target_cache import write_target_cache
 from fdclip_mm.registry import MODELS
 
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
         return 1
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+        merge_cfg_options(cfg, args.cfg_options)
     model_cfg = cfg.model.copy()
     model_cfg.pop('target_cache', None)
     loader_cfg = cfg.train_dataloader.copy()

@@ -1,9 +1,10 @@
 """Test (and evaluate) a checkpoint with an OpenMMLab 2.0 config (mmpretrain / mmdet / mmseg).
 
 The config's ``default_scope`` decides which library's registry builds it; ``runner_type`` (optional) picks
-a registered runner instead of mmengine's ``Runner``. ``fdclip_mm`` is imported first so that our modules
-are registered, Runner checkpoints load under ``torch.load(weights_only=True)`` and CPU-only machines can
-use ``--launcher pytorch|slurm|mpi``.
+a registered runner instead of our :class:`~fdclip_mm.engine.CheckedRunner`, which refuses a checkpoint that
+does not fit the model exactly (set ``strict_load = False`` in the config to load what fits on purpose).
+``fdclip_mm`` is imported first so that our modules are registered, Runner checkpoints load under
+``torch.load(weights_only=True)`` and CPU-only machines can use ``--launcher pytorch|slurm|mpi``.
 
 Examples:
     python tools/test.py CONFIG CHECKPOINT
@@ -27,7 +28,8 @@ except ImportError:  # run as ``python tools/test.py`` without installing the pa
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import fdclip_mm  # noqa: F401
 
-from fdclip_mm.engine import destroy_cpu_process_group, is_cpu_only, prepare_cpu_distributed
+from fdclip_mm.engine import (CheckedRunner, destroy_cpu_process_group, is_cpu_only, merge_cfg_options,
+                              prepare_cpu_distributed)
 from fdclip_mm.precision import warn_if_bf16_is_slow
 
 
@@ -52,7 +54,8 @@ def parse_args() -> argparse.Namespace:
         help='override some settings in the used config, the key-value pair in xxx=yyy format will be '
         'merged into the config file. If the value to be overwritten is a list, it should be like '
         'key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]". '
-        'Note that the quotation marks are necessary and that no white space is allowed.')
+        'Note that the quotation marks are necessary and that no white space is allowed. '
+        'data_root=DIR moves every dataset and evaluator file of the config under DIR.')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -95,13 +98,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         if is_cpu_only():
             warn_if_bf16_is_slow('cpu', '--amp on CPU')
 
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_cfg_options(cfg, args.cfg_options)
     return cfg
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Build mmengine's ``Runner``, or the runner named by ``cfg.runner_type``.
+    """Build :class:`~fdclip_mm.engine.CheckedRunner`, or the runner named by ``cfg.runner_type``.
 
     Args:
         cfg: The full config.
@@ -110,7 +112,7 @@ def build_runner(cfg: Config) -> Runner:
         Runner: The runner.
     """
     if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
+        return CheckedRunner.from_cfg(cfg)
     return RUNNERS.build(cfg)
 
 

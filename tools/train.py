@@ -1,19 +1,23 @@
 """Train a model from an OpenMMLab 2.0 config (distillation or mmpretrain / mmdet / mmseg fine-tuning).
 
 The config's ``default_scope`` decides which library's registry builds it; ``runner_type`` (optional) picks
-a registered runner instead of mmengine's ``Runner``. ``fdclip_mm`` is imported first so that our modules
-are registered, Runner checkpoints can be resumed under ``torch.load(weights_only=True)`` and CPU-only
-machines can use ``--launcher pytorch|slurm|mpi`` and ``--amp``.
+a registered runner instead of our :class:`~fdclip_mm.engine.CheckedRunner` (mmengine's ``Runner`` with exact
+checkpoint loading, a clear resume and no silent overwrite of an earlier run). ``fdclip_mm`` is imported
+first so that our modules are registered, Runner checkpoints can be resumed under
+``torch.load(weights_only=True)`` and CPU-only machines can use ``--launcher pytorch|slurm|mpi`` and ``--amp``.
 
 Examples:
-    python tools/train.py configs/fd/fd_clip_vit_b16_300e_in1k.py
+    python tools/train.py configs/fd/fd_clip-vit-b16_vit-b16-dp0.3_16xb128-300e_in1k.py
     python tools/train.py CONFIG --resume                  # from the latest checkpoint in the work dir
+    python tools/train.py CONFIG --cfg-options data_root=/datasets/imagenet
     python tools/train.py CONFIG --amp --cfg-options train_dataloader.batch_size=64
     tools/dist_train.sh CONFIG 8
 """
 import argparse
 import os
 import os.path as osp
+import shlex
+import signal
 import sys
 
 from mmengine.config import Config, DictAction
@@ -27,7 +31,8 @@ except ImportError:  # run as ``python tools/train.py`` without installing the p
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import fdclip_mm  # noqa: F401
 
-from fdclip_mm.engine import destroy_cpu_process_group, is_cpu_only, prepare_cpu_distributed
+from fdclip_mm.engine import (CheckedRunner, destroy_cpu_process_group, is_cpu_only, merge_cfg_options,
+                              prepare_cpu_distributed)
 
 AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper',
                 'fdclip_mm.CPUAmpOptimWrapper')
@@ -50,6 +55,11 @@ def parse_args() -> argparse.Namespace:
         help='If a checkpoint path is given, resume from it; without a path, resume from the latest '
         'checkpoint in the work directory.')
     parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='start a new run in a work directory that already holds checkpoints, replacing them (without '
+        'it such a run is refused)')
+    parser.add_argument(
         '--amp',
         action='store_true',
         help='enable automatic mixed precision training (float16 on GPU; on CPU bfloat16 where the CPU '
@@ -67,7 +77,8 @@ def parse_args() -> argparse.Namespace:
         help='override some settings in the used config, the key-value pair in xxx=yyy format will be '
         'merged into the config file. If the value to be overwritten is a list, it should be like '
         'key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]". '
-        'Note that the quotation marks are necessary and that no white space is allowed.')
+        'Note that the quotation marks are necessary and that no white space is allowed. '
+        'data_root=DIR moves every dataset and evaluator file of the config under DIR.')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -156,14 +167,16 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                                'in the config.')
         cfg.auto_scale_lr.enable = True
 
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    if args.overwrite:
+        cfg.overwrite = True
+
+    merge_cfg_options(cfg, args.cfg_options)
     adapt_amp_to_cpu(cfg)
     return cfg
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Build mmengine's ``Runner``, or the runner named by ``cfg.runner_type``.
+    """Build :class:`~fdclip_mm.engine.CheckedRunner`, or the runner named by ``cfg.runner_type``.
 
     Args:
         cfg: The full config.
@@ -172,8 +185,36 @@ def build_runner(cfg: Config) -> Runner:
         Runner: The runner.
     """
     if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
+        return CheckedRunner.from_cfg(cfg)
     return RUNNERS.build(cfg)
+
+
+class SigintRecorder:
+    """Notes that Ctrl-C was pressed, then raises ``KeyboardInterrupt`` as Python's default handler does.
+
+    Libraries on the way up may turn the ``KeyboardInterrupt`` into another error (mmengine's config
+    formatting, run at every checkpoint, re-raises any exception as ``SyntaxError``); the flag still tells.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        signal.signal(signal.SIGINT, self)
+
+    def __call__(self, signum, frame) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+
+def interrupted_message(work_dir: str) -> str:
+    """One line for Ctrl-C: where the last valid checkpoint is and the command that continues the run."""
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    last = open(pointer).read().strip() if osp.isfile(pointer) else None
+    if not last:
+        return f'Interrupted before the first checkpoint of {work_dir}: nothing to continue from.'
+    command = shlex.join(a for a in sys.argv if a != '--overwrite')
+    if '--resume' not in sys.argv:
+        command += ' --resume'
+    return f'Interrupted. Last checkpoint: {last}. Continue with: python {command}'
 
 
 def main() -> None:
@@ -184,7 +225,14 @@ def main() -> None:
     # On CPU: a gloo process group and device_ids=None; on GPU mmengine's init_dist does the work.
     prepare_cpu_distributed(cfg, cfg.launcher)
     runner = build_runner(cfg)
-    runner.train()
+    interrupt = SigintRecorder()
+    try:
+        runner.train()
+    except BaseException:
+        if not interrupt.seen:
+            raise
+        print(interrupted_message(cfg.work_dir), file=sys.stderr)
+        sys.exit(130)
     destroy_cpu_process_group()
 
 

@@ -43,7 +43,7 @@ val_pipeline = [
 train_dataloader = dict(
     batch_size=16,
     num_workers=1,
-    persistent_workers=True,
+    persistent_workers=False,  # re-seeded workers each epoch: exact resume (see RNGStateHook)
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),

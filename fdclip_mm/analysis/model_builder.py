@@ -6,8 +6,10 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import MODELS, init_default_scope
-from mmengine.runner import CheckpointLoader
 from torch import nn
+
+from fdclip_mm.checkpoint_file import read_state_dict
+from fdclip_mm.engine.config_options import merge_cfg_options
 
 from .attention_model import resolve_attention_module, unwrap
 
@@ -23,7 +25,7 @@ def build_model_from_config(config: str, cfg_options: Optional[dict] = None) -> 
     import fdclip_mm  # noqa: F401  (registers our modules and the checkpoint types)
     cfg = Config.fromfile(config)
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        merge_cfg_options(cfg, cfg_options)
     if cfg.get('custom_imports'):
         from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)
@@ -32,9 +34,7 @@ def build_model_from_config(config: str, cfg_options: Optional[dict] = None) -> 
 
 
 def _state_dict(checkpoint: str) -> Dict[str, torch.Tensor]:
-    loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    state = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else loaded
-    return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    return {re.sub(r'^module\.', '', k): v for k, v in read_state_dict(checkpoint).items()}
 
 
 def load_part_checkpoint(model: nn.Module, module: nn.Module, checkpoint: str) -> Tuple[int, int]:

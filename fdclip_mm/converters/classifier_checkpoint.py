@@ -13,7 +13,9 @@ from typing import Dict, Optional
 
 import torch
 
-from .fd_checkpoint import STUDENT_PREFIX, extract_student, read_state_dict, resolve_checkpoint, save_state_dict
+from fdclip_mm.checkpoint_file import read_state_dict
+
+from .fd_checkpoint import STUDENT_PREFIX, extract_student, resolve_checkpoint, save_state_dict
 
 SHARED_RPB_KEY = 'rel_pos_bias.relative_position_bias_table'
 LAYER_RPB_KEY = 'layers.{}.attn.rel_pos_bias.relative_position_bias_table'

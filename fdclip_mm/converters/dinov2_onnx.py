@@ -235,6 +235,8 @@ def _load_graph(path: str):
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f'ONNX file not found: {path}')
+    if os.path.getsize(path) == 0:
+        raise ValueError(f'{path} is empty (0 bytes): not an ONNX model')
     try:
         return onnx.load(path).graph
     except Exception as exc:  # onnx raises DecodeError and others for non-ONNX bytes

@@ -5,6 +5,8 @@ from typing import Dict, Optional
 
 import torch
 
+from fdclip_mm.checkpoint_file import read_state_dict
+
 STUDENT_PREFIX = 'student.'
 
 
@@ -17,21 +19,6 @@ def resolve_checkpoint(path: str) -> str:
         raise FileNotFoundError(f'{path} is a folder without a last_checkpoint file; pass a .pth file')
     with open(pointer) as f:
         return f.read().strip()
-
-
-def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """The ``state_dict`` of a checkpoint file, read with ``weights_only=True``.
-
-    Runner checkpoints also hold the message hub; ``fdclip_mm.engine`` allow-lists exactly the types it needs.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
-    import fdclip_mm.engine  # noqa: F401  (registers the safe globals of Runner checkpoints)
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f'{path} holds no state dict of tensors')
-    return state
 
 
 def extract_student(state_dict: Dict[str, torch.Tensor], source: str = '<state dict>') -> Dict[str, torch.Tensor]:

@@ -58,9 +58,9 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
 
     Args:
         *args: Passed to mmcv's ``LoadImageFromFile``.
-        on_error: ``'raise'`` (default): :class:`UnreadableImageError` naming the file. ``'skip'``: log a
-            warning naming the file with this process's running count and return None (training datasets
-            only: mmengine refuses None in test mode).
+        on_error: ``'raise'`` (default): :class:`UnreadableImageError` naming the file. ``'skip'``: return
+            None (training datasets only: mmengine refuses None in test mode) and log a warning naming the
+            file the first time this process meets it (``skipped`` counts every skip).
         **kwargs: Passed to mmcv's ``LoadImageFromFile`` (``ignore_empty`` is replaced by ``on_error``).
     """
 
@@ -72,6 +72,7 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         super().__init__(*args, **kwargs)
         self.on_error = on_error
         self.skipped = 0
+        self._reported = set()
 
     def _read_bytes(self, filename: str) -> bytes:
         if self.file_client_args is not None:
@@ -80,6 +81,8 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
 
     def _decode(self, filename: str) -> np.ndarray:
         data = self._read_bytes(filename)
+        if not data:
+            raise UnreadableImageError('empty file (0 bytes)')
         if is_truncated_jpeg(data):
             raise UnreadableImageError(f'truncated JPEG ({len(data)} bytes, the end of the image is missing)')
         img = mmcv.imfrombytes(data, flag=self.color_type, backend=self.imdecode_backend)
@@ -98,9 +101,11 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
             if self.on_error == 'raise':
                 raise UnreadableImageError(f'cannot load image {filename}: {reason}') from err
             self.skipped += 1
-            print_log(f'skipped unreadable image {filename} ({reason}); {self.skipped} skipped so far by '
-                      f'this data-loading process (pid {os.getpid()})',
-                      logger='current', level=logging.WARNING)
+            if filename not in self._reported:  # once per file and process: datasets redraw a bad index often
+                self._reported.add(filename)
+                print_log(f'skipped unreadable image {filename} ({reason}); {len(self._reported)} unreadable '
+                          f'file(s) so far in this data-loading process (pid {os.getpid()}), each logged once',
+                          logger='current', level=logging.WARNING)
             return None
         if self.to_float32:
             img = img.astype(np.float32)

@@ -2,7 +2,9 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend, atomic_write
 from .attention_distance_hook import AttentionDistanceHook
 from .best_metrics_hook import BestMetricsHook
+from .checked_runner import CheckedRunner
 from .checkpoint_globals import checkpoint_safe_globals, register_checkpoint_globals
+from .config_options import merge_cfg_options, move_data_root
 from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init_cpu_process_group, is_cpu_only,
                           prepare_cpu_distributed)
@@ -16,7 +18,7 @@ from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 register_checkpoint_globals()
 
 __all__ = [
-    'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write', 'AttentionDistanceHook',
+    'AtomicCheckpointHook', 'CheckedRunner', 'merge_cfg_options', 'move_data_root', 'AtomicLocalBackend', 'atomic_write', 'AttentionDistanceHook',
     'checkpoint_safe_globals', 'register_checkpoint_globals', 'CPUAmpOptimWrapper', 'cpu_model_wrapper_cfg',
     'destroy_cpu_process_group', 'GuardedDistributedDataParallel', 'init_cpu_process_group', 'is_cpu_only', 'prepare_cpu_distributed',
     'TrainableOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'BestMetricsHook', 'RNGStateHook',

@@ -72,6 +72,7 @@ class RNGStateHook(Hook):
         self._saved_states: Optional[List[dict]] = None
         self._pending: Optional[dict] = None
         self._pending_iter = -1
+        self._pending_from_checkpoint = False
 
     def before_train(self, runner) -> None:
         checkpoint_hook = next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
@@ -89,6 +90,7 @@ class RNGStateHook(Hook):
     def _capture(self, step: int) -> None:
         self._saved_iter, self._saved_states = step, all_gather_object(get_rng_state())
         self._pending, self._pending_iter = self._saved_states[get_rank()], step
+        self._pending_from_checkpoint = False
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if checkpoint['meta']['iter'] == self._saved_iter:
@@ -103,6 +105,7 @@ class RNGStateHook(Hook):
                       f'{get_world_size()}: keeping the re-seeded generators', logger='current', level=30)
             return
         self._pending, self._pending_iter = states[get_rank()], checkpoint['meta']['iter']
+        self._pending_from_checkpoint = True
 
     def before_train_epoch(self, runner) -> None:
         self._replay(runner)
@@ -115,4 +118,6 @@ class RNGStateHook(Hook):
             return
         set_rng_state(self._pending)
         self._pending = None
-        print_log(f'Restored the random generator states of iteration {runner.iter}', logger='current')
+        if self._pending_from_checkpoint:  # in an uninterrupted run the replay is routine: not worth a line
+            print_log(f'Restored the random generator states of iteration {runner.iter} from the checkpoint',
+                      logger='current')

@@ -261,6 +261,9 @@ def test_not_an_onnx_file(tmp_path):
         read_dinov2_onnx(str(path))
     with pytest.raises(FileNotFoundError, match='missing.onnx'):
         read_dinov2_onnx(str(tmp_path / 'missing.onnx'))
+    (tmp_path / 'empty.onnx').write_bytes(b'')
+    with pytest.raises(ValueError, match=r'empty.onnx is empty \(0 bytes\)'):
+        read_dinov2_onnx(str(tmp_path / 'empty.onnx'))
 
 
 def test_converter_cli_writes_a_weights_only_state_dict(tmp_path, capsys):

@@ -45,9 +45,10 @@ def test_classifier_converter_tool(tmp_path):
     model = vit(56, out_type='avg_featmap', final_norm=False)
     model.load_state_dict({k[len('backbone.'):]: v for k, v in state.items()}, strict=True)
     assert torch.equal(state['backbone.ln2.weight'], torch.ones(64)) and 'backbone.ln1.weight' not in state
-    assert tool.main([str(tmp_path / 'dinov2.pth'), dst, '--img-size', '56']) == 1  # kept without --overwrite
-    assert tool.main([str(tmp_path / 'dinov2.pth'), str(tmp_path / 'dinov2.pth'), '--img-size', '56',
-                      '--overwrite']) == 1  # never over its input
+    with pytest.raises(SystemExit, match='2'):  # kept without --overwrite
+        tool.main([str(tmp_path / 'dinov2.pth'), dst, '--img-size', '56'])
+    with pytest.raises(SystemExit, match='2'):  # never over its input
+        tool.main([str(tmp_path / 'dinov2.pth'), str(tmp_path / 'dinov2.pth'), '--img-size', '56', '--overwrite'])
     assert tool.main([str(tmp_path / 'dinov2.pth'), str(tmp_path / 'x.pth'), '--img-size', '50']) == 1
 
 

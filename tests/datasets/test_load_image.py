@@ -61,24 +61,28 @@ def test_bad_image_raises_naming_the_file(tmp_path, backend, name):
         CheckedLoadImageFromFile(imdecode_backend=backend)(dict(img_path=path))
 
 
-def test_skip_mode_returns_none_counts_and_warns(tmp_path):
+def test_skip_mode_returns_none_counts_and_warns_once_per_file(tmp_path):
     paths = write_files(tmp_path)
     load = CheckedLoadImageFromFile(on_error='skip')
     logger, stream = MMLogger.get_current_instance(), io.StringIO()
     handler = logging.StreamHandler(stream)
     logger.addHandler(handler)
     try:
-        assert load(dict(img_path=paths['truncated.jpg'])) is None
-        assert load(dict(img_path=paths['good.jpg']))['img'].shape == (48, 40, 3)
-        assert load(dict(img_path=paths['garbage.jpg'])) is None
+        for _ in range(3):  # a dataset redraws: every bad file comes back
+            assert load(dict(img_path=paths['truncated.jpg'])) is None
+            assert load(dict(img_path=paths['good.jpg']))['img'].shape == (48, 40, 3)
+            assert load(dict(img_path=paths['garbage.jpg'])) is None
+            assert load(dict(img_path=paths['empty.jpg'])) is None
     finally:
         logger.removeHandler(handler)
-    assert load.skipped == 2
+    assert load.skipped == 9
     out = stream.getvalue()
     truncated = paths['truncated.jpg']
+    assert out.count('skipped unreadable image') == 3
     assert f'skipped unreadable image {truncated} (UnreadableImageError: truncated JPEG' in out
     assert f'{paths["garbage.jpg"]} (UnreadableImageError: the cv2 decoder cannot read it' in out
-    assert '1 skipped so far' in out and '2 skipped so far' in out
+    assert f'{paths["empty.jpg"]} (UnreadableImageError: empty file (0 bytes))' in out
+    assert '1 unreadable file(s) so far' in out and '3 unreadable file(s) so far' in out
     with pytest.raises(ValueError, match='on_error'):
         CheckedLoadImageFromFile(on_error='ignore')
 
@@ -109,4 +113,4 @@ def test_fd_run_skips_the_truncated_image_and_completes_the_epoch(tmp_path):
     assert runner.epoch == 1 and runner.iter == 2  # 4 images, batch 2: the epoch kept its 2 steps
     log = open(glob.glob(osp.join(runner.log_dir, '*.log'))[0]).read()
     assert 'WARNING - skipped unreadable image' in log and 'img_001.jpg' in log
-    assert '1 skipped so far by this data-loading process' in log
+    assert '1 unreadable file(s) so far in this data-loading process' in log

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from mmengine.logging import MMLogger
 
 from fdclip_mm.engine import RNGStateHook, get_rng_state, set_rng_state
 
@@ -47,6 +48,20 @@ def test_uninterrupted_and_resumed_runs_continue_from_the_saved_states():
     assert draws() == expected
     loader.before_train_iter(SimpleNamespace(iter=4), 0)  # replayed once only
     assert draws() != expected
+
+
+def test_only_a_resume_logs_the_restored_states(capsys):
+    MMLogger.get_instance(f'rng_{id(capsys)}')  # 'current' logger, printing to the captured stdout
+    hook = RNGStateHook()
+    hook.after_train_epoch(SimpleNamespace(iter=4))
+    hook.before_train_epoch(SimpleNamespace(iter=4))  # the uninterrupted run: silent
+    checkpoint = {'meta': {'iter': 4}}
+    hook.before_save_checkpoint(None, checkpoint)
+    assert 'Restored' not in capsys.readouterr().out
+    resumed = RNGStateHook()
+    resumed.after_load_checkpoint(None, checkpoint)
+    resumed.before_train_epoch(SimpleNamespace(iter=4))
+    assert 'Restored the random generator states of iteration 4 from the checkpoint' in capsys.readouterr().out
 
 
 def test_iteration_based_checkpoints_capture_at_their_interval():

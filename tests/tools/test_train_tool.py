@@ -3,10 +3,12 @@ import importlib.util
 import os
 import os.path as osp
 import pickle
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from argparse import Namespace
 
 import pytest
@@ -177,6 +179,24 @@ def test_slurm_test_two_cpu_tasks(toy_dir, full_run, tmp_path):
     assert len(preds) == 16
 
 
+def test_ctrl_c_prints_one_line_with_the_checkpoint_and_the_resume_command(toy_dir):
+    toy_modules.write_toy_config(str(toy_dir / 'toy_long.py'), max_iters=10**7)
+    work_dir = toy_dir / 'ctrl_c'
+    cmd = [sys.executable, osp.join(TOOLS, 'train.py'), 'toy_long.py', '--work-dir', 'ctrl_c']
+    proc = subprocess.Popen(cmd, cwd=toy_dir, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while not (work_dir / 'last_checkpoint').exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert 'Traceback' not in stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith(f'Interrupted. Last checkpoint: {work_dir}/iter_') and line.endswith(
+        f'Continue with: python {TOOLS}/train.py toy_long.py --work-dir ctrl_c --resume'), line
+
+
 # --------------------------------------------------------------------------- argument handling
 
 
@@ -189,7 +209,7 @@ def load_tool(name: str):
 
 def train_args(**kwargs) -> Namespace:
     args = dict(config='configs/x/my_config.py', work_dir=None, resume=None, amp=False, no_validate=False,
-                auto_scale_lr=False, cfg_options=None, launcher='none')
+                auto_scale_lr=False, cfg_options=None, launcher='none', overwrite=False)
     args.update(kwargs)
     return Namespace(**args)
 
@@ -203,6 +223,8 @@ def test_train_merge_args(toy_dir):
     cfg = tool.merge_args(toy_cfg(toy_dir), train_args())
     assert cfg.work_dir == osp.join('./work_dirs', 'my_config') and cfg.launcher == 'none'
     assert 'resume' not in cfg or not cfg.resume
+    assert not cfg.get('overwrite', False)
+    assert tool.merge_args(toy_cfg(toy_dir), train_args(overwrite=True)).overwrite is True
 
     cfg = tool.merge_args(toy_cfg(toy_dir), train_args(resume='auto', work_dir='w', launcher='pytorch'))
     assert cfg.resume is True and cfg.load_from is None and cfg.work_dir == 'w'

@@ -20,6 +20,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 from fdclip_mm.analysis.config_cost import cost_from_config, train_batch_size  # noqa: E402
 from fdclip_mm.analysis.training_cost import format_cost, measure_run, paper_cost  # noqa: E402
+from fdclip_mm.engine import merge_cfg_options  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,7 +50,7 @@ def main(argv=None) -> dict:
     else:
         cfg = Config.fromfile(args.config)
         if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
+            merge_cfg_options(cfg, args.cfg_options)
         cost = cost_from_config(cfg, args.dataset_size, args.teacher_images)
         if args.work_dir:
             measured = measure_run(args.work_dir, train_batch_size(cfg))

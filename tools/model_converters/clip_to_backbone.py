@@ -18,6 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from fdclip_mm.converters import save_state_dict  # noqa: E402
 from fdclip_mm.converters.clip_to_vit import load_clip_as_vit  # noqa: E402
+from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -26,7 +27,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('dst', help='where to write the backbone checkpoint')
     parser.add_argument(
         '--final-norm', action='store_true', help='keep ln_post as ln1 (for a backbone with final_norm=True)')
-    return parser.parse_args()
+    return parse_converter_args(parser)
 
 
 def main() -> None:

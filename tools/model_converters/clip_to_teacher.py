@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
+from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
 from fdclip_mm.models.teachers.clip_checkpoint import block_indices, load_clip_visual_state_dict  # noqa: E402
 
 
@@ -28,7 +29,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('dst', help='output state-dict file (.pth)')
     parser.add_argument(
         '--fp32', action='store_true', help='store floating tensors as float32 (default: as read)')
-    return parser.parse_args(argv)
+    return parse_converter_args(parser, argv)
 
 
 def describe(state_dict: Dict[str, torch.Tensor]) -> str:

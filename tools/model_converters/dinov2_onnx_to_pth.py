@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
 
 from fdclip_mm.converters.dinov2_onnx import dinov2_arch, read_dinov2_onnx  # noqa: E402
+from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -27,7 +28,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='ONNX file holding a DINOv2 backbone')
     parser.add_argument('dst', help='output state-dict file (.pth)')
-    return parser.parse_args(argv)
+    return parse_converter_args(parser, argv)
 
 
 def describe(state_dict: Dict[str, torch.Tensor]) -> str:

@@ -18,6 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoint  # noqa: E402
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict  # noqa: E402
+from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
 from fdclip_mm.models.teachers.dinov2_teacher import load_dinov2_checkpoint  # noqa: E402
 
 
@@ -26,18 +27,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('src', help='DINOv2 weights: .pth state dict in Hugging Face names, or .onnx export')
     parser.add_argument('dst', help='where to write the classifier checkpoint')
     parser.add_argument('--img-size', type=int, required=True, help='fine-tuning input size (multiple of the patch)')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing dst')
-    return parser.parse_args(argv)
+    return parse_converter_args(parser, argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if osp.abspath(args.src) == osp.abspath(args.dst):
-        print(f'[error] refusing to write over the input {args.src}', file=sys.stderr)
-        return 1
-    if osp.exists(args.dst) and not args.overwrite:
-        print(f'[error] {args.dst} exists; pass --overwrite to replace it', file=sys.stderr)
-        return 1
     weights = load_dinov2_checkpoint(args.src)
     patch = weights['embeddings.patch_embeddings.projection.weight'].shape[-1]
     if args.img_size % patch:

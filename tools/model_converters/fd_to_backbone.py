@@ -16,13 +16,14 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from fdclip_mm.converters import convert_fd_checkpoint  # noqa: E402
+from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='checkpoint written by a FeatureDistiller run, or its work dir (last checkpoint)')
     parser.add_argument('dst', help='where to write the student backbone checkpoint')
-    return parser.parse_args()
+    return parse_converter_args(parser)
 
 
 def main() -> None:

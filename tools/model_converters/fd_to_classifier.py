@@ -17,6 +17,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from fdclip_mm.converters.classifier_checkpoint import convert_fd_to_classifier  # noqa: E402
+from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,7 +34,7 @@ def parse_args() -> argparse.Namespace:
         '--final-norm',
         action='store_true',
         help="keep the student's final norm ln1 (for a backbone with final_norm=True)")
-    return parser.parse_args()
+    return parse_converter_args(parser)
 
 
 def main() -> None:

@@ -92,6 +92,7 @@ class FeatureDistiller(BaseModel):
         self.skipped_nonfinite_steps = 0
         self._last_loss_finite = True
         self._in_train_step = False
+        self._checked_input_size = False
         self.target_cache = TeacherTargetCache(target_cache) if target_cache else None
         self._check_target_cache()
         self._register_state_dict_hook(_drop_teacher_keys)
@@ -99,6 +100,12 @@ class FeatureDistiller(BaseModel):
 
     def _check_token_grids(self) -> None:
         img_size = tuple(self.student.img_size)
+        teacher_size = getattr(self.teacher, 'img_size', None)
+        if teacher_size is not None and tuple(teacher_size) != img_size:
+            raise ValueError(
+                f'the teacher ({type(self.teacher).__name__}) is built for {tuple(teacher_size)} inputs and the '
+                f'student ({type(self.student).__name__}) for {img_size}: both see the same crop, so set the '
+                "teacher's img_size to the student's (the training pipeline's crop size)")
         student_grid = tuple(self.student.patch_resolution)
         teacher_grid = tuple(self.teacher.patch_grid(img_size))
         if student_grid != teacher_grid:
@@ -117,6 +124,13 @@ class FeatureDistiller(BaseModel):
             raise ValueError(f'teacher target cache {self.target_cache.path} holds tokens of shape '
                              f'{self.target_cache.token_shape} per image; this student and teacher need '
                              f'{expected}')
+
+    def _warn_if_crop_differs(self, crop: Tuple[int, int]) -> None:
+        if crop != tuple(self.student.img_size):
+            print_log(f'training crops are {crop} but the student is built for img_size '
+                      f'{tuple(self.student.img_size)}, i.e. for another patch grid than it trains on; set the '
+                      "student's (and the teacher's) img_size to the pipeline's crop size",
+                      logger='current', level=logging.WARNING)
 
     def training_target(self, inputs: Dict[str, torch.Tensor], data_samples) -> torch.Tensor:
         """Whitened targets of a training batch: from the teacher, or from ``target_cache`` by image path."""
@@ -159,6 +173,9 @@ class FeatureDistiller(BaseModel):
         raise ValueError(f'mode must be "loss", "predict" or "tensor", got {mode!r}')
 
     def loss(self, inputs: Dict[str, torch.Tensor], data_samples=None) -> Dict[str, torch.Tensor]:
+        if not self._checked_input_size:
+            self._checked_input_size = True
+            self._warn_if_crop_differs(tuple(inputs['student'].shape[-2:]))
         target = self.training_target(inputs, data_samples)
         if self.mask_ratio == 0:
             return dict(loss=self.loss_module(self.predict_tokens(inputs['student']), target))

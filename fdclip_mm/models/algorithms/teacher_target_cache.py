@@ -15,6 +15,8 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from fdclip_mm.checkpoint_file import CheckpointFileError, read_checkpoint
+
 FORMAT_VERSION = 1
 
 
@@ -30,10 +32,10 @@ class TeacherTargetCache:
             raise FileNotFoundError(f'teacher target cache {path} does not exist; write it with '
                                     'tools/cache_teacher_targets.py CONFIG --out FILE')
         try:
-            data = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as error:  # noqa: BLE001  (any unreadable file gets the same clear message)
-            raise ValueError(f'teacher target cache {path} is not readable ({type(error).__name__}: '
-                             f'{str(error).splitlines()[0] if str(error) else error}); rewrite it') from None
+            data = read_checkpoint(path)
+        except CheckpointFileError as error:
+            raise CheckpointFileError(f'teacher target cache: {error}; rewrite it with '
+                                      'tools/cache_teacher_targets.py') from None
         if not isinstance(data, dict) or data.get('version') != FORMAT_VERSION or \
                 not {'keys', 'tokens', 'meta'} <= set(data):
             raise ValueError(f'{path} is not a teacher target cache of format {FORMAT_VERSION}')

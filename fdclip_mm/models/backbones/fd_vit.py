@@ -12,6 +12,7 @@ from mmpretrain.models.utils import resize_pos_embed
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from fdclip_mm.checkpoint_file import load_state_dict_exactly, read_state_dict
 from fdclip_mm.registry import MODELS
 from .rel_pos_bias import RelativePositionBias, fit_rel_pos_bias_table, infer_grid, select_token_bias
 from .vit_block import ViTBlock
@@ -190,6 +191,28 @@ class FDViT(BaseModule):
             for i, layer in enumerate(self.layers):
                 layer.attn.proj.weight.div_(math.sqrt(2.0 * (i + 1)))
                 layer.ffn.layers[1].weight.div_(math.sqrt(2.0 * (i + 1)))
+
+    def init_weights(self) -> None:
+        """mmengine's initialisation, except that ``init_cfg=dict(type='Pretrained', checkpoint=F, prefix=P)``
+        loads ``F`` exactly: a missing, unexpected or misshapen tensor stops the build with the keys at fault
+        (mmengine's ``PretrainedInit`` warns and keeps the random weights of whatever did not match). The load
+        hook still fits position tables to this grid and copies a shared RPB table into per-layer ones.
+        """
+        init_cfg = self.init_cfg
+        if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
+            super().init_weights()
+            return
+        prefix = init_cfg.get('prefix') or ''
+        if prefix and not prefix.endswith('.'):
+            prefix += '.'
+        checkpoint = init_cfg['checkpoint']
+        load_state_dict_exactly(
+            self, read_state_dict(checkpoint, prefix), checkpoint,
+            hint='A backbone file comes from a distillation checkpoint through '
+            'tools/model_converters/fd_to_backbone.py (dense tasks) or fd_to_classifier.py (classification, '
+            "with prefix='backbone.')")
+        self._is_init = True
+        print_log(f'Loaded {type(self).__name__} from {checkpoint}', logger='current')
 
     # --------------------------------------------------------------------------------------- forward
     def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:

@@ -22,6 +22,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
+from fdclip_mm.checkpoint_file import read_checkpoint
+
 # Per-block keys of an OpenAI-layout residual attention block.
 BLOCK_KEYS = ('ln_1.weight', 'ln_1.bias', 'attn.in_proj_weight', 'attn.in_proj_bias', 'attn.out_proj.weight',
               'attn.out_proj.bias', 'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias',
@@ -62,7 +64,9 @@ def load_clip_visual_state_dict(path: str) -> Dict[str, torch.Tensor]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        pickle.UnpicklingError: The file pickles something other than modules and tensors.
+        pickle.UnpicklingError: A TorchScript archive pickles something other than modules and tensors.
+        fdclip_mm.checkpoint_file.CheckpointFileError: A plain checkpoint file is unreadable or holds objects
+            other than weights (the message names the file).
         ValueError: The file is not a CLIP visual tower (the message names the missing keys).
     """
     if not osp.isfile(path):
@@ -290,11 +294,7 @@ def _read_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
         return load_file(path, device='cpu')
-    try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise pickle.UnpicklingError(f'{path}: refused to load (weights_only): {err}') from err
-    return _unwrap(obj, path)
+    return _unwrap(read_checkpoint(path), path)
 
 
 def _unwrap(obj: Any, path: str) -> Dict[str, torch.Tensor]:

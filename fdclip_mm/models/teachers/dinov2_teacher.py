@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.models.utils import resize_pos_embed
 
+from fdclip_mm.checkpoint_file import read_checkpoint
 from fdclip_mm.converters.dinov2_onnx import (DINOv2Arch, check_dinov2_state_dict, normalize_dinov2_keys,
                                               read_dinov2_onnx)
 from fdclip_mm.registry import MODELS
@@ -230,14 +231,14 @@ def load_dinov2_checkpoint(path: str) -> Dict[str, torch.Tensor]:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if a ``.pth`` file holds no state dict.
+        ValueError: if a ``.pth`` file holds no state dict, or (``CheckpointFileError``) cannot be read.
     """
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'DINOv2 teacher checkpoint not found: {path}')
     if path.lower().endswith('.onnx'):
         return read_dinov2_onnx(path)
-    loaded = torch.load(path, map_location='cpu', weights_only=True)
+    loaded = read_checkpoint(path)
     if isinstance(loaded, dict) and isinstance(loaded.get('state_dict'), dict):
         loaded = loaded['state_dict']
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):

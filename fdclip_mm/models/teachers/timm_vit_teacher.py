@@ -1,5 +1,4 @@
 """Frozen ViT teachers published in timm's key layout: MAE, DINO and DeiT."""
-import os.path as osp
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -8,6 +7,7 @@ import torch.nn.functional as F
 from mmpretrain.models.utils import resize_pos_embed
 from torch import nn
 
+from fdclip_mm.checkpoint_file import read_checkpoint
 from fdclip_mm.registry import MODELS
 from .base_teacher import BaseTeacher
 
@@ -91,13 +91,7 @@ def read_timm_vit_state_dict(path: str, wrapper_keys: Sequence[str], prefixes: S
             full training checkpoints); a bare state dict works too.
         prefixes: Key prefixes to strip (e.g. ``'backbone.'`` of DINO's ``teacher`` dict, ``'module.'``).
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'teacher checkpoint not found: {path}')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001  (re-raised with the file named)
-        raise ValueError(f'{path} cannot be read as a weights-only checkpoint ({e}); save its state dict '
-                         'with torch.save(model.state_dict(), ...) and use that file') from e
+    ckpt = read_checkpoint(path)
     for key in wrapper_keys:
         if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
             ckpt = ckpt[key]

@@ -1,10 +1,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 
 from fdclip_mm.evaluation import DistillLossMetric
 from fdclip_mm.models.algorithms import FeatureDistiller
+from ...conftest import dinov2_state_dict
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1) * 255
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1) * 255
@@ -139,3 +141,29 @@ def test_masked_input_loss_is_taken_on_kept_tokens(tiny_clip_checkpoint):
     torch.testing.assert_close(loss, expected)
     with pytest.raises(ValueError, match='mask_ratio'):
         build(tiny_clip_checkpoint, mask_ratio=1.0)
+
+
+def test_teacher_built_for_another_input_size_is_a_build_error(tmp_path):
+    path = str(tmp_path / 'dinov2.pth')
+    torch.save(dinov2_state_dict(hidden=32, layers=2, patch=14, image=28), path)
+    student = dict(type='FDViT', arch=STUDENT_ARCH, img_size=56, patch_size=14)
+    with pytest.raises(ValueError, match=r'teacher \(DINOv2Teacher\) is built for \(28, 28\) inputs and the '
+                       r'student \(FDViT\) for \(56, 56\)'):
+        FeatureDistiller(student=student, teacher=dict(type='DINOv2Teacher', checkpoint=path, img_size=28, num_heads=2))
+    FeatureDistiller(student=student, teacher=dict(type='DINOv2Teacher', checkpoint=path, img_size=56, num_heads=2))
+
+
+def test_first_training_batch_warns_when_crops_differ_from_img_size(tiny_clip_checkpoint, capsys, monkeypatch):
+    MMLogger.get_instance(f'crop_{id(capsys)}')  # 'current' logger, printing to the captured stdout
+    model = build(tiny_clip_checkpoint)
+    # a teacher that takes any input size (as one with interpolated positions would): targets of the batch's grid
+    monkeypatch.setattr(model, 'training_target', lambda inputs, samples: torch.zeros(
+        inputs['student'].shape[0], 1 + (inputs['student'].shape[-1] // 8) ** 2, model.teacher.embed_dims))
+    model(model.data_preprocessor(batch(), True)['inputs'], mode='loss')
+    assert 'training crops' not in capsys.readouterr().out
+    model._checked_input_size = False
+    big = dict(inputs=[torch.zeros(3, 48, 48, dtype=torch.uint8)] * 2)
+    for _ in range(2):
+        model(model.data_preprocessor(big, True)['inputs'], mode='loss')
+    out = capsys.readouterr().out
+    assert out.count('training crops are (48, 48) but the student is built for img_size (32, 32)') == 1

@@ -2,6 +2,7 @@ import pytest
 import torch
 from mmpretrain.models.backbones import BEiTViT
 
+from fdclip_mm.checkpoint_file import CheckpointFileError, CheckpointMismatchError
 from fdclip_mm.models.backbones import FDViT
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
@@ -211,3 +212,27 @@ def test_archs_and_errors():
         tiny()(torch.randn(1, 3, 30, 32))
     with pytest.raises(ValueError, match='out_indices'):
         tiny(out_indices=(5, ))
+
+
+def test_pretrained_init_loads_exactly_or_names_the_keys_at_fault(tmp_path):
+    arch = ARCH
+    source = FDViT(arch=arch, img_size=32, patch_size=8)
+    good = tmp_path / 'backbone.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()}}, good)
+    loaded = FDViT(arch=arch, img_size=32, patch_size=8,
+                   init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='backbone'))
+    loaded.init_weights()
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+    wider = FDViT(arch=dict(arch, embed_dims=48), img_size=32, patch_size=8,
+                  init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='backbone.'))
+    with pytest.raises(CheckpointMismatchError, match=r'backbone.pth does not fit FDViT .*shape mismatches'):
+        wider.init_weights()
+    with pytest.raises(CheckpointFileError, match=r"no key starting with 'student\.'"):
+        FDViT(arch=arch, img_size=32, patch_size=8,
+              init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='student.')).init_weights()
+    deeper = FDViT(arch=dict(arch, num_layers=3), img_size=32, patch_size=8,
+                   init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='backbone.'))
+    with pytest.raises(CheckpointMismatchError, match=r'missing keys \(layers.2.'):
+        deeper.init_weights()

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from fdclip_mm.checkpoint_file import CheckpointFileError
 from fdclip_mm.models.teachers.clip_checkpoint import (is_torchscript_archive, load_clip_visual_state_dict,
                                                         read_torchscript_tensors)
 from fdclip_mm.models.teachers.clip_teacher import CLIPTeacher, QuickGELU
@@ -228,7 +229,7 @@ def test_refuses_exploit_state_dict(tmp_path):
     marker = tmp_path / 'pwned'
     path = str(tmp_path / 'evil.pth')
     torch.save({'visual.conv1.weight': torch.zeros(1), 'payload': _Exploit(str(marker))}, path)
-    with pytest.raises(pickle.UnpicklingError, match='evil.pth'):
+    with pytest.raises(CheckpointFileError, match='evil.pth holds Python objects that are not weights'):
         load_clip_visual_state_dict(path)
     assert not marker.exists()
 

@@ -1,0 +1,181 @@
+"""Reading checkpoint files safely, with errors that name the file, and loading state dicts exactly.
+
+Every reader of ours goes through :func:`read_checkpoint`: ``torch.load(weights_only=True)`` (a Runner
+checkpoint's message hub is allow-listed by :mod:`fdclip_mm.engine.checkpoint_globals`), and any failure
+becomes a :class:`CheckpointFileError` that names the file and says what is wrong with it: missing, empty,
+truncated, not a PyTorch file, or holding Python objects that are not weights. Torch's own advice for the
+last case (to turn the weights-only loader off, which runs whatever code the file holds) is never passed on.
+
+:func:`load_state_dict_exactly` loads a state dict into a module and refuses any key or shape that does not
+fit, listing them, where mmengine's loaders (``Runner.load_checkpoint``, ``PretrainedInit``) warn and go on
+with whatever matched, e.g. nothing at all.
+"""
+import os.path as osp
+import zipfile
+from typing import Any, Callable, Dict, List, Mapping, Union
+
+import torch
+from torch import nn
+
+#: Keys under which checkpoints keep their state dict (mmengine's ``PretrainedInit`` reads these two).
+STATE_DICT_KEYS = ('state_dict', 'model')
+#: How many offending keys an error message lists per kind.
+SHOWN_KEYS = 5
+
+
+class CheckpointFileError(ValueError):
+    """A checkpoint file that cannot be read; the message names the file and the problem."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A state dict whose keys or shapes do not fit the module it is loaded into."""
+
+
+def read_checkpoint(path: str, map_location: Union[str, torch.device, Callable] = 'cpu') -> Any:
+    """``torch.load(path, weights_only=True)`` with a clear error for every unreadable file.
+
+    Args:
+        path: A local checkpoint file.
+        map_location: Passed to ``torch.load``.
+
+    Returns:
+        The loaded object (usually a dict).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist or is not a file.
+        CheckpointFileError: The file is empty, truncated, not a PyTorch file, or holds objects other than
+            weights.
+    """
+    path = osp.expanduser(str(path))
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    if osp.getsize(path) == 0:
+        raise CheckpointFileError(f'{path} is empty (0 bytes): not a checkpoint')
+    import fdclip_mm.engine  # noqa: F401  (allow-lists the types of Runner checkpoints)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001  (every failure gets a message naming the file)
+        raise CheckpointFileError(describe_read_error(path, err)) from None
+
+
+def describe_read_error(path: str, err: BaseException) -> str:
+    """What is wrong with ``path``, from the exception ``torch.load(weights_only=True)`` raised on it.
+
+    Args:
+        path: The file.
+        err: The exception.
+
+    Returns:
+        str: One message that names the file and never advises disabling the weights-only loader.
+    """
+    text = str(err)
+    with open(path, 'rb') as f:
+        head = f.read(16)
+    is_zip = head.startswith(b'PK')
+    if is_zip and not _is_whole_zip(path):
+        return (f'{path} is truncated or corrupt ({osp.getsize(path)} bytes, an incomplete zip archive; '
+                f'{_first_line(err)}): it was probably cut short by an interrupted copy or save')
+    if 'unsupported global' in text.lower():  # ("Unsupported operand" is a byte that is no pickle opcode)
+        detail = next(line.strip() for line in text.splitlines() if 'unsupported global' in line.lower())
+        detail = detail.split('. ')[0].rstrip('.')
+        return (f'{path} holds Python objects that are not weights ({detail}); fdclip_mm reads checkpoints '
+                'as tensors only and does not run code from files. Save the weights as a plain state dict '
+                '(torch.save(model.state_dict(), ...)) and use that file')
+    if is_zip or head.startswith(b'\x80') or isinstance(err, EOFError):
+        return (f'{path} is truncated or corrupt ({osp.getsize(path)} bytes; {_first_line(err)}): it was '
+                'probably cut short by an interrupted copy or save')
+    return f'{path} is not a PyTorch checkpoint (it starts with {head!r})'
+
+
+def _is_whole_zip(path: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError):
+        return False
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of ``err`` that is not torch's advice about ``weights_only``."""
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line and 'weights_only' not in line and 'weights only' not in line.lower():
+            return f'{type(err).__name__}: {line.split(". ")[0].rstrip(".")}'
+    return type(err).__name__
+
+
+def read_state_dict(path: str, prefix: str = '') -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file: its ``state_dict`` (or the file itself), optionally under ``prefix``.
+
+    Args:
+        path: A checkpoint file (``{'state_dict': ...}``, ``{'model': ...}`` or a bare state dict).
+        prefix: Keep only keys that start with it, with the prefix removed (mmengine's ``Pretrained`` init).
+
+    Returns:
+        dict: Key -> tensor.
+
+    Raises:
+        CheckpointFileError: The file is unreadable, holds no state dict of tensors, or no key has ``prefix``.
+    """
+    loaded = read_checkpoint(path)
+    state = next((loaded[k] for k in STATE_DICT_KEYS if isinstance(loaded, dict) and isinstance(loaded.get(k), dict)),
+                 loaded)
+    if not isinstance(state, Mapping) or not state or \
+            not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointFileError(f'{path} holds no state dict of tensors (got {type(loaded).__name__})')
+    if not prefix:
+        return dict(state)
+    kept = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not kept:
+        prefixes = sorted({k.split('.')[0] + '.' for k in state})
+        raise CheckpointFileError(f'{path} has no key starting with {prefix!r} (its prefixes: {prefixes})')
+    return kept
+
+
+#: What :func:`load_state_dict_exactly` suggests for a run checkpoint that does not fit.
+RUN_CHECKPOINT_HINT = ('Is it the right file for this config? A backbone file from tools/model_converters goes into '
+                       "the backbone's init_cfg; load_from and tools/test.py take a checkpoint of a run of this "
+                       'model. To load what fits on purpose, set strict_load = False in the config')
+
+
+def load_state_dict_exactly(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
+                            hint: str = RUN_CHECKPOINT_HINT) -> None:
+    """Load ``state_dict`` into ``module``, refusing missing, unexpected or differently shaped tensors.
+
+    The module's own load hooks run first (e.g. :class:`~fdclip_mm.models.backbones.FDViT` fits a position
+    table to its grid; the distiller ignores its teacher), so only what they cannot fit is refused.
+
+    Args:
+        module: The module to load into.
+        state_dict: The tensors.
+        source: The file (or description) the tensors come from, for the error message.
+        hint: What the error message suggests.
+
+    Raises:
+        CheckpointMismatchError: Listing the missing and unexpected keys and the shape mismatches.
+    """
+    try:
+        result = module.load_state_dict(state_dict, strict=False)
+        problems = []
+    except RuntimeError as err:  # torch raises for shape mismatches even with strict=False
+        lines = [line.strip() for line in str(err).splitlines() if 'size mismatch' in line]
+        if not lines:
+            raise
+        problems = [f'{len(lines)} shape mismatches: ' + '; '.join(lines[:SHOWN_KEYS])]
+        result = None
+    if result is not None:
+        problems += _key_problems('missing', result.missing_keys) + _key_problems('unexpected',
+                                                                                  result.unexpected_keys)
+    if not problems:
+        return
+    fitting = len(set(state_dict) & set(module.state_dict()))
+    raise CheckpointMismatchError(
+        f'{source} does not fit {type(module).__name__} ({fitting} of its {len(state_dict)} tensors have a '
+        f'key of the model): ' + '; '.join(problems) + f'. {hint}')
+
+
+def _key_problems(kind: str, keys: List[str]) -> List[str]:
+    if not keys:
+        return []
+    shown = ', '.join(keys[:SHOWN_KEYS]) + (', ...' if len(keys) > SHOWN_KEYS else '')
+    return [f'{len(keys)} {kind} keys ({shown})']

@@ -1,0 +1,171 @@
+"""mmengine's Runner with checkpoint loading that cannot go silently wrong and runs that do not overwrite.
+
+Where it deliberately differs from mmengine 0.10.7's ``Runner``:
+
+- ``load_from`` (and ``tools/test.py``'s checkpoint) must fit the model exactly: mmengine loads with
+  ``strict=False``, warns and goes on with whatever matched, so a backbone file given to ``tools/test.py``
+  scores the untrained model. Set ``strict_load = False`` in the config to load what fits on purpose.
+- Checkpoint files are read with :func:`fdclip_mm.checkpoint_file.read_checkpoint`: an unreadable file
+  stops the run with its path and what is wrong with it.
+- ``resume=True`` without a path (``--resume``): when the work dir holds no checkpoint, it says so and that
+  training starts from scratch (mmengine logs "Auto resumed from the latest checkpoint None."); when the
+  latest checkpoint is unreadable (a run killed while copying, a disk error), it falls back to the newest
+  readable ``epoch_N`` / ``iter_N`` checkpoint and says which one it skipped.
+- ``train()`` without ``resume`` refuses a work dir that already holds checkpoints of a run, which the new
+  run would replace (``epoch_N.pth``, ``last_checkpoint``), unless the config sets ``overwrite = True``
+  (``tools/train.py --overwrite``).
+- The console gets what a user reads (hooks, parameter groups, progress, warnings); the environment report,
+  the config dump and mmengine's per-parameter ``paramwise_options`` lines go to the log file only.
+"""
+import glob
+import logging
+import os.path as osp
+import re
+from collections import OrderedDict
+from typing import Callable, List, Optional, Union
+
+from mmengine.logging import MMLogger
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint
+
+from fdclip_mm.checkpoint_file import CheckpointFileError, load_state_dict_exactly, read_checkpoint
+from fdclip_mm.registry import RUNNERS
+
+CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+POINTER_FILE = 'last_checkpoint'
+#: Beginnings of the log messages kept off the console (they stay in the log file).
+FILE_ONLY_MESSAGES = ('paramwise_options -- ', 'Config:\n', '\n' + '-' * 60 + '\nSystem environment:')
+
+
+class FileOnlyFilter(logging.Filter):
+    """Drops the messages listed in :data:`FILE_ONLY_MESSAGES` from the handler it is attached to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(FILE_ONLY_MESSAGES)
+
+
+def run_checkpoints(work_dir: str) -> List[str]:
+    """A run's checkpoints in ``work_dir``: ``epoch_N`` / ``iter_N`` files, newest (largest N) first."""
+    found = []
+    for path in glob.glob(osp.join(work_dir, '*.pth')):
+        match = CHECKPOINT_NAME.match(osp.basename(path))
+        if match:
+            found.append((int(match.group(2)), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def latest_checkpoint_candidates(work_dir: str) -> List[str]:
+    """Checkpoints to resume from, best first: the one ``last_checkpoint`` names, then the others, newest first."""
+    named = []
+    pointer = osp.join(work_dir, POINTER_FILE)
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            named = [f.read().strip()] if osp.getsize(pointer) else []
+    seen = {osp.abspath(p) for p in named}
+    return named + [p for p in run_checkpoints(work_dir) if osp.abspath(p) not in seen]
+
+
+def existing_run_files(work_dir: str) -> List[str]:
+    """The files of ``work_dir`` that a new run would replace: its checkpoints and ``last_checkpoint``."""
+    pointer = osp.join(work_dir, POINTER_FILE)
+    return run_checkpoints(work_dir) + ([pointer] if osp.isfile(pointer) else [])
+
+
+@RUNNERS.register_module()
+class CheckedRunner(Runner):
+    """``mmengine.runner.Runner`` with exact checkpoint loading, clear resume and no silent overwrite.
+
+    Same arguments and config as mmengine's Runner; it reads two more top-level config keys:
+    ``strict_load`` (default True) and ``overwrite`` (default False). ``tools/train.py`` and
+    ``tools/test.py`` use it unless the config names another ``runner_type``; with another library's
+    training script, set ``runner_type = 'fdclip_mm.CheckedRunner'``.
+    """
+
+    def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None,
+                     **kwargs) -> MMLogger:
+        logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler and \
+                    not any(isinstance(f, FileOnlyFilter) for f in handler.filters):
+                handler.addFilter(FileOnlyFilter())
+        return logger
+
+    def train(self):
+        """Refuses to replace an earlier run's checkpoints (see the class doc), then trains."""
+        if not self._resume and not self.cfg.get('overwrite', False):
+            existing = existing_run_files(self.work_dir)
+            if existing:
+                names = ', '.join(osp.basename(p) for p in existing[:4]) + (', ...' if len(existing) > 4 else '')
+                raise FileExistsError(
+                    f'{self.work_dir} already holds a run ({names}) that this run would overwrite. Continue it '
+                    'with --resume, choose another --work-dir, or pass --overwrite to replace it')
+        return super().train()
+
+    def load_or_resume(self) -> None:
+        """Resume (``resume=True``) or load ``load_from`` exactly; see the class doc for what differs."""
+        if self._has_loaded:
+            return
+        if self._resume and self._load_from is None:
+            resume_from = self._resume_latest()
+            if resume_from is None and self._load_from is None:
+                self.logger.info(f'--resume: no checkpoint in {self.work_dir} (no {POINTER_FILE} file, no '
+                                 'epoch_N.pth or iter_N.pth): training starts from scratch')
+        elif self._resume:
+            self.resume(self._load_from)
+        elif self._load_from is not None:
+            self.load_checkpoint(self._load_from)
+        self._has_loaded = True
+
+    def _resume_latest(self) -> Optional[str]:
+        skipped = []
+        for candidate in latest_checkpoint_candidates(self.work_dir):
+            try:
+                self.resume(candidate)
+            except (CheckpointFileError, FileNotFoundError) as err:
+                skipped.append(str(err))
+                continue
+            for reason in skipped:
+                self.logger.warning(f'skipped an unreadable checkpoint: {reason}')
+            self.logger.info(f'Resumed from {candidate}, the latest readable checkpoint in {self.work_dir}')
+            return candidate
+        if skipped:
+            raise CheckpointFileError(f'--resume: no readable checkpoint in {self.work_dir}: ' + ' | '.join(skipped))
+        return None
+
+    def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
+                        strict: Optional[bool] = None, revise_keys: list = [(r'^module.', '')]) -> dict:
+        """mmengine's ``load_checkpoint`` with a safe, named read and (by default) an exact fit.
+
+        Args:
+            filename: Checkpoint path (local files are read by :func:`read_checkpoint`; URLs by mmengine).
+            map_location: Where to map the tensors.
+            strict: Refuse any key or shape that does not fit; defaults to the config's ``strict_load``
+                (True when unset).
+            revise_keys: ``(pattern, replacement)`` regexes applied to the checkpoint's keys.
+
+        Returns:
+            dict: The checkpoint.
+        """
+        if strict is None:
+            strict = self.cfg.get('strict_load', True)
+        checkpoint = read_checkpoint(filename, map_location) if '://' not in str(filename) \
+            else _load_checkpoint(filename, map_location=map_location)
+        if not isinstance(checkpoint, dict):
+            raise CheckpointFileError(f'{filename} holds a {type(checkpoint).__name__}, not a checkpoint dict')
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        state_dict = checkpoint.get('state_dict', checkpoint)
+        metadata = getattr(state_dict, '_metadata', None)
+        for pattern, replacement in revise_keys:
+            state_dict = OrderedDict((re.sub(pattern, replacement, k), v) for k, v in state_dict.items())
+        if metadata is not None:
+            state_dict._metadata = metadata
+        if strict:
+            load_state_dict_exactly(model, state_dict, filename)
+        else:
+            from mmengine.runner.checkpoint import load_state_dict
+            load_state_dict(model, state_dict, strict=False, logger='current')
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint

@@ -1,0 +1,124 @@
+"""CheckedRunner: exact loading, clear resume, fallback from a corrupt checkpoint, no silent overwrite."""
+import glob
+import os.path as osp
+import shutil
+import sys
+import uuid
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from fdclip_mm.checkpoint_file import CheckpointFileError, CheckpointMismatchError
+from fdclip_mm.engine import CheckedRunner
+
+TOY_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools')
+sys.path.insert(0, TOY_DIR)  # the toy config imports toy_modules
+import toy_modules  # noqa: E402
+
+
+def toy_runner(tmp_path, work_dir, max_iters=8, **options) -> CheckedRunner:
+    path = toy_modules.write_toy_config(str(tmp_path / f'toy_{max_iters}.py'), max_iters)
+    cfg = Config.fromfile(path)
+    cfg.work_dir = str(work_dir)
+    cfg.experiment_name = f'toy_{uuid.uuid4().hex[:8]}'  # a fresh logger per runner
+    cfg.merge_from_dict(options)
+    return CheckedRunner.from_cfg(cfg)
+
+
+def log_text(runner) -> str:
+    return open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+
+
+def weights(work_dir) -> dict:
+    return torch.load(osp.join(work_dir, 'weights_rank0.pth'), weights_only=True)
+
+
+@pytest.fixture(scope='module')
+def full_run(tmp_path_factory):
+    """8 uninterrupted iterations (checkpoints iter_4, iter_8); returns the work dir."""
+    root = tmp_path_factory.mktemp('checked_runner')
+    toy_runner(root, root / 'full').train()
+    return root / 'full'
+
+
+def test_a_checkpoint_that_does_not_fit_stops_the_test(tmp_path, full_run):
+    metrics = toy_runner(tmp_path, tmp_path / 'ok', load_from=str(full_run / 'iter_8.pth')).test()
+    assert metrics['mse'] >= 0
+
+    state = torch.load(full_run / 'iter_8.pth', weights_only=False)['state_dict']
+    backbone = tmp_path / 'backbone.pth'  # keys without the model's prefix, as a converter writes them
+    torch.save({'state_dict': {k.replace('linear.', ''): v for k, v in state.items()}}, backbone)
+    with pytest.raises(CheckpointMismatchError, match=r'backbone.pth does not fit FdclipToyModel \(0 of its 2 '
+                       r'tensors.*2 missing keys \(linear.weight, linear.bias\); 2 unexpected keys'):
+        toy_runner(tmp_path, tmp_path / 'backbone', load_from=str(backbone)).test()
+
+    wide = tmp_path / 'wide.pth'
+    torch.save({'state_dict': dict(state, **{'linear.weight': torch.zeros(2, 8)})}, wide)
+    with pytest.raises(CheckpointMismatchError, match='shape mismatches: size mismatch for linear.weight'):
+        toy_runner(tmp_path, tmp_path / 'wide', load_from=str(wide)).test()
+    # on purpose: what fits
+    toy_runner(tmp_path, tmp_path / 'lenient', load_from=str(backbone), strict_load=False).test()
+
+
+def test_load_from_in_training_must_fit_too(tmp_path):
+    backbone = tmp_path / 'backbone.pth'
+    torch.save({'state_dict': {'weight': torch.zeros(2, 4)}}, backbone)
+    with pytest.raises(CheckpointMismatchError, match='backbone.pth does not fit'):
+        toy_runner(tmp_path, tmp_path / 'run', load_from=str(backbone)).train()
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path):
+    runner = toy_runner(tmp_path, tmp_path / 'fresh', max_iters=4, resume=True)
+    runner.train()
+    log = log_text(runner)
+    assert 'no checkpoint in' in log and 'training starts from scratch' in log
+    assert 'Auto resumed from the latest checkpoint None' not in log
+    assert osp.isfile(tmp_path / 'fresh' / 'iter_4.pth')
+
+
+def test_resume_skips_a_corrupt_latest_checkpoint_and_ends_like_the_uninterrupted_run(tmp_path, full_run):
+    work_dir = tmp_path / 'corrupt'
+    shutil.copytree(full_run, work_dir)
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_8.pth'))
+    data = (work_dir / 'iter_8.pth').read_bytes()
+    (work_dir / 'iter_8.pth').write_bytes(data[:len(data) // 3])
+    (work_dir / 'weights_rank0.pth').unlink()
+
+    runner = toy_runner(tmp_path, work_dir, resume=True)
+    runner.train()
+    log = log_text(runner)
+    assert 'skipped an unreadable checkpoint' in log and 'iter_8.pth is truncated or corrupt' in log
+    assert f'Resumed from {work_dir / "iter_4.pth"}' in log
+    resumed, uninterrupted = weights(work_dir), weights(full_run)
+    for key in uninterrupted:
+        torch.testing.assert_close(resumed[key], uninterrupted[key], rtol=1e-6, atol=1e-7)
+
+
+def test_resume_from_an_explicit_corrupt_checkpoint_stops_with_its_path(tmp_path, full_run):
+    bad = tmp_path / 'iter_8.pth'
+    bad.write_bytes((full_run / 'iter_8.pth').read_bytes()[:100])
+    with pytest.raises(CheckpointFileError, match=f'{bad} is truncated or corrupt'):
+        toy_runner(tmp_path, tmp_path / 'explicit', resume=True, load_from=str(bad)).train()
+
+
+def test_a_new_run_refuses_to_replace_an_earlier_one(tmp_path, full_run):
+    work_dir = tmp_path / 'earlier'
+    shutil.copytree(full_run, work_dir)
+    before = {p: osp.getmtime(p) for p in glob.glob(str(work_dir / '*.pth'))}
+    with pytest.raises(FileExistsError, match=r'already holds a run \(iter_8.pth, iter_4.pth, last_checkpoint\).*'
+                       r'--resume.*--overwrite'):
+        toy_runner(tmp_path, work_dir, max_iters=4).train()
+    assert {p: osp.getmtime(p) for p in before} == before
+    toy_runner(tmp_path, work_dir, max_iters=4, overwrite=True).train()
+    assert open(work_dir / 'last_checkpoint').read().strip().endswith('iter_4.pth')
+
+
+def test_console_shows_no_config_dump_but_the_log_file_keeps_it(tmp_path, capsys):
+    runner = toy_runner(tmp_path, tmp_path / 'quiet', max_iters=2)
+    runner.train()
+    console = capsys.readouterr().out
+    log = log_text(runner)
+    assert 'Config:' in log and 'System environment:' in log
+    assert 'Config:' not in console and 'System environment:' not in console
+    assert 'Iter(train) [2/2]' in console

@@ -1,0 +1,97 @@
+"""Every unreadable checkpoint is named with its problem; state dicts load exactly or not at all."""
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from fdclip_mm.checkpoint_file import (CheckpointFileError, CheckpointMismatchError, load_state_dict_exactly,
+                                       read_checkpoint, read_state_dict)
+from fdclip_mm.models.teachers.dinov2_teacher import load_dinov2_checkpoint
+
+
+class RunsCode:
+
+    def __reduce__(self):
+        return (os.system, ('echo this must never run',))
+
+
+@pytest.fixture
+def good(tmp_path):
+    path = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'backbone.w': torch.ones(64, 64), 'head.b': torch.zeros(3)}}, path)
+    return path
+
+
+def message_of(path) -> str:
+    with pytest.raises((CheckpointFileError, FileNotFoundError)) as info:
+        read_checkpoint(str(path))
+    text = str(info.value)
+    assert str(path) in text
+    assert 'weights_only=False' not in text and 'weights_only' not in text
+    return text
+
+
+def test_each_unreadable_file_is_named_with_what_is_wrong(tmp_path, good):
+    data = good.read_bytes()
+    (tmp_path / 'truncated.pth').write_bytes(data[:len(data) // 2])
+    (tmp_path / 'notes.pth').write_text('these are my notes, not weights\n')
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    torch.save({'x': RunsCode()}, tmp_path / 'code.pth')
+    legacy = tmp_path / 'legacy.pth'
+    torch.save({'x': torch.zeros(8)}, legacy, _use_new_zipfile_serialization=False)
+    (tmp_path / 'legacy_cut.pth').write_bytes(legacy.read_bytes()[:-40])
+
+    assert 'truncated or corrupt' in message_of(tmp_path / 'truncated.pth')
+    assert 'truncated or corrupt' in message_of(tmp_path / 'legacy_cut.pth')
+    assert "is not a PyTorch checkpoint (it starts with b'these are my not" in message_of(tmp_path / 'notes.pth')
+    assert 'empty (0 bytes)' in message_of(tmp_path / 'empty.pth')
+    code = message_of(tmp_path / 'code.pth')
+    assert 'holds Python objects that are not weights' in code and 'system' in code
+    assert 'not found' in message_of(tmp_path / 'missing.pth')
+    assert torch.equal(read_checkpoint(str(legacy))['x'], torch.zeros(8))
+
+
+def test_teacher_reader_names_a_text_file_without_unsafe_advice(tmp_path):
+    path = tmp_path / 'dinov2_vits14.pth'
+    path.write_text('404: Not Found')
+    with pytest.raises(CheckpointFileError, match='dinov2_vits14.pth is not a PyTorch checkpoint') as info:
+        load_dinov2_checkpoint(str(path))
+    assert 'weights_only' not in str(info.value)
+
+
+def test_read_state_dict_with_prefix(good):
+    assert set(read_state_dict(str(good))) == {'backbone.w', 'head.b'}
+    assert set(read_state_dict(str(good), 'backbone.')) == {'w'}
+    with pytest.raises(CheckpointFileError, match=r"no key starting with 'neck\.'.*'backbone\.', 'head\.'"):
+        read_state_dict(str(good), 'neck.')
+
+
+def test_read_state_dict_refuses_a_file_without_tensors(tmp_path):
+    path = tmp_path / 'meta.pth'
+    torch.save({'meta': {'epoch': 3}, 'state_dict': {'a': 1}}, path)
+    with pytest.raises(CheckpointFileError, match='meta.pth holds no state dict of tensors'):
+        read_state_dict(str(path))
+
+
+def test_load_state_dict_exactly_lists_what_does_not_fit():
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
+    good = {k: v.clone() + 1 for k, v in model.state_dict().items()}
+    load_state_dict_exactly(model, good, 'good.pth')
+    assert torch.equal(model[0].weight, good['0.weight'])
+
+    with pytest.raises(CheckpointMismatchError, match=r'backbone.pth does not fit Sequential \(0 of its 2 '
+                       r'tensors.*4 missing keys \(0.weight, 0.bias, 1.weight, 1.bias\); 2 unexpected keys'):
+        load_state_dict_exactly(model, {'w': torch.ones(1), 'b': torch.ones(1)}, 'backbone.pth')
+    wide = dict(good, **{'1.weight': torch.ones(2, 16)})
+    with pytest.raises(CheckpointMismatchError, match=r'1 shape mismatches: size mismatch for 1.weight'):
+        load_state_dict_exactly(model, wide, 'wide.pth')
+    with pytest.raises(CheckpointMismatchError, match='1 missing keys'):
+        load_state_dict_exactly(model, {k: v for k, v in good.items() if k != '1.bias'}, 'partial.pth')
+
+
+def test_reader_never_unpickles_code_in_runner_checkpoints(tmp_path):
+    path = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': {'a': torch.zeros(1)}, 'meta': {'hook': RunsCode()}}, path)
+    with pytest.raises(CheckpointFileError, match='not weights'):
+        read_checkpoint(str(path))
