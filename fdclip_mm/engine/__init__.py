@@ -8,6 +8,7 @@ from .config_options import merge_cfg_options, move_data_root
 from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init_cpu_process_group, is_cpu_only,
                           prepare_cpu_distributed)
+from .fsdp2_strategy import FSDP2Strategy
 from .guarded_ddp import GuardedDistributedDataParallel
 from .layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor
 from .lr_schedulers import TimmCosineAnnealingLR, TimmLinearWarmupLR
@@ -18,9 +19,10 @@ from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 register_checkpoint_globals()
 
 __all__ = [
-    'AtomicCheckpointHook', 'CheckedRunner', 'merge_cfg_options', 'move_data_root', 'AtomicLocalBackend', 'atomic_write', 'AttentionDistanceHook',
-    'checkpoint_safe_globals', 'register_checkpoint_globals', 'CPUAmpOptimWrapper', 'cpu_model_wrapper_cfg',
-    'destroy_cpu_process_group', 'GuardedDistributedDataParallel', 'init_cpu_process_group', 'is_cpu_only', 'prepare_cpu_distributed',
-    'TrainableOptimWrapperConstructor', 'LayerDecayOptimWrapperConstructor', 'BestMetricsHook', 'RNGStateHook',
-    'get_rng_state', 'set_rng_state', 'TimmCosineAnnealingLR', 'TimmLinearWarmupLR'
+    'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write', 'AttentionDistanceHook', 'BestMetricsHook',
+    'CheckedRunner', 'checkpoint_safe_globals', 'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper',
+    'destroy_cpu_process_group', 'FSDP2Strategy', 'get_rng_state', 'GuardedDistributedDataParallel',
+    'init_cpu_process_group', 'is_cpu_only', 'LayerDecayOptimWrapperConstructor', 'merge_cfg_options',
+    'move_data_root', 'prepare_cpu_distributed', 'register_checkpoint_globals', 'RNGStateHook', 'set_rng_state',
+    'TimmCosineAnnealingLR', 'TimmLinearWarmupLR', 'TrainableOptimWrapperConstructor'
 ]

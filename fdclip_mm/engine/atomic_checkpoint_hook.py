@@ -11,8 +11,9 @@ import glob
 import os
 import os.path as osp
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Iterator, Union
 
 import mmengine
 from mmengine.dist import is_main_process
@@ -25,12 +26,15 @@ ATOMIC_BACKEND = 'fdclip_mm_atomic_local'
 TMP_SUFFIX = '.fdclip-tmp'
 
 
-def atomic_write(data: Union[bytes, str], path: Union[str, Path]) -> None:
-    """Write ``data`` to ``path`` through a flushed temporary file and an atomic rename.
+@contextmanager
+def atomic_open(path: Union[str, Path]) -> Iterator[BinaryIO]:
+    """A binary file to write that appears under ``path`` only once it is complete (flushed and renamed).
 
     Args:
-        data: Bytes, or text (written as UTF-8).
         path: Final file path; its folder is created if needed.
+
+    Yields:
+        The temporary file's handle; on an exception the temporary file is removed and ``path`` untouched.
     """
     path = str(path)
     folder = osp.dirname(osp.abspath(path))
@@ -39,7 +43,7 @@ def atomic_write(data: Union[bytes, str], path: Union[str, Path]) -> None:
     tmp = osp.join(folder, f'.{osp.basename(path)}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}')
     try:
         with open(tmp, 'xb') as f:
-            f.write(data.encode('utf-8') if isinstance(data, str) else data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -47,6 +51,12 @@ def atomic_write(data: Union[bytes, str], path: Union[str, Path]) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write(data: Union[bytes, str], path: Union[str, Path]) -> None:
+    """Write ``data`` (bytes, or text as UTF-8) to ``path`` through :func:`atomic_open`."""
+    with atomic_open(path) as f:
+        f.write(data.encode('utf-8') if isinstance(data, str) else data)
 
 
 @register_backend(ATOMIC_BACKEND)

@@ -134,3 +134,23 @@ def write_toy_config(path: str, max_iters: int = 8) -> str:
     with open(path, 'w') as f:
         f.write(TOY_CONFIG.format(max_iters=max_iters))
     return path
+
+
+@HOOKS.register_module()
+class FdclipShardReportHook(Hook):
+    """Write ``work_dir/shards_rank{rank}.json``: this rank's local and the full numbers of trained parameter
+    and AdamW-state values (a sharded ``DTensor`` counts its local shard)."""
+
+    def after_train(self, runner) -> None:
+        import json
+
+        def local(t):
+            return t.to_local().numel() if hasattr(t, 'to_local') else t.numel()
+
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        trained = [p for p in model.parameters() if p.requires_grad]
+        moments = [s[k] for s in runner.optim_wrapper.optimizer.state.values() for k in ('exp_avg', 'exp_avg_sq')]
+        report = dict(params_local=sum(map(local, trained)), params_full=sum(p.numel() for p in trained),
+                      optim_local=sum(map(local, moments)), optim_full=sum(m.numel() for m in moments))
+        with open(osp.join(runner.work_dir, f'shards_rank{get_rank()}.json'), 'w') as f:
+            json.dump(report, f)

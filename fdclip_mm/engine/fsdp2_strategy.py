@@ -1,0 +1,251 @@
+"""Sharded training with PyTorch's FSDP2 (``fully_shard`` on a ``DeviceMesh``) for mmengine's FlexibleRunner.
+
+mmengine 0.10.7's ``FSDPStrategy`` wraps with FSDP1, which torch 2.14 refuses on CPU-only machines. FSDP2
+shards parameters as ``DTensor`` s in place and runs with the gloo backend on CPU too, so the same strategy
+is tested on CPU and runs on GPU clusters.
+
+Checkpoints stay ordinary: every rank takes part in gathering the full model and optimizer state
+(:mod:`torch.distributed.checkpoint.state_dict`), rank 0 writes one file in the layout a DDP run writes
+(``state_dict`` keyed by parameter name, ``optimizer`` in ``torch.optim``'s index form), atomically. The
+converters, ``load_from`` and DDP runs read it, and a sharded run resumes from it (or from a DDP checkpoint).
+"""
+import fnmatch
+import re
+import time
+from typing import Callable, List, Optional, Sequence
+
+import mmengine
+import torch
+from mmengine._strategy import DDPStrategy
+from mmengine.device import get_device
+from mmengine.dist import get_rank, get_world_size, is_main_process
+from mmengine.utils import get_git_hash
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+
+from fdclip_mm.precision import AUTO, resolve_bf16
+from fdclip_mm.registry import STRATEGIES
+from .atomic_checkpoint_hook import atomic_open
+
+#: The distiller's units: one per student block, then the rest of the student, then the projector.
+FD_SHARD_UNITS = ('student.layers.*', 'student', 'projector')
+#: Methods besides ``forward`` through which the distiller calls sharded modules.
+FD_FORWARD_METHODS = ('forward_features', )
+
+FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def shard_units(model: nn.Module, patterns: Sequence[str]) -> List[str]:
+    """Names of the sub-modules of ``model`` that match one of ``patterns``, deepest first.
+
+    A pattern matches dot-separated names part by part (fnmatch per part, ``*`` never crosses a dot):
+    ``'student.layers.*'`` is each block, not the blocks' own sub-modules.
+
+    Raises:
+        ValueError: A pattern matches no module.
+    """
+    names = [name for name, _ in model.named_modules() if name]
+    chosen = []
+    for pattern in patterns:
+        found = [name for name in names if _matches(name, pattern)]
+        if not found:
+            raise ValueError(f'FSDP2Strategy: shard unit {pattern!r} matches no module of '
+                             f'{type(model).__name__} (top-level modules: {[n for n in names if "." not in n]})')
+        chosen += [name for name in found if name not in chosen]
+    return sorted(chosen, key=lambda name: -name.count('.'))  # fully_shard children before parents
+
+
+def shard_model(model: nn.Module, patterns: Sequence[str] = FD_SHARD_UNITS,
+                forward_methods: Sequence[str] = FD_FORWARD_METHODS,
+                mp_policy: Optional[MixedPrecisionPolicy] = None, reshard_after_forward: bool = True) -> List[str]:
+    """``fully_shard`` the modules named by ``patterns`` in place over all ranks of the default group.
+
+    Args:
+        model: The model (on its device).
+        patterns: Shard units, see :func:`shard_units`.
+        forward_methods: Methods besides ``forward`` that gather a unit's parameters when called.
+        mp_policy: FSDP2 mixed precision, or None (the parameters' own dtype).
+        reshard_after_forward: Free gathered parameters after each unit's forward.
+
+    Returns:
+        list: The names of the units, in the order they were sharded.
+    """
+    mesh = init_device_mesh(get_device(), (get_world_size(), ))
+    kwargs = dict(mesh=mesh, reshard_after_forward=reshard_after_forward)
+    if mp_policy is not None:
+        kwargs['mp_policy'] = mp_policy
+    modules = dict(model.named_modules())
+    units = shard_units(model, patterns)
+    for name in units:
+        fully_shard(modules[name], **kwargs)
+        for method in forward_methods:
+            if hasattr(modules[name], method):
+                register_fsdp_forward_method(modules[name], method)
+    return units
+
+
+def mixed_precision_policy(param_dtype: Optional[str], device_type: str) -> Optional[MixedPrecisionPolicy]:
+    """FSDP2's policy for ``param_dtype`` on ``device_type``: that compute dtype with float32 gradient
+    reduction, or None (float32); ``'auto'`` follows :func:`fdclip_mm.precision.resolve_bf16`."""
+    dtype = resolve_bf16(param_dtype, 'FSDP2 param_dtype', device_type)
+    if dtype is None:
+        return None
+    return MixedPrecisionPolicy(param_dtype=getattr(torch, dtype), reduce_dtype=torch.float32)
+
+
+def _matches(name: str, pattern: str) -> bool:
+    parts, wanted = name.split('.'), pattern.split('.')
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted))
+
+
+def optimizer_state_to_indices(state: dict) -> dict:
+    """An optimizer state dict keyed by parameter names (``get_optimizer_state_dict``) in ``torch.optim``'s
+    own form: parameters numbered 0, 1, ... in the order of the param groups."""
+    names = [name for group in state['param_groups'] for name in group['params']]
+    index = {name: i for i, name in enumerate(names)}
+    groups, start = [], 0
+    for group in state['param_groups']:
+        groups.append(dict(group, params=list(range(start, start + len(group['params'])))))
+        start += len(group['params'])
+    return dict(state={index[name]: value for name, value in state['state'].items()}, param_groups=groups)
+
+
+def optimizer_state_to_names(state: dict, names: List[str]) -> dict:
+    """The inverse of :func:`optimizer_state_to_indices` for an optimizer whose parameters are ``names``
+    (in param-group order).
+
+    Raises:
+        ValueError: The state holds another number of parameters.
+    """
+    count = sum(len(group['params']) for group in state['param_groups'])
+    if count != len(names):
+        raise ValueError(f'the checkpoint\'s optimizer holds {count} parameters, this one {len(names)}')
+    groups, start = [], 0
+    for group in state['param_groups']:
+        groups.append(dict(group, params=names[start:start + len(group['params'])]))
+        start += len(group['params'])
+    return dict(state={names[i]: value for i, value in state['state'].items()}, param_groups=groups)
+
+
+@STRATEGIES.register_module()
+class FSDP2Strategy(DDPStrategy):
+    """Shards the trained modules with FSDP2; the frozen teacher is replicated on every rank.
+
+    Each unit is one ``fully_shard`` group: its parameters live as ``DTensor`` shards (1/world of each
+    tensor per rank, along the first dimension), are gathered for its forward and backward, and its
+    gradients are reduce-scattered, so each rank keeps about 1/world of the trained parameters, gradients and
+    AdamW state. The optimizer (our constructors, layer decay included) is built on the sharded parameters;
+    ``clip_grad`` computes the global norm across shards (``clip_grad_norm_`` on DTensors).
+
+    Why the teacher is not sharded by default: it is frozen (no gradients, no optimizer state), so sharding it
+    saves only its weights (L/14 in bf16: 0.6 GB) and costs one all-gather per block per step; set
+    ``shard_teacher=True`` where its weights do not fit.
+
+    Args:
+        shard_units: Patterns of the module names that become ``fully_shard`` units, matched part by part
+            (see :func:`shard_units`); children are sharded before their parents. Defaults to the distiller's: every student block, the rest of the
+            student, the projector.
+        forward_methods: Methods besides ``forward`` through which the model calls a unit
+            (the distiller calls ``student.forward_features``).
+        shard_teacher: Also shard the teacher, one unit per block (``teacher.*`` children that are
+            ``nn.ModuleList`` items) and the rest.
+        param_dtype: Compute dtype of the sharded modules (``MixedPrecisionPolicy``; gradients are reduced
+            in float32). ``'auto'``: bfloat16 where the device runs it natively, float32 elsewhere
+            (see :mod:`fdclip_mm.precision`); None: float32.
+        reshard_after_forward: Free the gathered parameters after each unit's forward (re-gathered for the
+            backward): less memory, one more all-gather per unit and step.
+        **kwargs: mmengine ``DDPStrategy`` / ``BaseStrategy`` arguments (``model_wrapper`` is not used).
+    """
+
+    def __init__(self,
+                 *,
+                 shard_units: Sequence[str] = FD_SHARD_UNITS,
+                 forward_methods: Sequence[str] = FD_FORWARD_METHODS,
+                 shard_teacher: bool = False,
+                 param_dtype: Optional[str] = AUTO,
+                 reshard_after_forward: bool = True,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.shard_unit_patterns = tuple(shard_units)
+        self.forward_methods = tuple(forward_methods)
+        self.shard_teacher = shard_teacher
+        self.param_dtype = param_dtype
+        self.reshard_after_forward = reshard_after_forward
+
+    def _wrap_model(self, model: nn.Module) -> nn.Module:
+        """``fully_shard`` the units in place; the model keeps its class, names and ``train_step``."""
+        model = self.convert_model(model.to(get_device()))
+        patterns = list(self.shard_unit_patterns)
+        if self.shard_teacher:  # each block of the teacher's block lists, then the rest of it
+            patterns += [f'{name}.*' for name, module in model.named_modules()
+                         if name.startswith('teacher.') and isinstance(module, nn.ModuleList)] + ['teacher']
+        policy = mixed_precision_policy(self.param_dtype, get_device())
+        units = shard_model(model, patterns, self.forward_methods, policy, self.reshard_after_forward)
+        self.param_names = {id(p): n for n, p in model.named_parameters()}
+        self.logger.info(f'FSDP2: sharded {len(units)} units over {get_world_size()} '
+                         f'ranks ({self._local_fraction(model):.3f} of the trained parameters on this rank)')
+        return model
+
+    @staticmethod
+    def _local_fraction(model: nn.Module) -> float:
+        trained = [p for p in model.parameters() if p.requires_grad]
+        local = sum(p.to_local().numel() if hasattr(p, 'to_local') else p.numel() for p in trained)
+        return local / max(1, sum(p.numel() for p in trained))
+
+    # ------------------------------------------------------------------------------------- state dicts
+    def model_state_dict(self) -> dict:
+        """The full state dict (CPU tensors) on rank 0, empty elsewhere; every rank must call it."""
+        return get_model_state_dict(self.model, options=FULL)
+
+    def optim_state_dict(self) -> dict:
+        """The full optimizer state on rank 0 in ``torch.optim``'s index form; every rank must call it."""
+        state = get_optimizer_state_dict(self.model, self.optim_wrapper.optimizer, options=FULL)
+        return optimizer_state_to_indices(state) if is_main_process() else {}
+
+    def load_model_state_dict(self, state_dict: dict, *, strict: bool = False,
+                              revise_keys: list = [(r'^module.', '')]) -> None:
+        """Loads a full (unsharded) state dict into the sharded model on every rank."""
+        state_dict = _revised(state_dict, revise_keys)
+        result = set_model_state_dict(self.model, state_dict, options=StateDictOptions(full_state_dict=True,
+                                                                                      strict=False))
+        missing = [k for k in result.missing_keys if not k.startswith('teacher.')]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f'the checkpoint does not fit the model: missing {missing[:5]}, unexpected '
+                               f'{result.unexpected_keys[:5]}')
+
+    def load_optim_state_dict(self, state_dict: dict) -> None:
+        """Loads a full optimizer state in index form (ours or a DDP run's) into the sharded optimizer."""
+        optimizer = self.optim_wrapper.optimizer
+        names = [self.param_names[id(p)] for group in optimizer.param_groups for p in group['params']]
+        set_optimizer_state_dict(self.model, optimizer, optimizer_state_to_names(state_dict, names),
+                                 options=StateDictOptions(full_state_dict=True))
+
+    def save_checkpoint(self, filename: str, *, save_optimizer: bool = True, save_param_scheduler: bool = True,
+                        extra_ckpt: Optional[dict] = None, callback: Optional[Callable] = None) -> None:
+        """Every rank gathers; rank 0 writes one ordinary checkpoint, atomically."""
+        checkpoint = dict(state_dict=self.model_state_dict())
+        if save_optimizer and hasattr(self, 'optim_wrapper'):
+            checkpoint['optimizer'] = self.optim_state_dict()
+        if save_param_scheduler and hasattr(self, 'param_schedulers'):
+            checkpoint['param_schedulers'] = self.scheduler_state_dict()
+        extra_ckpt = dict(extra_ckpt or {})
+        extra_ckpt.setdefault('meta', {}).update(
+            seed=self.seed, time=time.strftime('%Y%m%d_%H%M%S', time.localtime()),
+            mmengine=mmengine.__version__ + get_git_hash(), world_size=get_world_size(), sharded_by='FSDP2')
+        checkpoint.update(extra_ckpt)
+        if callback is not None:
+            callback(checkpoint)
+        if get_rank() == 0:
+            with atomic_open(filename) as f:
+                torch.save(checkpoint, f)
+
+
+def _revised(state_dict: dict, revise_keys: list) -> dict:
+    """``state_dict`` with mmengine's ``revise_keys`` regexes applied (as ``_load_checkpoint_to_model``)."""
+    for pattern, replacement in revise_keys:
+        state_dict = {re.sub(pattern, replacement, k): v for k, v in state_dict.items()}
+    return state_dict
