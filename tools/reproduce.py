@@ -1,8 +1,9 @@
 """Small-scale reproduction of Feature Distillation on real data: Fashion-MNIST + the real DINOv2 ViT-S/14.
 
 Every stage is an ordinary run of our tools (``tools/train.py``, ``tools/test.py``, the converters and the
-analysis tools) on the configs in ``configs/reproduce/``; a stage whose output exists is skipped, so an
-interrupted run continues where it stopped. Stages, in order:
+analysis tools) on the configs in ``configs/reproduce/``; a stage whose output exists is skipped, and training
+stages run with ``--resume`` (done once ``trained`` is written into their work dir), so an interrupted run
+continues where it stopped, inside a training stage too. Stages, in order:
 
 1. ``targets``: the teacher's tokens of the 10,000 distillation images, once (tools/cache_teacher_targets.py).
 2. ``distill main``: FD into a 4-layer FDViT (shared RPB, whitened targets, full input).
@@ -51,6 +52,7 @@ VARIANTS = {  # name: (distillation config, fine-tuning overrides for its studen
 }
 SEEDS = (0, 1, 2)
 IMG_SIZE = 56
+TRAINED_MARK = 'trained'  # written into a training stage's work dir once its run finished
 STAGE_GROUPS = ('main', 'ablations', 'report')
 
 
@@ -143,12 +145,16 @@ class Reproduction:
                         'train_dataloader.dataset.indices=128', 'test_dataloader.dataset.indices=200']
         return options
 
-    def last_checkpoint(self, run_dir: str) -> str:
-        return osp.join(run_dir, 'last_checkpoint')
-
     def checkpoint_of(self, run_dir: str) -> str:
-        with open(self.last_checkpoint(run_dir)) as f:
+        with open(osp.join(run_dir, 'last_checkpoint')) as f:
             return f.read().strip()
+
+    def train(self, name: str, config: str, run_dir: str, options: List[str]) -> None:
+        """A ``tools/train.py`` stage with ``--resume``: a rerun continues a run cut short (its checkpoints are
+        kept); the stage is done once the run finished, which ``run_dir/trained`` records."""
+        self.run_stage(name, osp.join(run_dir, TRAINED_MARK),
+                       ['tools/train.py', config, '--work-dir', run_dir, '--resume', '--cfg-options', *options],
+                       after=lambda: mark_trained(run_dir))
 
     # ----------------------------------------------------------------------------------------- stages
     def targets(self) -> None:
@@ -160,8 +166,7 @@ class Reproduction:
     def distill(self, variant: str) -> str:
         config = VARIANTS[variant][0]
         run_dir = self.path('distill', variant)
-        self.run_stage(f'distill {variant}', self.last_checkpoint(run_dir),
-                       ['tools/train.py', config, '--work-dir', run_dir, '--cfg-options', *self.distill_options()])
+        self.train(f'distill {variant}', config, run_dir, self.distill_options())
         weights = self.path('weights', f'fd_{variant}_cls.pth')
         self.run_stage(f'convert {variant}', weights,
                        ['tools/model_converters/fd_to_classifier.py', run_dir, weights])
@@ -175,9 +180,7 @@ class Reproduction:
 
     def finetune(self, row: str, seed: int, config: str, options: List[str]) -> None:
         run_dir = self.path('finetune', row, f'seed{seed}')
-        self.run_stage(f'finetune {row} seed {seed}', self.last_checkpoint(run_dir),
-                       ['tools/train.py', config, '--work-dir', run_dir, '--cfg-options',
-                        *self.finetune_options(seed), *options])
+        self.train(f'finetune {row} seed {seed}', config, run_dir, [*self.finetune_options(seed), *options])
         test_dir = osp.join(run_dir, 'test')
         self.run_stage(f'test {row} seed {seed}', osp.join(test_dir, 'metrics_file'),
                        ['tools/test.py', config, self.checkpoint_of(run_dir), '--work-dir', test_dir,
@@ -258,6 +261,14 @@ class Reproduction:
                                                    quick=self.args.quick, threads=self.args.threads))
         print(f'[done] {report}')
         return report
+
+
+def mark_trained(run_dir: str) -> None:
+    """Writes ``run_dir/trained`` (the final checkpoint's path) after a training stage succeeded."""
+    with open(osp.join(run_dir, 'last_checkpoint')) as f:
+        final = f.read().strip()
+    with open(osp.join(run_dir, TRAINED_MARK), 'w') as f:
+        f.write(final + '\n')
 
 
 def mark_metrics_file(test_dir: str) -> None:

@@ -3,6 +3,7 @@
 Checks the report's structure, that every number in it is read from the file it links to, and that a second
 invocation skips every finished stage.
 """
+import glob
 import json
 import os
 import os.path as osp
@@ -85,6 +86,15 @@ def test_quick_reproduction_end_to_end(tmp_path):
     second = reproduce(*args)
     assert second.returncode == 0
     assert '[run]' not in second.stdout and second.stdout.count('[skip]') >= 12
+
+    # a training stage cut short (no 'trained' mark) runs again with --resume from its last checkpoint
+    marks = sorted(glob.glob(osp.join(work, 'finetune', '*', 'seed0', 'trained')))
+    assert marks and all(open(m).read().strip().endswith('.pth') for m in marks)
+    os.remove(marks[0])
+    third = reproduce(*args)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert third.stdout.count('[run]') == 1 and '--resume' in third.stdout and 'resumed epoch' in third.stdout
+    assert osp.isfile(marks[0])
 
 
 def test_missing_inputs_are_named(tmp_path):
