@@ -11,7 +11,9 @@ fit, listing them, where mmengine's loaders (``Runner.load_checkpoint``, ``Pretr
 with whatever matched, e.g. nothing at all.
 """
 import os.path as osp
+import re
 import zipfile
+from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Mapping, Union
 
 import torch
@@ -130,6 +132,20 @@ def read_state_dict(path: str, prefix: str = '') -> Dict[str, torch.Tensor]:
         prefixes = sorted({k.split('.')[0] + '.' for k in state})
         raise CheckpointFileError(f'{path} has no key starting with {prefix!r} (its prefixes: {prefixes})')
     return kept
+
+
+def revise_keys(state_dict: Mapping[str, torch.Tensor], patterns: List[tuple]) -> 'OrderedDict[str, torch.Tensor]':
+    """``state_dict`` with mmengine's ``revise_keys`` ``(pattern, replacement)`` regexes applied to its keys, in
+    order, keeping torch's ``_metadata`` (as mmengine's ``_load_checkpoint_to_model`` does)."""
+    revised = OrderedDict()
+    for key, value in state_dict.items():
+        for pattern, replacement in patterns:
+            key = re.sub(pattern, replacement, key)
+        revised[key] = value
+    metadata = getattr(state_dict, '_metadata', None)
+    if metadata is not None:
+        revised._metadata = metadata
+    return revised
 
 
 #: What :func:`load_state_dict_exactly` suggests for a run checkpoint that does not fit.

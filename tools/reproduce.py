@@ -154,7 +154,12 @@ class Reproduction:
         kept); the stage is done once the run finished, which ``run_dir/trained`` records."""
         self.run_stage(name, osp.join(run_dir, TRAINED_MARK),
                        ['tools/train.py', config, '--work-dir', run_dir, '--resume', '--cfg-options', *options],
-                       after=lambda: mark_trained(run_dir))
+                       after=lambda: self.mark_trained(run_dir))
+
+    def mark_trained(self, run_dir: str) -> None:
+        """Writes ``run_dir/trained`` (the final checkpoint's path) after a training stage succeeded."""
+        with open(osp.join(run_dir, TRAINED_MARK), 'w') as f:
+            f.write(self.checkpoint_of(run_dir) + '\n')
 
     # ----------------------------------------------------------------------------------------- stages
     def targets(self) -> None:
@@ -261,14 +266,6 @@ class Reproduction:
                                                    quick=self.args.quick, threads=self.args.threads))
         print(f'[done] {report}')
         return report
-
-
-def mark_trained(run_dir: str) -> None:
-    """Writes ``run_dir/trained`` (the final checkpoint's path) after a training stage succeeded."""
-    with open(osp.join(run_dir, 'last_checkpoint')) as f:
-        final = f.read().strip()
-    with open(osp.join(run_dir, TRAINED_MARK), 'w') as f:
-        f.write(final + '\n')
 
 
 def mark_metrics_file(test_dir: str) -> None:

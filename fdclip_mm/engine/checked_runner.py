@@ -21,7 +21,6 @@ import glob
 import logging
 import os.path as osp
 import re
-from collections import OrderedDict
 from typing import Callable, List, Optional, Union
 
 from mmengine.logging import MMLogger
@@ -30,6 +29,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from fdclip_mm.checkpoint_file import CheckpointFileError, load_state_dict_exactly, read_checkpoint
+from fdclip_mm.checkpoint_file import revise_keys as revise_state_dict_keys
 from fdclip_mm.registry import RUNNERS
 
 CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
@@ -107,8 +107,7 @@ class CheckedRunner(Runner):
         if self._has_loaded:
             return
         if self._resume and self._load_from is None:
-            resume_from = self._resume_latest()
-            if resume_from is None and self._load_from is None:
+            if self._resume_latest() is None:
                 self.logger.info(f'--resume: no checkpoint in {self.work_dir} (no {POINTER_FILE} file, no '
                                  'epoch_N.pth or iter_N.pth): training starts from scratch')
         elif self._resume:
@@ -155,12 +154,7 @@ class CheckedRunner(Runner):
             raise CheckpointFileError(f'{filename} holds a {type(checkpoint).__name__}, not a checkpoint dict')
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
-        state_dict = checkpoint.get('state_dict', checkpoint)
-        metadata = getattr(state_dict, '_metadata', None)
-        for pattern, replacement in revise_keys:
-            state_dict = OrderedDict((re.sub(pattern, replacement, k), v) for k, v in state_dict.items())
-        if metadata is not None:
-            state_dict._metadata = metadata
+        state_dict = revise_state_dict_keys(checkpoint.get('state_dict', checkpoint), revise_keys)
         if strict:
             load_state_dict_exactly(model, state_dict, filename)
         else:

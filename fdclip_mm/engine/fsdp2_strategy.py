@@ -10,7 +10,6 @@ Checkpoints stay ordinary: every rank takes part in gathering the full model and
 converters, ``load_from`` and DDP runs read it, and a sharded run resumes from it (or from a DDP checkpoint).
 """
 import fnmatch
-import re
 import time
 from typing import Callable, List, Optional, Sequence
 
@@ -27,6 +26,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
+from fdclip_mm.checkpoint_file import revise_keys as revise_state_dict_keys
 from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import STRATEGIES
 from .atomic_checkpoint_hook import atomic_open
@@ -147,8 +147,8 @@ class FSDP2Strategy(DDPStrategy):
 
     Args:
         shard_units: Patterns of the module names that become ``fully_shard`` units, matched part by part
-            (see :func:`shard_units`); children are sharded before their parents. Defaults to the distiller's: every student block, the rest of the
-            student, the projector.
+            (see :func:`shard_units`); children are sharded before their parents. Defaults to the
+            distiller's: every student block, the rest of the student, the projector.
         forward_methods: Methods besides ``forward`` through which the model calls a unit
             (the distiller calls ``student.forward_features``).
         shard_teacher: Also shard the teacher, one unit per block (``teacher.*`` children that are
@@ -209,7 +209,7 @@ class FSDP2Strategy(DDPStrategy):
     def load_model_state_dict(self, state_dict: dict, *, strict: bool = False,
                               revise_keys: list = [(r'^module.', '')]) -> None:
         """Loads a full (unsharded) state dict into the sharded model on every rank."""
-        state_dict = _revised(state_dict, revise_keys)
+        state_dict = revise_state_dict_keys(state_dict, revise_keys)
         result = set_model_state_dict(self.model, state_dict, options=StateDictOptions(full_state_dict=True,
                                                                                       strict=False))
         missing = [k for k in result.missing_keys if not k.startswith('teacher.')]
@@ -242,10 +242,3 @@ class FSDP2Strategy(DDPStrategy):
         if get_rank() == 0:
             with atomic_open(filename) as f:
                 torch.save(checkpoint, f)
-
-
-def _revised(state_dict: dict, revise_keys: list) -> dict:
-    """``state_dict`` with mmengine's ``revise_keys`` regexes applied (as ``_load_checkpoint_to_model``)."""
-    for pattern, replacement in revise_keys:
-        state_dict = {re.sub(pattern, replacement, k): v for k, v in state_dict.items()}
-    return state_dict
