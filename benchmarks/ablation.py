@@ -26,8 +26,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from common import (AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, summarize,  # noqa: E402
                     time_interleaved)
-from fd_step import build_distiller, make_step, random_clip_checkpoint  # noqa: E402
-from fdclip_mm.models.teachers import CLIPTeacher  # noqa: E402
+from fd_step import build_distiller, clip_teacher_cfg, make_step, random_clip_checkpoint  # noqa: E402
+from fdclip_mm.registry import MODELS  # noqa: E402
 
 
 def main() -> None:
@@ -48,14 +48,15 @@ def main() -> None:
         ckpt = osp.join(tmp, 'clip.pth')
         random_clip_checkpoint(ckpt, width, layers, args.patch, args.img_size)
         model = build_distiller(args, ckpt, 'none').to(args.device).train()
-        teachers = dict(fp32=model.teacher, low=CLIPTeacher(checkpoint=ckpt, dtype=low).to(args.device))
+        teachers = dict(fp32=model.teacher, low=MODELS.build(clip_teacher_cfg(
+            ckpt, width, layers, args.patch, args.img_size, low)).to(args.device))
     images = torch.randint(0, 256, (args.batch, 3, args.img_size, args.img_size), dtype=torch.uint8)
     inputs = model.data_preprocessor(dict(inputs=images.to(args.device)))['inputs']
     blocks = list(model.student.layers)
     plain_forward = {id(b): b.forward for b in blocks}
 
     def configure(backend: str, teacher: str, compiled: bool) -> None:
-        model.teacher = teachers[teacher]
+        model.teachers[0] = teachers[teacher]
         for block in blocks:
             block.attn.backend = backend
             block.forward = compiled_forward[id(block)] if compiled else plain_forward[id(block)]

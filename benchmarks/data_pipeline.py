@@ -69,9 +69,8 @@ def main() -> None:
             'decode+crop+flip+pack': Compose(pipeline_cfg),
         }
         from fdclip_mm.models.algorithms import DistillDataPreprocessor
-        from fdclip_mm.models.teachers.clip_teacher import CLIP_MEAN, CLIP_STD
-        preprocessor = DistillDataPreprocessor(teacher_mean=[v * 255 for v in CLIP_MEAN],
-                                               teacher_std=[v * 255 for v in CLIP_STD])
+        from fdclip_mm.models.teachers import CLIP_MEAN, CLIP_STD
+        preprocessor = DistillDataPreprocessor(teacher_mean=CLIP_MEAN, teacher_std=CLIP_STD)
 
     samples = [dict(img_path=f) for f in files]
 

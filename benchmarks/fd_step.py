@@ -35,7 +35,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from common import (AMP_DTYPES, WIDTHS, add_step_args, count_flops, machine_facts, machine_line, matmul_peak_flops,  # noqa: E402
                     print_table, summarize, time_interleaved)
 from fdclip_mm.models.algorithms import FeatureDistiller  # noqa: E402
-from fdclip_mm.models.teachers import CLIPTeacher  # noqa: E402
+from fdclip_mm.models.teachers import teacher_config  # noqa: E402
+from fdclip_mm.registry import MODELS  # noqa: E402
 
 
 def random_clip_checkpoint(path: str, width: int, layers: int, patch: int, image: int) -> None:
@@ -55,6 +56,13 @@ def random_clip_checkpoint(path: str, width: int, layers: int, patch: int, image
         sd[p + 'ln_1.weight'] = torch.ones(width)
         sd[p + 'ln_2.weight'] = torch.ones(width)
     torch.save({'visual.' + k: v.half() for k, v in sd.items()}, path)
+
+
+def clip_teacher_cfg(ckpt: str, width: int, layers: int, patch: int, img_size: int,
+                     dtype: Optional[str]) -> dict:
+    """The ``BackboneTeacher`` config of a :func:`random_clip_checkpoint` file (OpenAI CLIP form)."""
+    arch = dict(embed_dims=width, num_layers=layers, num_heads=width // 64, feedforward_channels=4 * width)
+    return teacher_config('clip', ckpt, arch=arch, patch_size=patch, img_size=img_size, dtype=dtype)
 
 
 def make_step(params, loss_fn: Callable[[], torch.Tensor], amp: str, device: str,
@@ -108,7 +116,9 @@ def build_distiller(args, ckpt: str, amp: str, with_cp: bool = False,
         teacher_dtype = {'bf16': 'bfloat16', 'fp16': 'float16'}.get(amp)
     student = dict(type='FDViT', arch=args.arch, img_size=args.img_size, patch_size=args.patch, drop_path_rate=0.2,
                    with_cp=with_cp)
-    return FeatureDistiller(student=student, teacher=dict(type='CLIPTeacher', checkpoint=ckpt, dtype=teacher_dtype))
+    width, layers = WIDTHS[args.arch]
+    teacher = clip_teacher_cfg(ckpt, width, layers, args.patch, args.img_size, teacher_dtype)
+    return FeatureDistiller(student=student, teacher=teacher)
 
 
 def build_cases(args, ckpt: str, inputs: Dict[str, torch.Tensor]) -> Tuple[Dict[str, Callable], dict]:
@@ -119,13 +129,14 @@ def build_cases(args, ckpt: str, inputs: Dict[str, torch.Tensor]) -> Tuple[Dict[
     stock, stock_loss = stock_mmpretrain_loss(args.arch, args.img_size, args.patch, width)
     stock.to(args.device)
     ours = build_distiller(args, ckpt, 'none').to(args.device).train()
-    teachers = {amp: ours.teacher if AMP_DTYPES[amp] is None else
-                CLIPTeacher(checkpoint=ckpt, dtype={'bf16': 'bfloat16', 'fp16': 'float16'}[amp]).to(args.device)
-                for amp in args.amp}
+    width, layers = WIDTHS[args.arch]
+    teachers = {amp: ours.teacher if AMP_DTYPES[amp] is None else MODELS.build(clip_teacher_cfg(
+        ckpt, width, layers, args.patch, args.img_size, {'bf16': 'bfloat16', 'fp16': 'float16'}[amp])).to(args.device)
+        for amp in args.amp}
 
     def distill(teacher: nn.Module, mask_ratio: float, model: nn.Module = ours) -> Callable[[], torch.Tensor]:
         def loss() -> torch.Tensor:
-            ours.teacher, ours.mask_ratio = teacher, mask_ratio
+            ours.teachers[0], ours.mask_ratio = teacher, mask_ratio
             return model(inputs, mode='loss')['loss']
         return loss
 

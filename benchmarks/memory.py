@@ -76,7 +76,7 @@ def run_case(args) -> Dict[str, float]:
                                  args.device, args.adamw)
             else:
                 student = model.student
-                del model.teacher
+                del model.teachers
                 step = make_step(student.parameters(),
                                  lambda: student.forward_features(inputs['student']).float().square().mean(),
                                  args.amp, args.device, args.adamw)

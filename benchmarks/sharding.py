@@ -36,7 +36,7 @@ CASES = {'single': 1, 'ddp': 2, 'fsdp2': 2, 'fsdp2_teacher': 2}
 def run_case(args) -> dict:
     """One rank of one case (this process); returns its measurements."""
     import torch.distributed as dist
-    from fd_step import random_clip_checkpoint
+    from fd_step import clip_teacher_cfg, random_clip_checkpoint
 
     from fdclip_mm.engine.fsdp2_strategy import FD_SHARD_UNITS, shard_model
     from fdclip_mm.models.algorithms import FeatureDistiller
@@ -55,7 +55,7 @@ def run_case(args) -> dict:
                 feedforward_channels=4 * args.width)
     model = FeatureDistiller(
         student=dict(type='FDViT', arch=arch, img_size=args.img_size, patch_size=args.patch, drop_path_rate=0.1),
-        teacher=dict(type='CLIPTeacher', checkpoint=ckpt, img_size=args.img_size, dtype=None)).train()
+        teacher=clip_teacher_cfg(ckpt, args.width, args.layers, args.patch, args.img_size, None)).train()
     if args.case == 'ddp':
         model = torch.nn.parallel.DistributedDataParallel(model)
     elif args.case == 'fsdp2':

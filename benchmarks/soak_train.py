@@ -78,7 +78,9 @@ def tiny_config(work_dir: str, steps: int, workers: int, batch: int, checkpoint_
                              img_size=32, patch_size=8)
     teacher = osp.join(work_dir, 'teacher.pth')
     torch.save(clip_visual_state_dict(width=32, layers=2, patch=8, image=32), teacher)
-    cfg.model.teacher.update(checkpoint=teacher, num_heads=2)
+    cfg.model.teacher.update(checkpoint=teacher)
+    cfg.model.teacher.backbone.arch = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=128)
+    cfg.model.teacher.backbone.update(patch_size=8, img_size=32)
     rng = np.random.default_rng(0)
     for i in range(64):
         image = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)

@@ -106,6 +106,13 @@ def tiny_clip_checkpoint(tmp_path):
     return path
 
 
+@pytest.fixture
+def tiny_clip_teacher(tiny_clip_checkpoint):
+    """The ``BackboneTeacher`` config of :func:`tiny_clip_checkpoint` (OpenAI CLIP form, 2 heads)."""
+    from fdclip_mm.models.teachers import teacher_config
+    return teacher_config('clip', tiny_clip_checkpoint, arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32)
+
+
 def write_image_folder(root: str, count: int, size=(40, 48), seed: int = 0) -> str:
     """``count`` random RGB JPEGs under ``root`` (no labels); returns ``root``."""
     import mmcv
@@ -157,3 +164,73 @@ def scheduled_lrs(param_scheduler, param_groups, epoch_length: int, steps, batch
         for scheduler in schedulers:
             scheduler.step()
     return [out[s] for s in steps]
+
+
+def tiny_vit_arch(width: int = 32, layers: int = 2, heads: int = 2) -> dict:
+    """mmpretrain ``VisionTransformer`` arch dict of a tiny tower (MLP ratio 4)."""
+    return dict(embed_dims=width, num_layers=layers, num_heads=heads, feedforward_channels=4 * width)
+
+
+def tiny_teacher_cfg(family: str, path: str, width: int = 32, layers: int = 2, heads: int = 2, patch: int = 8,
+                     image: int = 32, img_size=None, seed: int = 0, dtype=None) -> dict:
+    """Writes a random checkpoint of ``family`` in its published layout to ``path``; returns the teacher config.
+
+    ``family``: ``'clip'`` (OpenAI layout), ``'dinov2'`` (Hugging Face names) or ``'timm_vit'`` (``{'model': ...}``).
+    """
+    from fdclip_mm.models.teachers import teacher_config
+    if family == 'clip':
+        torch.save(clip_visual_state_dict(width=width, layers=layers, patch=patch, image=image, seed=seed), path)
+    elif family == 'dinov2':
+        torch.save(dinov2_state_dict(hidden=width, layers=layers, patch=patch, image=image, seed=seed), path)
+    elif family == 'timm_vit':
+        torch.save({'model': timm_vit_state_dict(width=width, depth=layers, patch=patch, image=image, seed=seed)},
+                   path)
+    else:
+        raise NotImplementedError(f'no tiny checkpoint for teacher family {family}')
+    return teacher_config(family, path, arch=tiny_vit_arch(width, layers, heads), patch_size=patch,
+                          img_size=img_size if img_size is not None else image, dtype=dtype)
+
+
+def swin_authors_state_dict(arch: dict, window_size: int = 7, img_size: int = 224, stage_cfgs=None,
+                            seed: int = 0) -> dict:
+    """Random Swin weights in its authors' layout (microsoft/Swin-Transformer, EsViT), buffers included.
+
+    Made from a random mmpretrain ``SwinTransformer`` of ``arch`` by the inverse of our key map (patch merging
+    channels put back in the authors' order), so that a reader's output can be checked against the model it
+    came from and against timm's own conversion of the same file.
+    """
+    from mmpretrain.models import SwinTransformer
+    torch.manual_seed(seed)
+    model = SwinTransformer(arch=arch, img_size=img_size, window_size=window_size,
+                            stage_cfgs=stage_cfgs or dict(), out_indices=(len(arch['depths']) - 1, ))
+    last = len(arch['depths']) - 1
+    out = {}
+    for key, value in model.state_dict().items():
+        value = value + 0.1 * torch.randn_like(value) if value.is_floating_point() else value
+        key = key.replace('patch_embed.projection.', 'patch_embed.proj.').replace('.attn.w_msa.', '.attn.')
+        key = key.replace('.ffn.layers.0.0.', '.mlp.fc1.').replace('.ffn.layers.1.', '.mlp.fc2.')
+        key = key.replace(f'norm{last}.', 'norm.') if key.startswith(f'norm{last}.') else key
+        if key.startswith('stages.'):
+            key = 'layers.' + key[len('stages.'):]
+        if '.downsample.' in key:  # nn.Unfold's per-channel order -> the authors' whole-block order
+            channels = value.shape[-1] // 4
+            value = value.reshape(*value.shape[:-1], channels, 4).transpose(-1, -2)[..., [0, 2, 1, 3], :]
+            value = value.reshape(*value.shape[:-2], 4 * channels)
+        out[key] = value
+    return out
+
+
+def esvit_checkpoint(path: str, arch: dict, window_size: int = 7, img_size: int = 224, stage_cfgs=None,
+                     seed: int = 0) -> dict:
+    """An EsViT ``checkpoint_best.pth`` look-alike: DDP-prefixed student and teacher, projection heads included.
+
+    Returns the authors'-layout backbone tensors it holds (under both ``student`` and ``teacher``).
+    """
+    backbone = swin_authors_state_dict(arch, window_size, img_size, stage_cfgs, seed)
+    width = arch['embed_dims'] * 2**(len(arch['depths']) - 1)
+    heads = {'head.mlp.0.weight': torch.randn(16, width), 'head.last_layer.weight_g': torch.ones(1, 8),
+             'head_dense.mlp.0.weight': torch.randn(16, width)}
+    wrapped = {'module.backbone.' + k: v for k, v in backbone.items()}
+    wrapped.update({'module.' + k: v for k, v in heads.items()})
+    torch.save(dict(student=wrapped, teacher={'backbone.' + k: v for k, v in backbone.items()}, epoch=300), path)
+    return backbone

@@ -7,7 +7,7 @@ from torch import nn
 
 from fdclip_mm.checkpoint_file import (CheckpointFileError, CheckpointMismatchError, load_state_dict_exactly,
                                        read_checkpoint, read_state_dict)
-from fdclip_mm.models.teachers.dinov2_teacher import load_dinov2_checkpoint
+from fdclip_mm.converters.dinov2_onnx import load_dinov2_checkpoint
 
 
 class RunsCode:

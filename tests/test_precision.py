@@ -7,7 +7,7 @@ from torch import nn
 
 from fdclip_mm import precision
 from fdclip_mm.engine import CPUAmpOptimWrapper
-from fdclip_mm.models.teachers import CLIPTeacher
+from fdclip_mm.registry import MODELS
 
 
 @pytest.fixture
@@ -53,15 +53,15 @@ def test_explicit_bf16_warns_once_on_a_cpu_without_it(native_bf16, monkeypatch):
     assert len(messages) == 1
 
 
-def test_teacher_auto_dtype(native_bf16, tiny_clip_checkpoint):
+def test_teacher_auto_dtype(native_bf16, tiny_clip_teacher):
     native_bf16(False)
-    teacher = CLIPTeacher(tiny_clip_checkpoint, num_heads=2)
+    teacher = MODELS.build(dict(tiny_clip_teacher, dtype='auto'))
     assert teacher.compute_dtype is None and all(p.dtype == torch.float32 for p in teacher.parameters())
     native_bf16(True)
-    teacher = CLIPTeacher(tiny_clip_checkpoint, num_heads=2)
+    teacher = MODELS.build(dict(tiny_clip_teacher, dtype='auto'))
     assert teacher.compute_dtype is torch.bfloat16 and all(p.dtype == torch.bfloat16 for p in teacher.parameters())
     with pytest.raises(ValueError, match='auto'):
-        CLIPTeacher(tiny_clip_checkpoint, num_heads=2, dtype='bf16')
+        MODELS.build(dict(tiny_clip_teacher, dtype='bf16'))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU AMP')

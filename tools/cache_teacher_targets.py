@@ -26,6 +26,7 @@ except ImportError:  # run as ``python tools/cache_teacher_targets.py`` without 
 
 from fdclip_mm.engine import merge_cfg_options
 from fdclip_mm.models.algorithms.teacher_target_cache import write_target_cache
+from fdclip_mm.models.feature_map import FeatureMap
 from fdclip_mm.registry import MODELS
 
 
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     with torch.no_grad():
         for step, batch in enumerate(loader):
             data = model.data_preprocessor(batch, False)
-            chunks.append(model.teacher(data['inputs']['teacher']).to(torch.float16))
+            chunks.append(model.teacher(data['inputs']['teacher']))
             keys.extend(sample.img_path for sample in data['data_samples'])
             if step % 20 == 0 or len(keys) == total:
                 rate = len(keys) / max(time.time() - start, 1e-9)
@@ -79,9 +80,11 @@ def main(argv=None) -> int:
     teacher = cfg.model.teacher
     meta = dict(teacher_type=teacher.get('type'), teacher_checkpoint=teacher.get('checkpoint'),
                 config=osp.abspath(args.config), dtype=str(model.teacher.compute_dtype or torch.float32),
-                img_size=list(model.student.img_size))
-    write_target_cache(args.out, keys, torch.cat(chunks), meta, overwrite=args.overwrite)
-    print(f'[done] {args.out}: {len(keys)} images, tokens {tuple(chunks[0].shape[1:])}, '
+                img_size=list(data['inputs']['student'].shape[-2:]))
+    features = FeatureMap(torch.cat([c.patches for c in chunks]).half(),
+                          None if chunks[0].cls_token is None else torch.cat([c.cls_token for c in chunks]).half())
+    write_target_cache(args.out, keys, features, meta, overwrite=args.overwrite)
+    print(f'[done] {args.out}: {len(keys)} images, patch grid {features.grid}, {features.patches.shape[1]} channels, '
           f'{time.time() - start:.0f} s')
     return 0
 

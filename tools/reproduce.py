@@ -123,8 +123,7 @@ class Reproduction:
         return options
 
     def teacher_arch(self) -> dict:
-        from fdclip_mm.converters.dinov2_onnx import check_dinov2_state_dict
-        from fdclip_mm.models.teachers.dinov2_teacher import load_dinov2_checkpoint
+        from fdclip_mm.converters.dinov2_onnx import check_dinov2_state_dict, load_dinov2_checkpoint
         arch = check_dinov2_state_dict(load_dinov2_checkpoint(self.teacher), source=self.teacher)
         return dict(embed_dims=arch.embed_dims, num_layers=arch.depth, num_heads=max(1, arch.embed_dims // 64),
                     feedforward_channels=arch.mlp_dims)

@@ -3,5 +3,5 @@ _base_ = './fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
 
 model = dict(
     student=dict(arch='large', patch_size=14, drop_path_rate=0.3),
-    teacher=dict(checkpoint='data/weights/clip/ViT-L-14.pt'),
+    teacher=dict(backbone=dict(arch='l', patch_size=14), checkpoint='data/weights/clip/ViT-L-14.pt'),
 )

@@ -6,4 +6,11 @@ _base_ = './fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
 
 model = dict(
     student=dict(drop_path_rate=0.3),
-    teacher=dict(_delete_=True, type='DeiTTeacher', checkpoint='data/weights/deit/deit_base_patch16_224-b5f2ef4d.pth', img_size=224))
+    teacher=dict(
+        _delete_=True,
+        type='BackboneTeacher',
+        backbone=dict(type='mmpretrain.VisionTransformer', arch='b', img_size=224, patch_size=16, final_norm=True,
+                      out_type='raw'),
+        checkpoint='data/weights/deit/deit_base_patch16_224-b5f2ef4d.pth',
+        reader='timm_vit',  # the published file in timm's layout; its classifier / decoder are not read
+    ))

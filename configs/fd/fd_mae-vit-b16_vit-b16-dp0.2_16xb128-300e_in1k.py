@@ -3,4 +3,11 @@
 # data preprocessor normalises the teacher's input with its ImageNet statistics.
 _base_ = './fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
 
-model = dict(teacher=dict(_delete_=True, type='MAETeacher', checkpoint='data/weights/mae/mae_pretrain_vit_base.pth', img_size=224))
+model = dict(teacher=dict(
+        _delete_=True,
+        type='BackboneTeacher',
+        backbone=dict(type='mmpretrain.VisionTransformer', arch='b', img_size=224, patch_size=16, final_norm=True,
+                      out_type='raw'),
+        checkpoint='data/weights/mae/mae_pretrain_vit_base.pth',
+        reader='timm_vit',  # the published file in timm's layout; its classifier / decoder are not read
+    ))

@@ -24,7 +24,17 @@ model = dict(
         pos_embed='shared_rpb',
         drop_path_rate=0.1,
     ),
-    teacher=dict(type='DINOv2Teacher', checkpoint='data/demo/weights/dinov2_vits14.pth', img_size=img_size),
+    # DINOv2 ViT-S/14 (Hugging Face weights) as mmpretrain's VisionTransformer 'dinov2-s' (layer scale, LN eps
+    # 1e-6), its position embedding resized once to img_size; target: every token after the final layernorm.
+    teacher=dict(
+        type='BackboneTeacher',
+        backbone=dict(type='mmpretrain.VisionTransformer', arch='dinov2-s', patch_size=14,
+                      layer_scale_init_value=1e-5, final_norm=True, out_type='raw'),
+        checkpoint='data/demo/weights/dinov2_vits14.pth',
+        reader='dinov2',
+        img_size=img_size,
+        dtype='auto',
+    ),
     loss=dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),
     target_norm='ln',
     target_cache=None,

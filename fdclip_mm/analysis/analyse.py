@@ -37,7 +37,7 @@ def analyse_attention(module: nn.Module,
     """Mean attention distance per head and layer and average attention maps of ``module`` over ``batches``.
 
     Args:
-        module: Has ``forward_attention(x)`` and ``patch_size`` (FDViT, CLIPTeacher, DINOv2Teacher).
+        module: Has ``forward_attention(x)`` and ``patch_size`` (FDViT, a ViT BackboneTeacher).
         batches: Normalised image batches (B, 3, H, W) in the statistics ``module`` expects.
         num_extra_tokens: Leading non-patch tokens (the class token).
         renormalize: See :func:`attention_distance`.

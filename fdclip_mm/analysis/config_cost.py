@@ -40,7 +40,7 @@ def dataset_size(cfg: Config) -> int:
 def teacher_pretrain_images(cfg: Config) -> Optional[float]:
     """Pre-training images of the config's teacher when the supplement states them (CLIP: 12.8B)."""
     teacher = cfg.model.get('teacher') or {}
-    return TEACHER_PRETRAIN_IMAGES.get(str(teacher.get('type', '')).split('.')[-1])
+    return TEACHER_PRETRAIN_IMAGES.get(teacher.get('reader'))
 
 
 def cost_from_config(cfg: Config,

@@ -34,11 +34,13 @@ def read_annotations(ann_file: str, prefix: str, limit: Optional[int] = None) ->
 @torch.no_grad()
 def pooled_features(module: nn.Module, batches: Iterable[torch.Tensor],
                     on_batch: Optional[Callable[[int], None]] = None) -> torch.Tensor:
-    """(N, C) mean patch tokens of ``module`` (a student ``FDViT`` or a teacher) over image batches."""
+    """(N, C) mean patch tokens of ``module`` (a student ``FDViT`` or a ``BackboneTeacher``) over image batches."""
     out = []
     for x in batches:
-        tokens = module.forward_features(x) if hasattr(module, 'forward_features') else module(x)
-        out.append(tokens[:, 1:].float().mean(dim=1))
+        if hasattr(module, 'forward_features'):
+            out.append(module.forward_features(x)[:, 1:].float().mean(dim=1))
+        else:
+            out.append(module(x).patches.float().mean(dim=(-2, -1)))
         if on_batch:
             on_batch(x.shape[0])
     return torch.cat(out)

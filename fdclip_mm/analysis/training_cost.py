@@ -12,8 +12,8 @@ PAPER_IMAGENET_IMAGES = 1.28e6
 CLIP_PRETRAIN_IMAGES = 32 * 400e6
 # ImageNet-1K's training split, for configs whose dataset is not on disk.
 IMAGENET1K_TRAIN_IMAGES = 1_281_167
-# Teachers whose pre-training images the supplement states (by teacher type in a config).
-TEACHER_PRETRAIN_IMAGES = {'CLIPTeacher': CLIP_PRETRAIN_IMAGES}
+# Teachers whose pre-training images the supplement states (by the teacher's checkpoint reader in a config).
+TEACHER_PRETRAIN_IMAGES = {'clip': CLIP_PRETRAIN_IMAGES}
 
 
 @dataclass

@@ -33,6 +33,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from fdclip_mm.checkpoint_file import read_checkpoint
+
 BACKBONE_ROOTS = ('embeddings', 'encoder', 'layernorm')
 CHECKPOINT_PREFIXES = ('backbone.', 'dinov2.')
 OPTIONAL_KEYS = ('embeddings.mask_token', )
@@ -321,3 +323,25 @@ def _join_position_embeddings(parts: Dict[str, np.ndarray], path: str) -> torch.
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(array, copy=True))
+
+
+def load_dinov2_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+    """Canonical DINOv2 state dict from an ``.onnx`` export or a ``.pth`` state dict (weights only).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if a ``.pth`` file holds no state dict, or (``CheckpointFileError``) cannot be read.
+    """
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'DINOv2 teacher checkpoint not found: {path}')
+    if path.lower().endswith('.onnx'):
+        return read_dinov2_onnx(path)
+    loaded = read_checkpoint(path)
+    if isinstance(loaded, dict) and isinstance(loaded.get('state_dict'), dict):
+        loaded = loaded['state_dict']
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ValueError(f'{path} does not hold a state dict of tensors (got {type(loaded).__name__})')
+    weights = normalize_dinov2_keys(loaded)
+    check_dinov2_state_dict(weights, source=path)
+    return weights

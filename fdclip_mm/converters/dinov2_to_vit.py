@@ -42,12 +42,18 @@ BLOCK_MAP = {
 QKV = ('query', 'key', 'value')
 
 
+def native_grid(dinov2: Tensors) -> Tuple[int, int]:
+    """The square patch grid the position embeddings of ``dinov2`` (Hugging Face names) were trained for."""
+    side = math.isqrt(dinov2['embeddings.position_embeddings'].shape[1] - 1)
+    return side, side
+
+
 def dinov2_to_vit_state_dict(dinov2: Tensors, grid: Tuple[int, int], final_norm: bool = False,
                              head_norm: bool = True) -> Tensors:
     """mmpretrain ``VisionTransformer`` tensors (float32) from DINOv2 weights in Hugging Face names.
 
     Args:
-        dinov2: ``Dinov2Model`` tensors (see :func:`fdclip_mm.models.teachers.dinov2_teacher.load_dinov2_checkpoint`).
+        dinov2: ``Dinov2Model`` tensors (see :func:`fdclip_mm.converters.dinov2_onnx.load_dinov2_checkpoint`).
         grid: Patch grid of the backbone's ``img_size``; the position embeddings are resized to it.
         final_norm: Map ``layernorm`` to ``ln1``; otherwise drop it (the classifier pools into ``ln2``).
         head_norm: Add a fresh ``ln2`` (``out_type='avg_featmap'``).

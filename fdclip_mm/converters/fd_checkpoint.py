@@ -1,7 +1,7 @@
 """Distillation checkpoint -> student backbone checkpoint (teacher and projector stripped)."""
 import os
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 
@@ -31,15 +31,43 @@ def extract_student(state_dict: Dict[str, torch.Tensor], source: str = '<state d
     return student
 
 
-def convert_fd_checkpoint(src: str, dst: str) -> Dict[str, torch.Tensor]:
+def stage_channels(backbone: Dict[str, torch.Tensor], stage: int) -> int:
+    """Channels of stage ``stage`` of a Swin (``stages.i.blocks.0.norm1``) or ConvNeXt (``stages.i.0.norm``)."""
+    for key in (f'stages.{stage}.blocks.0.norm1.weight', f'stages.{stage}.0.norm.weight'):
+        if key in backbone:
+            return backbone[key].shape[0]
+    raise KeyError(f'no stage {stage} of a Swin or ConvNeXt backbone among the student\'s tensors '
+                   f'(stages found: {sorted({k.split(".")[1] for k in backbone if k.startswith("stages.")})})')
+
+
+def add_output_norms(backbone: Dict[str, torch.Tensor], out_indices: Sequence[int]) -> Dict[str, torch.Tensor]:
+    """Adds the per-stage output norms ``norm{i}`` a dense-task Swin / ConvNeXt has and the student lacks.
+
+    A distilled student outputs one stage, so it holds that stage's norm only; mmdet's and mmseg's
+    ``SwinTransformer`` (and ``mmpretrain.ConvNeXt`` with ``out_indices=(0, 1, 2, 3)``) have one per output.
+    The missing ones are written as identity LayerNorms (weight 1, bias 0): the state they start from anyway
+    when the detector loads an ImageNet checkpoint, which has the last stage's norm only, and the whole file
+    now loads with no missing key.
+    """
+    out = dict(backbone)
+    for index in out_indices:
+        if f'norm{index}.weight' not in out:
+            channels = stage_channels(out, index)
+            out[f'norm{index}.weight'] = torch.ones(channels)
+            out[f'norm{index}.bias'] = torch.zeros(channels)
+    return out
+
+
+def convert_fd_checkpoint(src: str, dst: str, out_indices: Sequence[int] = ()) -> Dict[str, torch.Tensor]:
     """Writes the student backbone of distillation checkpoint ``src`` to ``dst`` (``{'state_dict': ...}``).
 
-    ``src`` may also be a work dir (its last checkpoint is used). The file is written next to ``dst`` first
-    and renamed, so an interrupted run leaves no partial file.
+    ``src`` may also be a work dir (its last checkpoint is used). ``out_indices`` (Swin / ConvNeXt students)
+    adds the output norms of those stages (:func:`add_output_norms`). The file is written next to ``dst``
+    first and renamed, so an interrupted run leaves no partial file.
     """
     src = resolve_checkpoint(src)
-    student = extract_student(read_state_dict(src), src)
-    save_state_dict(student, dst, dict(converted_from=osp.basename(src)))
+    student = add_output_norms(extract_student(read_state_dict(src), src), out_indices)
+    save_state_dict(student, dst, dict(converted_from=osp.basename(src), out_indices=list(out_indices)))
     return student
 
 

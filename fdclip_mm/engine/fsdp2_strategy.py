@@ -31,8 +31,8 @@ from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import STRATEGIES
 from .atomic_checkpoint_hook import atomic_open
 
-#: The distiller's units: one per student block, then the rest of the student, then the projector.
-FD_SHARD_UNITS = ('student.layers.*', 'student', 'projector')
+#: The distiller's units: one per student block, then the rest of the student, then the projectors.
+FD_SHARD_UNITS = ('student.layers.*', 'student', 'projectors.*')
 #: Methods besides ``forward`` through which the distiller calls sharded modules.
 FD_FORWARD_METHODS = ('forward_features', )
 
@@ -148,7 +148,7 @@ class FSDP2Strategy(DDPStrategy):
     Args:
         shard_units: Patterns of the module names that become ``fully_shard`` units, matched part by part
             (see :func:`shard_units`); children are sharded before their parents. Defaults to the
-            distiller's: every student block, the rest of the student, the projector.
+            distiller's: every student block, the rest of the student, the projectors.
         forward_methods: Methods besides ``forward`` through which the model calls a unit
             (the distiller calls ``student.forward_features``).
         shard_teacher: Also shard the teacher, one unit per block (``teacher.*`` children that are
@@ -182,7 +182,7 @@ class FSDP2Strategy(DDPStrategy):
         patterns = list(self.shard_unit_patterns)
         if self.shard_teacher:  # each block of the teacher's block lists, then the rest of it
             patterns += [f'{name}.*' for name, module in model.named_modules()
-                         if name.startswith('teacher.') and isinstance(module, nn.ModuleList)] + ['teacher']
+                         if name.startswith('teachers.') and isinstance(module, nn.ModuleList)] + ['teachers.*']
         policy = mixed_precision_policy(self.param_dtype, get_device())
         units = shard_model(model, patterns, self.forward_methods, policy, self.reshard_after_forward)
         self.param_names = {id(p): n for n, p in model.named_parameters()}
@@ -212,7 +212,7 @@ class FSDP2Strategy(DDPStrategy):
         state_dict = revise_state_dict_keys(state_dict, revise_keys)
         result = set_model_state_dict(self.model, state_dict, options=StateDictOptions(full_state_dict=True,
                                                                                       strict=False))
-        missing = [k for k in result.missing_keys if not k.startswith('teacher.')]
+        missing = [k for k in result.missing_keys if not k.startswith('teachers.')]
         if strict and (missing or result.unexpected_keys):
             raise RuntimeError(f'the checkpoint does not fit the model: missing {missing[:5]}, unexpected '
                                f'{result.unexpected_keys[:5]}')

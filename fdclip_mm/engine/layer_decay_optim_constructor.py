@@ -4,11 +4,14 @@ One constructor for mmpretrain, mmdet and mmsegmentation configs: mmpretrain's
 ``LearningRateDecayOptimWrapperConstructor`` needs ``get_layer_depth`` on the whole model (only its
 ``ImageClassifier`` has it), mmdet's and mmseg's layer-decay constructors recognise backbones by class name
 (ConvNeXt / BEiT / MAE). Here the backbone is found by attribute path (``model.backbone`` in all three
-libraries) and asked for each parameter's depth.
+libraries) and asked for each parameter's depth. mmdet's and mmseg's own ``SwinTransformer`` have no
+``get_layer_depth``; their parameter names are mmpretrain's, so mmpretrain's Swin rule is applied to them.
 """
 import os.path as osp
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from functools import partial
+from types import SimpleNamespace
+from typing import Callable, Dict, List, Tuple
 
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
@@ -68,7 +71,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     # ------------------------------------------------------------------------------------ groups
     def find_backbone(self, model: nn.Module) -> Tuple[nn.Module, str]:
-        """The module that answers ``get_layer_depth`` and its parameter-name prefix (e.g. ``'backbone.'``)."""
+        """The backbone (found by ``paramwise_cfg['backbone']``) and its parameter-name prefix (``'backbone.'``)."""
         path = self.paramwise_cfg.get('backbone', 'backbone')
         module = model
         for attr in path.split('.') if path else []:
@@ -76,9 +79,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             if module is None:
                 raise AttributeError(f'{type(model).__name__} has no sub-module {path!r} '
                                      "(set paramwise_cfg['backbone'] to the backbone's attribute path)")
-        if not callable(getattr(module, 'get_layer_depth', None)):
-            raise TypeError(
-                f'layer-wise lr decay needs {type(module).__name__}.get_layer_depth(name, prefix)')
+        layer_depth_function(module)
         return module, f'{path}.' if path else ''
 
     def decay_mult(self, name: str, param: nn.Parameter, module: nn.Module, no_decay: set) -> float:
@@ -99,6 +100,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     def param_groups(self, model: nn.Module) -> List[dict]:
         """Optimizer parameter groups of ``model``'s trainable parameters."""
         backbone, prefix = self.find_backbone(model)
+        get_layer_depth = layer_depth_function(backbone)
         rate = float(self.paramwise_cfg.get('layer_decay_rate', 1.0))
         no_decay = {prefix + n for n in getattr(backbone, 'no_weight_decay', lambda: ())()}
         custom_keys: Dict[str, dict] = self.paramwise_cfg.get('custom_keys', {})
@@ -114,7 +116,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for name, param in model.named_parameters():
             if not param.requires_grad:
                 continue
-            depth, num_depths = backbone.get_layer_depth(name, prefix)
+            depth, num_depths = get_layer_depth(name, prefix)
             scale = rate**(num_depths - 1 - depth)
             decay = self.decay_mult(name, param, owners[name], no_decay)
             key = next((k for k in sorted_keys if k in name), None)
@@ -163,6 +165,22 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 f'{g["weight_decay"]:>7.3g} {len(g["params"]):>7} {numel:>10}  '
                 f'{self.name_pattern(g["param_names"])}')
         return '\n'.join(lines)
+
+
+def layer_depth_function(backbone: nn.Module) -> Callable[[str, str], Tuple[int, int]]:
+    """``backbone.get_layer_depth``, or for a Swin without one (mmdet's, mmseg's) mmpretrain's Swin rule.
+
+    Raises:
+        TypeError: Neither applies.
+    """
+    if callable(getattr(backbone, 'get_layer_depth', None)):
+        return backbone.get_layer_depth
+    stages = getattr(backbone, 'stages', None)
+    if stages is not None and all(hasattr(stage, 'blocks') for stage in stages):
+        from mmpretrain.models import SwinTransformer
+        return partial(SwinTransformer.get_layer_depth, SimpleNamespace(depths=[len(s.blocks) for s in stages]))
+    raise TypeError(f'layer-wise lr decay needs {type(backbone).__name__}.get_layer_depth(name, prefix) '
+                    '(or a Swin backbone with stages[i].blocks)')
 
 
 def lr_and_wd_by_name(optimizer) -> Dict[str, Tuple[float, float]]:

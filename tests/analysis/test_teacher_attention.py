@@ -1,4 +1,4 @@
-"""The teachers' explicit attention path: same tokens as SDPA, valid probabilities; and, on the real DINOv2
+"""The teachers' attention maps: probabilities of every layer, bf16 close to fp32; and, on the real DINOv2
 weights (when scripts/fetch_demo_data.py has run), a spread of head distances that a random ViT lacks."""
 import os.path as osp
 
@@ -8,55 +8,33 @@ import torch
 from fdclip_mm.analysis.analyse import analyse_attention
 from fdclip_mm.analysis.image_folder import iter_image_batches, list_images
 from fdclip_mm.models.backbones import FDViT
-from fdclip_mm.models.teachers.clip_teacher import CLIPTeacher
-from fdclip_mm.models.teachers.dinov2_teacher import DINOv2Teacher
+from fdclip_mm.models.teachers import teacher_config
+from fdclip_mm.registry import MODELS
 
-from ..conftest import dinov2_state_dict
+from ..conftest import tiny_teacher_cfg
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_WEIGHTS = osp.join(REPO, 'data', 'demo', 'weights', 'dinov2_vits14.pth')
 DEMO_IMAGES = osp.join(REPO, 'data', 'demo', 'images')
 
 
-def explicit_tokens(teacher, blocks, embed, final_norm, x):
-    h = embed(x)
-    for block in blocks:
-        h, attn = block(h, return_attn=True)
-        assert torch.allclose(attn.sum(-1), torch.ones(()), atol=1e-5)
-    return final_norm(h)
-
-
-@pytest.fixture
-def dinov2_checkpoint(tmp_path):
-    path = str(tmp_path / 'dinov2.pth')
-    torch.save(dinov2_state_dict(hidden=32, layers=2, patch=14, image=28), path)
-    return path
-
-
-def test_clip_explicit_path_equals_sdpa(tiny_clip_checkpoint):
-    teacher = CLIPTeacher(tiny_clip_checkpoint, num_heads=2)
-    x = torch.randn(2, 3, 32, 32)
-    tokens = explicit_tokens(teacher, teacher.transformer.resblocks, teacher._embed, teacher.ln_post, x)
-    assert torch.allclose(tokens, teacher(x), atol=1e-5)
+@pytest.mark.parametrize('family, patch, image', [('clip', 8, 32), ('dinov2', 14, 28)])
+def test_teacher_attention_maps_are_probabilities_of_every_layer(tmp_path, family, patch, image):
+    teacher = MODELS.build(tiny_teacher_cfg(family, str(tmp_path / 't.pth'), patch=patch, image=image))
+    x = torch.randn(2, 3, image, image)
     maps = teacher.forward_attention(x)
-    assert len(maps) == 2 and maps[0].shape == (2, 2, 17, 17) and maps[0].dtype == torch.float32
-
-
-def test_dinov2_explicit_path_equals_sdpa(dinov2_checkpoint):
-    teacher = DINOv2Teacher(dinov2_checkpoint, img_size=28, num_heads=2)
-    x = torch.randn(2, 3, 28, 28)
-    tokens = explicit_tokens(teacher, teacher.encoder.layer, teacher.embeddings, teacher.layernorm, x)
-    assert torch.allclose(tokens, teacher(x), atol=1e-5)
-    maps = teacher.forward_attention(x)
-    assert len(maps) == 2 and maps[1].shape == (2, 2, 5, 5)
-    bf16 = DINOv2Teacher(dinov2_checkpoint, img_size=28, num_heads=2, dtype='bfloat16').forward_attention(x)
+    tokens = 1 + (image // patch)**2
+    assert len(maps) == 2 and all(m.shape == (2, 2, tokens, tokens) and m.dtype == torch.float32 for m in maps)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 2, tokens))
+    bf16 = MODELS.build(tiny_teacher_cfg(family, str(tmp_path / 't.pth'), patch=patch, image=image,
+                                         dtype='bfloat16')).forward_attention(x)
     assert bf16[0].dtype == torch.float32 and torch.allclose(bf16[0], maps[0], atol=0.05)
 
 
 @pytest.mark.skipif(
     not osp.isfile(DEMO_WEIGHTS), reason='run scripts/fetch_demo_data.py for the real teacher')
 def test_real_dinov2_heads_spread_and_random_vit_heads_do_not():
-    teacher = DINOv2Teacher(DEMO_WEIGHTS, img_size=112)
+    teacher = MODELS.build(teacher_config('dinov2', DEMO_WEIGHTS, arch='dinov2-s', patch_size=14, img_size=112))
     random_vit = FDViT(
         arch=dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
         img_size=112,

@@ -13,7 +13,7 @@ from fdclip_mm.analysis.model_builder import build_analysis_module, load_part_ch
 from fdclip_mm.analysis.model_spec import parse_model_spec
 from fdclip_mm.models.backbones import FDViT
 
-from ..conftest import dinov2_state_dict
+from ..conftest import tiny_teacher_cfg
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
@@ -30,11 +30,9 @@ def load_tool(name):
 def configs(tmp_path):
     student = tmp_path / 'vit.py'
     student.write_text(f'model = dict(type="FDViT", arch={TINY}, img_size=28, patch_size=14)\n')
-    teacher_ckpt = str(tmp_path / 'dinov2.pth')
-    torch.save(dinov2_state_dict(hidden=32, layers=2, patch=14, image=28), teacher_ckpt)
+    teacher_cfg = tiny_teacher_cfg('dinov2', str(tmp_path / 'dinov2.pth'), patch=14, image=28)
     teacher = tmp_path / 'teacher.py'
-    teacher.write_text(
-        f'model = dict(type="DINOv2Teacher", checkpoint={teacher_ckpt!r}, img_size=28, num_heads=2)\n')
+    teacher.write_text(f'model = {teacher_cfg!r}\n')
     return str(student), str(teacher)
 
 

@@ -26,7 +26,7 @@ def test_config_of_the_paper_counts_imagenet_and_clip(tmp_path):
             default_scope='mmpretrain',
             train_cfg=dict(max_epochs=300),
             model=dict(
-                type='fdclip_mm.FeatureDistiller', teacher=dict(type='CLIPTeacher', checkpoint='x.pt')),
+                type='fdclip_mm.FeatureDistiller', teacher=dict(type='BackboneTeacher', reader='clip', checkpoint='x.pt')),
             train_dataloader=dict(
                 batch_size=128, dataset=dict(type='ImageNet', data_root=str(tmp_path / 'none')))))
     cost = cost_from_config(cfg)

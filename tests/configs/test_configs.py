@@ -12,8 +12,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..conftest import (clip_visual_state_dict, dinov2_state_dict, scheduled_lrs, timm_vit_state_dict,
-                        write_image_folder)
+from ..conftest import (clip_visual_state_dict, dinov2_state_dict, esvit_checkpoint, scheduled_lrs,
+                        timm_vit_state_dict, tiny_vit_arch, write_image_folder)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ALL_CONFIGS = sorted(
@@ -35,25 +35,49 @@ CONFIGS = [p for p in ALL_CONFIGS if is_distillation_config(p)]
 TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
 
-def tiny_teacher_checkpoint(teacher_cfg, patch: int, image: int, path: str) -> None:
-    if teacher_cfg.type == 'CLIPTeacher':
-        torch.save(clip_visual_state_dict(width=32, layers=2, patch=patch, image=image), path)
-        teacher_cfg.num_heads = 2
-    elif teacher_cfg.type == 'DINOv2Teacher':
-        torch.save(dinov2_state_dict(hidden=32, layers=2, patch=patch, image=image), path)
-        teacher_cfg.num_heads = 2
-    elif teacher_cfg.type in ('MAETeacher', 'DINOTeacher', 'DeiTTeacher', 'TimmViTTeacher'):
-        torch.save({'model': timm_vit_state_dict(width=32, depth=2, patch=patch, image=image)}, path)
-        teacher_cfg.num_heads = 2
+def tiny_swin_arch(depths) -> dict:
+    return dict(embed_dims=16, depths=[1] * len(depths), num_heads=[1] * len(depths))
+
+
+def shrink_student(student) -> None:
+    """Tiny widths and depths, the config's patch sizes, windows and grids kept."""
+    if 'Swin' in student.type:
+        depths = student.arch['depths'] if isinstance(student.arch, dict) else [2, 2, 18, 2]
+        student.arch = dict(tiny_swin_arch(depths), **({'extra_norm_every_n_blocks': 0} if 'V2' in student.type
+                                                       else {}))
     else:
-        raise NotImplementedError(f'no tiny checkpoint for teacher type {teacher_cfg.type}')
+        student.arch = TINY_ARCH
+
+
+def tiny_teacher_checkpoint(teacher_cfg, path: str) -> None:
+    """Shrinks a BackboneTeacher config and writes a random checkpoint of its family in the published layout."""
+    backbone = teacher_cfg.backbone
+    image = teacher_cfg.get('img_size') or backbone.get('img_size', 224)
+    if teacher_cfg.reader == 'esvit_swin':
+        backbone.arch = tiny_swin_arch(backbone.arch['depths'])
+        esvit_checkpoint(path, backbone.arch, window_size=backbone.window_size, img_size=image,
+                         stage_cfgs=backbone.get('stage_cfgs'))
+    else:
+        backbone.arch = tiny_vit_arch(32, 2, 2)
+        if teacher_cfg.reader == 'clip':
+            torch.save(clip_visual_state_dict(width=32, layers=2, patch=backbone.patch_size, image=image), path)
+        elif teacher_cfg.reader == 'dinov2':
+            torch.save(dinov2_state_dict(hidden=32, layers=2, patch=backbone.patch_size, image=image), path)
+        elif teacher_cfg.reader == 'timm_vit':
+            torch.save({'model': timm_vit_state_dict(width=32, depth=2, patch=backbone.patch_size, image=image)}, path)
+        else:
+            raise NotImplementedError(f'no tiny checkpoint for teacher reader {teacher_cfg.reader}')
     teacher_cfg.checkpoint = path
 
 
+def teacher_cfgs(model_cfg) -> list:
+    return [model_cfg.teacher] if model_cfg.get('teacher') else [entry.teacher for entry in model_cfg.teachers]
+
+
 def shrink(cfg: Config, tmp_path) -> Config:
-    student = cfg.model.student
-    student.arch = TINY_ARCH
-    tiny_teacher_checkpoint(cfg.model.teacher, student.patch_size, student.img_size, str(tmp_path / 'teacher.pth'))
+    shrink_student(cfg.model.student)
+    for index, teacher in enumerate(teacher_cfgs(cfg.model)):
+        tiny_teacher_checkpoint(teacher, str(tmp_path / f'teacher{index}.pth'))
     images = write_image_folder(str(tmp_path / 'images' / 'train'), 4, size=(256, 288))
     write_image_folder(str(tmp_path / 'images' / 'val'), 2, size=(256, 288), seed=1)
     for split, loader in (('train', cfg.train_dataloader), ('val', cfg.val_dataloader), ('val', cfg.test_dataloader)):
@@ -83,7 +107,7 @@ def test_config_builds_and_trains(config, tmp_path):
     runner = Runner.from_cfg(cfg)
     runner.train()
     ckpt = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu', weights_only=True)
-    assert not any(k.startswith('teacher.') for k in ckpt['state_dict'])
+    assert not any(k.startswith('teachers.') for k in ckpt['state_dict'])
     assert runner.message_hub.get_scalar('val/distill/feature_error').current() > 0
     assert runner.message_hub.get_scalar('train/loss').current() > 0
 
@@ -122,7 +146,8 @@ def test_fd_configs_encode_table_4():
     student, teacher, model = cfg.model.student, cfg.model.teacher, cfg.model
     assert (student.arch, student.patch_size, student.pos_embed, student.drop_path_rate) == \
         ('base', 16, 'shared_rpb', 0.2)
-    assert student.layer_scale_init_value == 0.1 and teacher.type == 'CLIPTeacher' and teacher.quick_gelu
+    assert student.layer_scale_init_value == 0.1 and teacher.type == 'BackboneTeacher' and teacher.reader == 'clip'
+    assert teacher.backbone.layer_cfgs.act_cfg.type == 'mmpretrain.QuickGELU' and teacher.backbone.pre_norm
     assert model.loss == dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0)
     assert model.target_norm == 'ln'
 
@@ -146,10 +171,9 @@ def test_variant_configs_of_the_supplement():
         assert cfg.param_scheduler[1].end == epochs
     for pos_embed in ('ape', 'rpb'):
         assert load(f'fd_clip-vit-b16_vit-b16-{pos_embed}-dp0.2_16xb128-300e_in1k.py').model.student.pos_embed == pos_embed
-    for family, teacher_type, dp in (('mae', 'MAETeacher', 0.2), ('dino', 'DINOTeacher', 0.3),
-                                     ('deit', 'DeiTTeacher', 0.3)):  # DINO / DeiT: the official yaml files' 0.3
+    for family, dp in (('mae', 0.2), ('dino', 0.3), ('deit', 0.3)):  # DINO / DeiT: the official yaml files' 0.3
         cfg = load(f'fd_{family}-vit-b16_vit-b16-dp{dp}_16xb128-300e_in1k.py')
-        assert cfg.model.teacher.type == teacher_type and 'quick_gelu' not in cfg.model.teacher
+        assert cfg.model.teacher.reader == 'timm_vit' and 'layer_cfgs' not in cfg.model.teacher.backbone
         assert cfg.model.student.drop_path_rate == dp
 
 
@@ -165,5 +189,5 @@ def test_sharded_l14_config_builds_a_flexible_runner_with_fsdp2(tmp_path):
     assert cfg.optim_wrapper.constructor == 'fdclip_mm.TrainableOptimWrapperConstructor'
     runner = FlexibleRunner.from_cfg(shrink(cfg, tmp_path))
     assert isinstance(runner.strategy, FSDP2Strategy)
-    assert runner.strategy.shard_unit_patterns == ('student.layers.*', 'student', 'projector')
+    assert runner.strategy.shard_unit_patterns == ('student.layers.*', 'student', 'projectors.*')
     assert runner.strategy.param_dtype == 'auto' and not runner.strategy.shard_teacher

@@ -37,7 +37,14 @@ CLASSES = 5
 def tiny_init_checkpoint(backbone, path: str) -> None:
     """A tiny distilled student (FDViT), DINOv2 (VisionTransformer with layer scale) or CLIP tower
     (VisionTransformer) converted to a classifier checkpoint."""
-    img, patch = backbone.img_size, backbone.patch_size
+    img, patch = backbone.img_size, backbone.get('patch_size')
+    if 'SwinTransformer' in backbone.type:  # the student as fd_to_backbone.py writes it: mmpretrain's keys
+        from mmpretrain.models import SwinTransformerV2
+        swin = SwinTransformerV2(arch=backbone.arch, img_size=img, window_size=backbone.window_size,
+                                 out_indices=(3, ))
+        torch.save(dict(state_dict=swin.state_dict()), path)
+        backbone.init_cfg.checkpoint = path
+        return
     if backbone.type == 'fdclip_mm.FDViT':
         student = FDViT(arch=TINY, img_size=img, patch_size=patch, pos_embed='shared_rpb').state_dict()
         state = student_to_classifier_backbone(student)
@@ -74,12 +81,18 @@ def shrink_pipeline(pipeline: list, size: int) -> None:
 
 def shrink(cfg: Config, tmp_path) -> Config:
     model = cfg.model
-    model.backbone.arch = TINY
-    model.backbone.img_size = 2 * model.backbone.patch_size  # a 2 x 2 patch grid
+    if 'SwinTransformer' in model.backbone.type:  # 64 px: stages of 16, 8, 4, 2 tokens, 2 x 2 windows
+        model.backbone.update(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                                        extra_norm_every_n_blocks=0), img_size=64, window_size=2)
+        head_channels = 128
+    else:
+        model.backbone.arch = TINY
+        model.backbone.img_size = 2 * model.backbone.patch_size  # a 2 x 2 patch grid
+        head_channels = TINY['embed_dims']
     if model.backbone.get('init_cfg'):
         tiny_init_checkpoint(model.backbone, str(tmp_path / 'init.pth'))
     model.head.num_classes = CLASSES
-    model.head.in_channels = TINY['embed_dims']
+    model.head.in_channels = head_channels
     model.data_preprocessor.num_classes = CLASSES
     root = str(tmp_path / 'images')
     write_labelled_folder(osp.join(root, 'train'), 1, seed=0)
@@ -115,6 +128,7 @@ TRAINED = [
     'configs/finetune_in1k/fd-clip-vit-l14_16xb128-ema-30e_in1k.py',
     'configs/finetune_in1k/clip-vit-b16_16xb128-ema-50e_in1k.py',
     'configs/finetune_in1k/clip-vit-l14_16xb128-50e_in1k.py',
+    'configs/finetune_in1k/fd-esvit-swinv2-b-w14_16xb64-100e_in1k.py',
 ]
 
 
@@ -131,15 +145,17 @@ def test_finetune_config_builds(config, tmp_path):
         model.init_weights()
         if model.backbone.init_cfg:
             saved = torch.load(model.backbone.init_cfg['checkpoint'], weights_only=True)['state_dict']
+            prefix = model.backbone.init_cfg.get('prefix', '')
             for name, value in model.backbone.state_dict().items():
-                torch.testing.assert_close(value, saved['backbone.' + name], rtol=0, atol=0, msg=name)
+                torch.testing.assert_close(value, saved[prefix + name], rtol=0, atol=0, msg=name)
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
         assert len(DATASETS.build(cfg.train_dataloader.dataset)) == CLASSES
         sample = DATASETS.build(cfg.val_dataloader.dataset)[0]
     assert tuple(sample['inputs'].shape[-2:]) == (cfg.model.backbone.img_size, ) * 2
     rate = cfg.optim_wrapper.paramwise_cfg.layer_decay_rate
     scales = sorted({g['lr_scale'] for g in optim_wrapper.optimizer.param_groups})
-    assert scales == pytest.approx([rate**k for k in range(TINY['num_layers'] + 1, -1, -1)])
+    depths = cfg.model.backbone.arch['depths'] if 'Swin' in cfg.model.backbone.type else [TINY['num_layers']]
+    assert scales == pytest.approx([rate**k for k in range(sum(depths) + 1, -1, -1)])
 
 
 @pytest.mark.parametrize('config', TRAINED)

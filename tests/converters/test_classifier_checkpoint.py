@@ -12,7 +12,6 @@ from fdclip_mm.converters.classifier_checkpoint import (LAYER_RPB_KEY, SHARED_RP
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict, load_clip_as_vit
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
-from fdclip_mm.models.teachers.clip_teacher import CLIPTeacher
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ARCH = dict(embed_dims=48, num_layers=3, num_heads=2, feedforward_channels=96)
@@ -62,10 +61,10 @@ def test_expand_shared_rpb_by_value():
     assert expand_shared_rpb({'layers.0.x': torch.ones(1)}) == {'layers.0.x': torch.ones(1)}
 
 
-def test_distillation_checkpoint_to_classifier(tiny_clip_checkpoint, tmp_path):
+def test_distillation_checkpoint_to_classifier(tiny_clip_teacher, tmp_path):
     distiller = FeatureDistiller(
         student=dict(type='FDViT', arch=ARCH, img_size=32, patch_size=8),
-        teacher=dict(type='CLIPTeacher', checkpoint=tiny_clip_checkpoint, num_heads=2))
+        teacher=tiny_clip_teacher)
     with torch.no_grad():
         for p in distiller.student.parameters():
             p.add_(torch.randn_like(p))
@@ -138,10 +137,18 @@ def test_clip_to_mmpretrain_vit_equals_the_clip_tower(tiny_clip_checkpoint):
     state = load_clip_as_vit(tiny_clip_checkpoint, final_norm=True, head_norm=False)
     result = vit.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
-    teacher = CLIPTeacher(tiny_clip_checkpoint, num_heads=2).eval()
+    open_clip = pytest.importorskip('open_clip')  # the reference: open_clip's own tower on the same file
+    tower = open_clip.transformer.VisionTransformer(
+        image_size=32, patch_size=8, width=32, layers=2, heads=2, mlp_ratio=4.0, output_dim=16,
+        act_layer=open_clip.transformer.QuickGELU, output_tokens=True)
+    visual = torch.load(tiny_clip_checkpoint, weights_only=True)
+    tower.load_state_dict({k[len('visual.'):]: v for k, v in visual.items()}, strict=True)
+    tower.eval()
+    tower.proj = None
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(vit(x)[0], teacher.forward_tokens(x), rtol=1e-4, atol=1e-4)
+        cls_token, patches = tower(x)
+        torch.testing.assert_close(vit(x)[0], torch.cat([cls_token[:, None], patches], 1), rtol=1e-4, atol=1e-4)
 
 
 def test_clip_tool_writes_a_classifier_checkpoint(tiny_clip_checkpoint, tmp_path, monkeypatch):

@@ -7,16 +7,17 @@ from mmengine.runner.checkpoint import load_checkpoint
 
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
-from fdclip_mm.models.teachers.clip_teacher import CLIPTeacher
+from fdclip_mm.models.feature_map import feature_tokens
+from fdclip_mm.registry import MODELS
 from .test_classifier_checkpoint import CLIP_ARCH, load_tool, mmpretrain_clip_vit
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
 
-def test_distillation_checkpoint_to_dense_backbone(tiny_clip_checkpoint, tmp_path, monkeypatch):
+def test_distillation_checkpoint_to_dense_backbone(tiny_clip_teacher, tmp_path, monkeypatch):
     distiller = FeatureDistiller(
         student=dict(type='FDViT', arch=ARCH, img_size=32, patch_size=8, pos_embed='shared_rpb'),
-        teacher=dict(type='CLIPTeacher', checkpoint=tiny_clip_checkpoint, num_heads=2))
+        teacher=tiny_clip_teacher)
     with torch.no_grad():
         distiller.student.rel_pos_bias.relative_position_bias_table.normal_()
     src, dst = str(tmp_path / 'epoch_1.pth'), str(tmp_path / 'backbone.pth')
@@ -42,7 +43,7 @@ def test_distillation_checkpoint_to_dense_backbone(tiny_clip_checkpoint, tmp_pat
                                atol=1e-4, rtol=1e-4)
 
 
-def test_clip_to_dense_backbone(tiny_clip_checkpoint, tmp_path, monkeypatch):
+def test_clip_to_dense_backbone(tiny_clip_checkpoint, tiny_clip_teacher, tmp_path, monkeypatch):
     from mmpretrain.models import VisionTransformer
     dst = str(tmp_path / 'clip_backbone.pth')
     monkeypatch.setattr(sys, 'argv', ['clip_to_backbone.py', tiny_clip_checkpoint, dst])
@@ -60,13 +61,13 @@ def test_clip_to_dense_backbone(tiny_clip_checkpoint, tmp_path, monkeypatch):
 
     vit = vits[32]
     vit.eval()  # mmpretrain backbones return None from train()/eval()
-    teacher = CLIPTeacher(tiny_clip_checkpoint, num_heads=2).eval()
+    teacher = MODELS.build(tiny_clip_teacher).eval()
     x = torch.randn(1, 3, 32, 32)
     ln_post = torch.nn.LayerNorm(CLIP_ARCH['embed_dims'], eps=1e-5)
     visual = torch.load(tiny_clip_checkpoint, weights_only=True)
     ln_post.load_state_dict({'weight': visual['visual.ln_post.weight'], 'bias': visual['visual.ln_post.bias']})
     with torch.no_grad():
         last = vit(x)[-1]
-        tokens = teacher.forward_tokens(x)  # ends with ln_post, which the dense backbone leaves out
+        tokens = feature_tokens(teacher(x), with_cls=True)  # ends with ln_post, which the dense backbone leaves out
         assert last.shape == (1, CLIP_ARCH['embed_dims'], 4, 4)
         torch.testing.assert_close(ln_post(last.flatten(2).transpose(1, 2)), tokens[:, 1:], atol=1e-4, rtol=1e-4)

@@ -215,14 +215,18 @@ def test_the_graph_mimics_the_real_layout(tmp_path):
 
 @pytest.mark.parametrize('img_size', [42, 56])
 def test_teacher_from_onnx_matches_the_graph(tmp_path, img_size):
-    from fdclip_mm.models.teachers.dinov2_teacher import DINOv2Teacher
+    from fdclip_mm.models.feature_map import feature_tokens
+    from fdclip_mm.models.teachers import teacher_config
+    from fdclip_mm.registry import MODELS
 
     model = build_dinov2_onnx(random_dinov2_state_dict(), img_size=img_size, batch=2)
     path = _save(model, tmp_path)
     x = np.random.default_rng(0).standard_normal((2, 3, img_size, img_size)).astype(np.float32)
     expected = ReferenceEvaluator(model).run([TOKENS], {'input_image': x})[0]
-    teacher = DINOv2Teacher(path, img_size=img_size, num_heads=2)
-    tokens = teacher(torch.from_numpy(x))
+    teacher = MODELS.build(teacher_config('dinov2', path, arch=dict(embed_dims=64, num_layers=2, num_heads=2,
+                                                                    feedforward_channels=256),
+                                          patch_size=14, img_size=img_size))
+    tokens = feature_tokens(teacher(torch.from_numpy(x)), with_cls=True)
     assert tokens.shape == (2, 1 + (img_size // 14)**2, 64)
     np.testing.assert_allclose(tokens.numpy(), expected, rtol=0, atol=2e-5)
 
@@ -308,7 +312,9 @@ def test_real_backbone_keys_and_shapes(real_onnx):
 
 
 def test_real_teacher_matches_the_real_graph(real_onnx):
-    from fdclip_mm.models.teachers.dinov2_teacher import DINOv2Teacher
+    from fdclip_mm.models.feature_map import feature_tokens
+    from fdclip_mm.models.teachers import teacher_config
+    from fdclip_mm.registry import MODELS
 
     model = onnx.load(real_onnx)
     graph = model.graph
@@ -322,5 +328,6 @@ def test_real_teacher_matches_the_real_graph(real_onnx):
         opset_imports=model.opset_import)
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     expected = ReferenceEvaluator(backbone).run(None, {'input_image': x})[0]
-    tokens = DINOv2Teacher(real_onnx, img_size=224)(torch.from_numpy(x))
+    teacher = MODELS.build(teacher_config('dinov2', real_onnx, arch='dinov2-s', patch_size=14, img_size=224))
+    tokens = feature_tokens(teacher(torch.from_numpy(x)), with_cls=True)
     np.testing.assert_allclose(tokens.numpy(), expected, rtol=0, atol=1e-4)

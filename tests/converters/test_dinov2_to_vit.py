@@ -7,8 +7,9 @@ import torch
 from mmpretrain.models.backbones import VisionTransformer
 
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
-from fdclip_mm.models.teachers import DINOv2Teacher
-from ..conftest import dinov2_state_dict
+from fdclip_mm.models.feature_map import feature_tokens
+from fdclip_mm.registry import MODELS
+from ..conftest import dinov2_state_dict, tiny_teacher_cfg
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=256)
@@ -22,15 +23,16 @@ def vit(img_size: int, **kwargs) -> VisionTransformer:
 
 @pytest.mark.parametrize('img_size', [28, 56])  # the native grid, and position embeddings resized to 4 x 4
 def test_mmpretrain_vit_equals_the_teacher(tmp_path, img_size):
+    """Positions resized at conversion (the classifier path) = resized by the backbone's load hook (the teacher)."""
     weights = dinov2_state_dict(hidden=64, layers=2, patch=14, image=28)
-    torch.save(weights, tmp_path / 'dinov2.pth')
-    teacher = DINOv2Teacher(str(tmp_path / 'dinov2.pth'), img_size=img_size, num_heads=2, dtype=None)
+    teacher = MODELS.build(tiny_teacher_cfg('dinov2', str(tmp_path / 'dinov2.pth'), width=64, patch=14, image=28,
+                                            img_size=img_size))
     grid = (img_size // 14, ) * 2
     model = vit(img_size, out_type='raw', final_norm=True)
     model.load_state_dict(dinov2_to_vit_state_dict(weights, grid, final_norm=True, head_norm=False), strict=True)
     x = torch.randn(2, 3, img_size, img_size)
     with torch.no_grad():
-        torch.testing.assert_close(model(x)[0], teacher(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model(x)[0], feature_tokens(teacher(x), with_cls=True), rtol=1e-5, atol=1e-5)
 
 
 def test_classifier_converter_tool(tmp_path):

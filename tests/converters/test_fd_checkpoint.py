@@ -6,6 +6,8 @@ import torch
 from fdclip_mm.converters import convert_fd_checkpoint
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
+from fdclip_mm.models.teachers import teacher_config
+from ..conftest import tiny_vit_arch
 
 ARCH = dict(embed_dims=48, num_layers=2, num_heads=2, feedforward_channels=96)
 
@@ -13,7 +15,7 @@ ARCH = dict(embed_dims=48, num_layers=2, num_heads=2, feedforward_channels=96)
 def distiller(ckpt):
     return FeatureDistiller(
         student=dict(type='FDViT', arch=ARCH, img_size=32, patch_size=8),
-        teacher=dict(type='CLIPTeacher', checkpoint=ckpt, num_heads=2)).eval()
+        teacher=teacher_config('clip', ckpt, arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32)).eval()
 
 
 def test_student_backbone_loads_into_downstream_backbones(tiny_clip_checkpoint, tmp_path):

@@ -140,7 +140,7 @@ def test_fsdp2_follows_ddp_and_shards_half_per_rank(runs):
     torch.testing.assert_close(torch.tensor(losses(fsdp2)), torch.tensor(losses(ddp)), rtol=1e-4, atol=1e-5)
     a, b = checkpoint(ddp, EPOCHS), checkpoint(fsdp2, EPOCHS)
     assert a['state_dict'].keys() == b['state_dict'].keys()
-    assert not any(k.startswith('teacher.') for k in b['state_dict'])
+    assert not any(k.startswith('teachers.') for k in b['state_dict'])
     for key in a['state_dict']:
         torch.testing.assert_close(b['state_dict'][key], a['state_dict'][key], rtol=1e-4, atol=1e-5, msg=key)
     # the optimizer is in torch.optim's index form, like DDP's: same groups, same moments

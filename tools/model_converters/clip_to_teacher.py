@@ -1,4 +1,4 @@
-"""Converts a CLIP checkpoint into a plain state dict of its visual tower for ``CLIPTeacher``.
+"""Converts a CLIP checkpoint into a plain state dict of its visual tower (read by ``BackboneTeacher(reader='clip')``).
 
 Reads an OpenAI TorchScript archive (``ViT-B-16.pt``) or an OpenAI/open_clip state dict without executing
 pickled code, and writes ``{'conv1.weight': ..., 'transformer.resblocks.0....': ..., 'ln_post.bias': ...}``

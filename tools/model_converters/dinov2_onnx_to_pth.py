@@ -1,4 +1,4 @@
-"""Extracts the DINOv2 backbone of an ONNX export into a state dict for ``DINOv2Teacher``.
+"""Extracts the DINOv2 backbone of an ONNX export into a state dict for ``BackboneTeacher(reader='dinov2')``.
 
 Writes Hugging Face ``Dinov2Model`` names without prefix (``embeddings.cls_token``,
 ``encoder.layer.0.attention.attention.query.weight``, ..., ``layernorm.bias``), ``nn.Linear`` weights in

@@ -12,10 +12,26 @@ model = dict(
         out_type='raw',
         final_norm=True,
     ),
+    # OpenAI's file as published (a TorchScript archive, read without running its pickled code) into mmpretrain's
+    # VisionTransformer in CLIP form: ln_pre (pre_norm, no patch bias), LayerNorm eps 1e-5, QuickGELU; the target
+    # is every token after ln_post (final_norm), class token first.
     teacher=dict(
-        type='CLIPTeacher',
-        checkpoint='data/weights/clip/ViT-B-16.pt',  # OpenAI's file as published (TorchScript archive)
-        quick_gelu=True,
+        type='BackboneTeacher',
+        backbone=dict(
+            type='mmpretrain.VisionTransformer',
+            arch='b',
+            img_size=224,
+            patch_size=16,
+            pre_norm=True,
+            norm_cfg=dict(type='LN', eps=1e-5),
+            layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')),
+            final_norm=True,
+            out_type='raw',
+        ),
+        checkpoint='data/weights/clip/ViT-B-16.pt',
+        reader='clip',
+        mean=(122.7709383, 116.7460125, 104.09373615),  # CLIP's statistics on the 0-255 scale
+        std=(68.5005327, 66.6321579, 70.32316305),
         dtype='auto',  # bf16 where the device runs it natively, else fp32 (fdclip_mm.precision)
     ),
     loss=dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),

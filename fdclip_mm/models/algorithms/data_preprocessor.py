@@ -1,5 +1,5 @@
-"""Gives the student and the teacher the same crop, each normalised with its own statistics."""
-from typing import Optional, Sequence
+"""Gives the student and each teacher the same crop, each normalised with its own statistics."""
+from typing import Optional, Sequence, Union
 
 import torch
 from mmengine.model import BaseDataPreprocessor
@@ -8,6 +8,10 @@ from fdclip_mm.registry import MODELS
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def _is_nested(values) -> bool:
+    return len(values) > 0 and isinstance(values[0], (list, tuple))
 
 
 def _channel_stats(values: Sequence[float], name: str) -> torch.Tensor:
@@ -21,13 +25,14 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
     """Stacks uint8 images and returns ``dict(student=..., teacher=...)`` normalised inputs.
 
     Statistics are on the 0-255 scale, RGB order. The distiller fills ``teacher_mean``/``teacher_std``
-    from its teacher, so configs name them only to override.
+    from its teachers, so configs name them only to override. With one teacher, ``teacher`` is one tensor;
+    with several (``teacher_mean`` a list of RGB triples), a tuple with one tensor per teacher.
 
     Args:
         mean: Student mean. Defaults to ImageNet's.
         std: Student std. Defaults to ImageNet's.
-        teacher_mean: Teacher mean (e.g. CLIP's). None gives the teacher the student's input.
-        teacher_std: Teacher std.
+        teacher_mean: Teacher mean (e.g. CLIP's), or one per teacher. None gives the teacher the student's input.
+        teacher_std: Teacher std, or one per teacher.
         to_rgb: Flip BGR inputs (mmcv/mmpretrain's default image loading) to RGB.
         non_blocking: Asynchronous host-to-device copies.
     """
@@ -35,8 +40,8 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
     def __init__(self,
                  mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD,
-                 teacher_mean: Optional[Sequence[float]] = None,
-                 teacher_std: Optional[Sequence[float]] = None,
+                 teacher_mean: Optional[Union[Sequence[float], Sequence[Sequence[float]]]] = None,
+                 teacher_std: Optional[Union[Sequence[float], Sequence[Sequence[float]]]] = None,
                  to_rgb: bool = True,
                  non_blocking: bool = False) -> None:
         super().__init__(non_blocking=non_blocking)
@@ -46,9 +51,20 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
         self.register_buffer('mean', _channel_stats(mean, 'mean'), persistent=False)
         self.register_buffer('std', _channel_stats(std, 'std'), persistent=False)
         self.has_teacher_stats = teacher_mean is not None
+        self.num_teachers, self.several_teachers = 1, False
         if self.has_teacher_stats:
-            self.register_buffer('teacher_mean', _channel_stats(teacher_mean, 'teacher_mean'), persistent=False)
-            self.register_buffer('teacher_std', _channel_stats(teacher_std, 'teacher_std'), persistent=False)
+            nested = _is_nested(teacher_mean)
+            means = list(teacher_mean) if nested else [teacher_mean]
+            stds = list(teacher_std) if _is_nested(teacher_std) else [teacher_std]
+            if nested != _is_nested(teacher_std) or len(means) != len(stds):
+                raise ValueError(f'teacher_mean and teacher_std must name the same number of teachers, got '
+                                 f'{teacher_mean!r} and {teacher_std!r}')
+            self.num_teachers = len(means) if nested else 1
+            self.several_teachers = nested
+            self.register_buffer('teacher_mean', torch.cat([_channel_stats(m, 'teacher_mean') for m in means]),
+                                 persistent=False)
+            self.register_buffer('teacher_std', torch.cat([_channel_stats(v, 'teacher_std') for v in stds]),
+                                 persistent=False)
 
     def _stack(self, inputs) -> torch.Tensor:
         if isinstance(inputs, torch.Tensor):
@@ -66,5 +82,11 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
         if self.to_rgb:
             images = images.flip(1)
         student = (images - self.mean) / self.std
-        teacher = (images - self.teacher_mean) / self.teacher_std if self.has_teacher_stats else student
+        if not self.has_teacher_stats:
+            teacher = student
+        elif self.several_teachers:
+            teacher = tuple((images - self.teacher_mean[i:i + 1]) / self.teacher_std[i:i + 1]
+                            for i in range(self.num_teachers))
+        else:
+            teacher = (images - self.teacher_mean) / self.teacher_std
         return dict(inputs=dict(student=student, teacher=teacher), data_samples=data.get('data_samples'))

@@ -1,4 +1,4 @@
-"""Feature Distillation: a fresh student regresses the whitened last-layer tokens of a frozen teacher."""
+"""Feature Distillation: a fresh student regresses the whitened output of one or several frozen teachers."""
 import logging
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -12,36 +12,64 @@ from torch import nn
 
 from fdclip_mm.registry import MODELS
 from ..builder import build_model, scoped
-from ..teachers import BaseTeacher
+from ..feature_map import (FeatureMap, backbone_features, feature_tokens, output_channels, resample_patches,
+                           token_grid, tokens_to_feature_map)
+from ..teachers import BackboneTeacher
 from .teacher_target_cache import TeacherTargetCache
 
 TARGET_NORMS = ('ln', None)
 NONFINITE_LOSS_MODES = ('raise', 'skip')
+DEFAULT_LOSS = dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0)
 
 
 @MODELS.register_module()
 class FeatureDistiller(BaseModel):
-    """Student + frozen teacher + 1x1 projector + whitened-target regression loss.
+    """Student + frozen teacher(s), each with its 1x1 projector and whitened-target regression loss.
 
-    For a batch, the teacher's tokens after its final norm (CLS included) are whitened by a LayerNorm
-    without affine parameters; the student's tokens after its final norm go through a linear projector
-    (a 1x1 conv) to the teacher's width; the loss (SmoothL1, beta 2 by default) is averaged over all
+    For a batch, each teacher's output after its final norm (a ViT's tokens, a Swin / ConvNeXt / ResNet stage)
+    is whitened by a LayerNorm without affine parameters; the student's chosen output goes through a linear
+    projector (a 1x1 conv) to that teacher's width; the loss (SmoothL1, beta 2 by default) is averaged over all
     tokens and channels. Stochastic depth lives in the student config only (asymmetric regularisation).
 
-    Masked input (appendix C): with ``mask_ratio > 0`` the student encodes only a random subset of the patch
-    tokens during training (MAE-style dropping, no mask token, class token kept, positions kept), the teacher
-    sees the whole image, and the loss is taken on the kept tokens. Validation uses the full input.
+    Students: our ``FDViT`` (any size), mmpretrain's ``VisionTransformer`` (``out_type='raw'``),
+    ``SwinTransformer`` / ``SwinTransformerV2``, ``ConvNeXt`` (``gap_before_final_norm=False``) and ``ResNet``,
+    each giving one output (``out_indices`` of one stage).
 
-    The teacher is excluded from ``state_dict()`` (and so from every checkpoint the Runner writes) and
-    ignored when loading: checkpoints hold the student and the projector only.
+    Grid alignment: when the teacher's patch grid differs from the student's (patch 14 vs 16, a 336-pixel
+    teacher, stride 16 vs 32), the teacher's patch map is resampled to the student's grid before whitening
+    (:func:`~fdclip_mm.models.feature_map.resample_patches`: area averages to shrink, bilinear to enlarge).
+    The target, rather than the prediction, is resampled: the loss then stays one term per student token, as
+    in FD with equal grids (the loss scale the SmoothL1 beta was set for), every student token gets a target
+    of its own, and a coarse student is asked for the average of the teacher tokens its cell covers, the
+    best it can give, instead of an upsampled map that would have to match detail it cannot represent.
+    Whitening after resampling keeps each target token zero-mean and unit-variance. With equal grids nothing
+    is resampled and the loss is the official code's. The class token enters the loss only when both the
+    student and the teacher have one.
+
+    Several teachers (``teachers=[...]``, as RADIO / Theia / UNIC): each has its own projector, whitening,
+    loss and loss weight; the logs show one loss per teacher (``loss_<name>``) and the total is their weighted
+    sum. Each teacher gets the image normalised with its own statistics.
+
+    Masked input (appendix C, ``FDViT`` students only): with ``mask_ratio > 0`` the student encodes only a
+    random subset of the patch tokens during training (MAE-style dropping, no mask token, class token kept,
+    positions kept), the teacher sees the whole image, and the loss is taken on the kept tokens. Validation
+    uses the full input.
+
+    The teachers are excluded from ``state_dict()`` (and so from every checkpoint the Runner writes) and
+    ignored when loading: checkpoints hold the student and the projectors only.
 
     Args:
-        student: Student backbone config (e.g. ``dict(type='FDViT', ...)``); needs ``forward_features``.
-        teacher: Teacher config (a :class:`BaseTeacher`).
+        student: Student backbone config (e.g. ``dict(type='FDViT', ...)`` or
+            ``dict(type='mmpretrain.SwinTransformer', ...)``).
+        teacher: One teacher's config (a :class:`BackboneTeacher`); its loss and whitening are ``loss`` and
+            ``target_norm``. Give either ``teacher`` or ``teachers``.
+        teachers: Several teachers, each ``dict(teacher=<config>, name='clip', loss_weight=1.0,
+            loss=<config>, target_norm='ln')`` (all but ``teacher`` optional: ``loss`` and ``target_norm``
+            default to the arguments below, the name to ``t<index>``).
         loss: Loss config. Defaults to SmoothL1 with beta 2.
         target_norm: ``'ln'`` (whitening, the paper) or None (raw teacher tokens, for ablations).
         mask_ratio: Fraction of patch tokens the student does not see in training (0.75 = 25% input).
-        data_preprocessor: Defaults to :class:`DistillDataPreprocessor` with the teacher's statistics.
+        data_preprocessor: Defaults to :class:`DistillDataPreprocessor` with the teachers' statistics.
         init_cfg: mmengine init config.
         nonfinite_loss: What a training step does with a NaN/inf loss (on any rank; all ranks agree):
             ``'raise'`` stops with a ``FloatingPointError`` naming the iteration; ``'skip'`` clears the
@@ -53,13 +81,14 @@ class FeatureDistiller(BaseModel):
             :mod:`~fdclip_mm.models.algorithms.teacher_target_cache`, written by
             ``tools/cache_teacher_targets.py``). Training steps then read the targets of each image (by its
             ``img_path``) instead of running the teacher; validation still runs the teacher. Only valid
-            with a deterministic training pipeline, the one the cache was written with.
+            with one teacher and a deterministic training pipeline, the one the cache was written with.
     """
 
     def __init__(self,
                  student: dict,
-                 teacher: dict,
-                 loss: dict = dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),
+                 teacher: Optional[dict] = None,
+                 teachers: Optional[List[dict]] = None,
+                 loss: dict = DEFAULT_LOSS,
                  target_norm: Optional[str] = 'ln',
                  mask_ratio: float = 0.,
                  data_preprocessor: Optional[dict] = None,
@@ -68,25 +97,33 @@ class FeatureDistiller(BaseModel):
                  target_cache: Optional[str] = None) -> None:
         if nonfinite_loss not in NONFINITE_LOSS_MODES:
             raise ValueError(f'nonfinite_loss must be one of {NONFINITE_LOSS_MODES}, got {nonfinite_loss!r}')
-        if target_norm not in TARGET_NORMS:
-            raise ValueError(f'target_norm must be one of {TARGET_NORMS}, got {target_norm!r}')
         if not 0. <= mask_ratio < 1.:
             raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}')
-        teacher_module = build_model(teacher)
-        if not isinstance(teacher_module, BaseTeacher):
-            raise TypeError(f'teacher must build a BaseTeacher, got {type(teacher_module).__name__}')
+        specs = _teacher_specs(teacher, teachers, loss, target_norm)
+        teacher_modules = [build_model(spec['teacher']) for spec in specs]
+        for spec, module in zip(specs, teacher_modules):
+            if not isinstance(module, BackboneTeacher):
+                raise TypeError(f"teacher {spec['name']!r} must build a BackboneTeacher, got {type(module).__name__}")
         preprocessor = scoped(data_preprocessor or dict(type='DistillDataPreprocessor'))
-        preprocessor.setdefault('teacher_mean', teacher_module.mean)
-        preprocessor.setdefault('teacher_std', teacher_module.std)
+        single = len(teacher_modules) == 1
+        preprocessor.setdefault('teacher_mean', teacher_modules[0].mean if single else [t.mean for t in teacher_modules])
+        preprocessor.setdefault('teacher_std', teacher_modules[0].std if single else [t.std for t in teacher_modules])
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
 
         self.student = build_model(student)
-        self.teacher = teacher_module
-        self._check_token_grids()
-        self.projector = nn.Linear(self.student.embed_dims, self.teacher.embed_dims)
-        self.target_norm = nn.LayerNorm(self.teacher.embed_dims, elementwise_affine=False) \
-            if target_norm == 'ln' else nn.Identity()
-        self.loss_module = build_model(loss)
+        self.student_dims = output_channels(self.student)
+        self.masks_tokens = callable(getattr(self.student, 'forward_features', None))
+        if mask_ratio > 0 and not self.masks_tokens:
+            raise ValueError(f'mask_ratio={mask_ratio} needs a student that encodes a subset of its tokens '
+                             f'(FDViT); {type(self.student).__name__} sees whole images only')
+        self.teachers = nn.ModuleList(teacher_modules)
+        self.teacher_names = [spec['name'] for spec in specs]
+        self.loss_weights = [float(spec['loss_weight']) for spec in specs]
+        self.projectors = nn.ModuleList(nn.Linear(self.student_dims, t.embed_dims) for t in teacher_modules)
+        self.target_norms = nn.ModuleList(
+            nn.LayerNorm(t.embed_dims, elementwise_affine=False) if spec['target_norm'] == 'ln' else nn.Identity()
+            for spec, t in zip(specs, teacher_modules))
+        self.losses = nn.ModuleList(build_model(spec['loss']) for spec in specs)
         self.mask_ratio = mask_ratio
         self.nonfinite_loss = nonfinite_loss
         self.skipped_nonfinite_steps = 0
@@ -98,62 +135,69 @@ class FeatureDistiller(BaseModel):
         self._register_state_dict_hook(_drop_teacher_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_teacher_keys)
 
-    def _check_token_grids(self) -> None:
-        img_size = tuple(self.student.img_size)
-        teacher_size = getattr(self.teacher, 'img_size', None)
-        if teacher_size is not None and tuple(teacher_size) != img_size:
-            raise ValueError(
-                f'the teacher ({type(self.teacher).__name__}) is built for {tuple(teacher_size)} inputs and the '
-                f'student ({type(self.student).__name__}) for {img_size}: both see the same crop, so set the '
-                "teacher's img_size to the student's (the training pipeline's crop size)")
-        student_grid = tuple(self.student.patch_resolution)
-        teacher_grid = tuple(self.teacher.patch_grid(img_size))
-        if student_grid != teacher_grid:
-            raise ValueError(
-                f'token grids differ: the student ({type(self.student).__name__}, patch '
-                f'{self.student.patch_size}) makes {student_grid} patches of a {img_size} image, the teacher '
-                f'({type(self.teacher).__name__}, patch {self.teacher.patch_size}) makes {teacher_grid}; '
-                'use the same patch size (e.g. ViT-B/16 -> B/16, L/14 -> L/14)')
+    @property
+    def teacher(self) -> BackboneTeacher:
+        """The teacher of a one-teacher distiller (a RuntimeError for several: nn.Module would hide an
+        AttributeError's message)."""
+        if len(self.teachers) != 1:
+            raise RuntimeError(f'this distiller has {len(self.teachers)} teachers ({self.teacher_names}); '
+                                 'use .teachers')
+        return self.teachers[0]
 
     def _check_target_cache(self) -> None:
         if self.target_cache is None:
             return
-        grid = self.student.patch_resolution
-        expected = (1 + grid[0] * grid[1], self.teacher.embed_dims)
-        if self.target_cache.token_shape != expected:
-            raise ValueError(f'teacher target cache {self.target_cache.path} holds tokens of shape '
-                             f'{self.target_cache.token_shape} per image; this student and teacher need '
-                             f'{expected}')
+        if len(self.teachers) != 1:
+            raise ValueError('target_cache holds the targets of one teacher; this distiller has '
+                             f'{len(self.teachers)} ({self.teacher_names})')
+        channels = self.target_cache.token_shape[-1]
+        if channels != self.teacher.embed_dims:
+            raise ValueError(f'teacher target cache {self.target_cache.path} holds {channels}-channel tokens; '
+                             f'this teacher gives {self.teacher.embed_dims}')
 
     def _warn_if_crop_differs(self, crop: Tuple[int, int]) -> None:
-        if crop != tuple(self.student.img_size):
-            print_log(f'training crops are {crop} but the student is built for img_size '
-                      f'{tuple(self.student.img_size)}, i.e. for another patch grid than it trains on; set the '
-                      "student's (and the teacher's) img_size to the pipeline's crop size",
-                      logger='current', level=logging.WARNING)
+        img_size = getattr(self.student, 'img_size', None)
+        if img_size is not None and crop != tuple(img_size):
+            print_log(f'training crops are {crop} but the student is built for img_size {tuple(img_size)}, i.e. '
+                      "for another patch grid than it trains on; set the student's img_size to the pipeline's "
+                      'crop size', logger='current', level=logging.WARNING)
 
-    def training_target(self, inputs: Dict[str, torch.Tensor], data_samples) -> torch.Tensor:
-        """Whitened targets of a training batch: from the teacher, or from ``target_cache`` by image path."""
-        if self.target_cache is None:
-            return self.extract_target(inputs['teacher'])
-        if not data_samples or any('img_path' not in s for s in data_samples):
-            raise ValueError('target_cache needs the img_path of every training sample (PackInputs keeps it)')
-        cached = self.target_cache.lookup([s.img_path for s in data_samples])
-        return self.target_norm(cached.to(inputs['student'].device))
+    def teacher_inputs(self, inputs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        """One normalised image batch per teacher (the preprocessor's ``teacher`` tensor or tuple)."""
+        batches = inputs['teacher']
+        batches = tuple(batches) if isinstance(batches, (tuple, list)) else (batches, )
+        if len(batches) != len(self.teachers):
+            raise ValueError(f'the data preprocessor gave {len(batches)} teacher inputs for '
+                             f'{len(self.teachers)} teachers: give teacher_mean/teacher_std one entry per teacher')
+        return batches
 
-    def extract_target(self, teacher_inputs: torch.Tensor) -> torch.Tensor:
-        """Whitened teacher tokens (B, 1+N, C_t); no graph is kept."""
+    def teacher_features(self, inputs: Dict[str, torch.Tensor], data_samples=None,
+                         training: bool = False) -> List[FeatureMap]:
+        """Each teacher's features of the batch (from ``target_cache`` in training steps when it is set)."""
+        if training and self.target_cache is not None:
+            if not data_samples or any('img_path' not in s for s in data_samples):
+                raise ValueError('target_cache needs the img_path of every training sample (PackInputs keeps it)')
+            cached = self.target_cache.lookup([s.img_path for s in data_samples])
+            return [self.target_cache.features(cached.to(inputs['student'].device))]
+        return [teacher(batch) for teacher, batch in zip(self.teachers, self.teacher_inputs(inputs))]
+
+    def student_features(self, images: torch.Tensor) -> FeatureMap:
+        """The student's output on whole images as a :class:`FeatureMap`."""
+        if self.masks_tokens:
+            tokens = self.student.forward_features(images)
+            return tokens_to_feature_map(tokens, token_grid(self.student, images.shape[-2:]), 1)
+        return backbone_features(self.student, self.student(images), images.shape[-2:])
+
+    def align_target(self, index: int, target: FeatureMap, grid: Tuple[int, int], with_cls: bool) -> torch.Tensor:
+        """Teacher ``index``'s whitened target tokens (B, [1 +] h*w, C_t) on the student's ``grid``."""
         with torch.no_grad():
-            return self.target_norm(self.teacher(teacher_inputs))
-
-    def predict_tokens(self, student_inputs: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Student tokens projected to the teacher's width: (B, 1+N, C_t), or (B, 1+K, C_t) for kept ids."""
-        return self.projector(self.student.forward_features(student_inputs, ids_keep))
+            aligned = FeatureMap(resample_patches(target.patches, grid), target.cls_token)
+            return self.target_norms[index](feature_tokens(aligned, with_cls))
 
     def sample_kept_patches(self, images: torch.Tensor) -> torch.Tensor:
         """Random (B, K) patch indices, in raster order, that the student keeps under ``mask_ratio``."""
-        patch = self.student.patch_size
-        num_patches = (images.shape[-2] // patch) * (images.shape[-1] // patch)
+        grid = token_grid(self.student, images.shape[-2:])
+        num_patches = grid[0] * grid[1]
         keep = max(1, int(round(num_patches * (1 - self.mask_ratio))))
         noise = torch.rand(images.shape[0], num_patches, device=images.device)
         return noise.argsort(dim=1)[:, :keep].sort(dim=1).values
@@ -163,26 +207,49 @@ class FeatureDistiller(BaseModel):
                 data_samples: Optional[List[BaseDataElement]] = None,
                 mode: str = 'tensor'):
         """``'loss'``: dict of losses; ``'predict'``: data samples carrying ``distill_loss`` per image;
-        ``'tensor'``: the student's tokens."""
+        ``'tensor'``: the student's features (a :class:`FeatureMap`)."""
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
-            return self.student.forward_features(inputs['student'])
+            return self.student_features(inputs['student'])
         raise ValueError(f'mode must be "loss", "predict" or "tensor", got {mode!r}')
 
+    def loss_name(self, index: int) -> str:
+        """``'loss'`` for a single teacher (as before), ``'loss_<name>'`` for each of several."""
+        return 'loss' if len(self.teachers) == 1 else f'loss_{self.teacher_names[index]}'
+
     def loss(self, inputs: Dict[str, torch.Tensor], data_samples=None) -> Dict[str, torch.Tensor]:
+        images = inputs['student']
         if not self._checked_input_size:
             self._checked_input_size = True
-            self._warn_if_crop_differs(tuple(inputs['student'].shape[-2:]))
-        target = self.training_target(inputs, data_samples)
-        if self.mask_ratio == 0:
-            return dict(loss=self.loss_module(self.predict_tokens(inputs['student']), target))
-        ids_keep = self.sample_kept_patches(inputs['student'])
-        kept = torch.cat([torch.zeros_like(ids_keep[:, :1]), ids_keep + 1], dim=1)
-        target = target.gather(1, kept[..., None].expand(-1, -1, target.shape[-1]))
-        return dict(loss=self.loss_module(self.predict_tokens(inputs['student'], ids_keep), target))
+            self._warn_if_crop_differs(tuple(images.shape[-2:]))
+        targets = self.teacher_features(inputs, data_samples, training=True)
+        if self.mask_ratio > 0:
+            return self._masked_losses(images, targets)
+        student = self.student_features(images)
+        losses = {}
+        for index, target in enumerate(targets):
+            with_cls = student.cls_token is not None and target.cls_token is not None
+            aligned = self.align_target(index, target, student.grid, with_cls)
+            pred = self.projectors[index](feature_tokens(student, with_cls))
+            losses[self.loss_name(index)] = self.loss_weights[index] * self.losses[index](pred, aligned)
+        return losses
+
+    def _masked_losses(self, images: torch.Tensor, targets: List[FeatureMap]) -> Dict[str, torch.Tensor]:
+        ids_keep = self.sample_kept_patches(images)
+        tokens = self.student.forward_features(images, ids_keep)  # (B, 1 + K, C): class token, kept patches
+        grid = token_grid(self.student, images.shape[-2:])
+        losses = {}
+        for index, target in enumerate(targets):
+            with_cls = target.cls_token is not None
+            kept = torch.cat([torch.zeros_like(ids_keep[:, :1]), ids_keep + 1], dim=1) if with_cls else ids_keep
+            aligned = self.align_target(index, target, grid, with_cls)
+            aligned = aligned.gather(1, kept[..., None].expand(-1, -1, aligned.shape[-1]))
+            pred = self.projectors[index](tokens if with_cls else tokens[:, 1:])
+            losses[self.loss_name(index)] = self.loss_weights[index] * self.losses[index](pred, aligned)
+        return losses
 
     def train_step(self, data: Union[dict, tuple, list],
                    optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
@@ -237,13 +304,43 @@ class FeatureDistiller(BaseModel):
         return loss, log_vars
 
     def predict(self, inputs: Dict[str, torch.Tensor], data_samples=None) -> List[BaseDataElement]:
-        target = self.extract_target(inputs['teacher'])
-        per_image = self.loss_module(self.predict_tokens(inputs['student']), target, per_sample=True)
+        """Data samples with ``distill_loss``: each image's loss, summed over the teachers with their weights."""
+        student = self.student_features(inputs['student'])
+        per_image = 0.
+        for index, target in enumerate(self.teacher_features(inputs)):
+            with_cls = student.cls_token is not None and target.cls_token is not None
+            aligned = self.align_target(index, target, student.grid, with_cls)
+            pred = self.projectors[index](feature_tokens(student, with_cls))
+            per_image = per_image + self.loss_weights[index] * self.losses[index](pred, aligned, per_sample=True)
         if data_samples is None:
             data_samples = [BaseDataElement() for _ in range(per_image.shape[0])]
         for sample, value in zip(data_samples, per_image):
             sample.set_field(value.detach(), 'distill_loss', field_type='metainfo')
         return data_samples
+
+
+def _teacher_specs(teacher: Optional[dict], teachers: Optional[List[dict]], loss: dict,
+                   target_norm: Optional[str]) -> List[dict]:
+    """One dict (teacher, name, loss_weight, loss, target_norm) per teacher, defaults filled and checked."""
+    if (teacher is None) == (teachers is None):
+        raise ValueError('give the distiller either teacher=dict(...) or teachers=[dict(teacher=...), ...]')
+    entries = [dict(teacher=teacher)] if teacher is not None else list(teachers)
+    if not entries:
+        raise ValueError('teachers=[] names no teacher')
+    specs = []
+    for index, entry in enumerate(entries):
+        unknown = set(entry) - {'teacher', 'name', 'loss_weight', 'loss', 'target_norm'}
+        if 'teacher' not in entry or unknown:
+            raise ValueError(f'teachers[{index}] needs a teacher config and takes name, loss_weight, loss and '
+                             f'target_norm; got keys {sorted(entry)}')
+        spec = {**dict(name=f't{index}', loss_weight=1.0, loss=loss, target_norm=target_norm), **entry}
+        if spec['target_norm'] not in TARGET_NORMS:
+            raise ValueError(f"target_norm must be one of {TARGET_NORMS}, got {spec['target_norm']!r}")
+        specs.append(spec)
+    names = [spec['name'] for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f'teacher names must differ, got {names}')
+    return specs
 
 
 def _iteration_name() -> str:
@@ -255,10 +352,10 @@ def _iteration_name() -> str:
 
 
 def _drop_teacher_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+    for key in [k for k in state_dict if k.startswith(prefix + 'teachers.')]:
         del state_dict[key]
 
 
 def _ignore_missing_teacher_keys(module: nn.Module, incompatible_keys) -> None:
     missing = incompatible_keys.missing_keys
-    missing[:] = [k for k in missing if not (k.startswith('teacher.') or '.teacher.' in k)]
+    missing[:] = [k for k in missing if not (k.startswith('teachers.') or '.teachers.' in k)]

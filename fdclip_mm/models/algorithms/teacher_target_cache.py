@@ -7,7 +7,9 @@ deterministic (no random crop or flip: the student's regularisation is then drop
 forward is most of a distillation step when it is larger than the student.
 
 File layout (``torch.save``; read with ``weights_only=True``): ``keys`` (image paths as the dataset gives
-them), ``tokens`` (N, 1 + P, C) float16, ``meta`` (teacher type, checkpoint, input size, dtype, config).
+them), ``tokens`` (N, [1 +] h*w, C) float16 (class token first when the teacher has one, then its patch map
+in raster order), ``grid`` (h, w), ``with_cls``, ``meta`` (teacher type, checkpoint, input size, dtype,
+config).
 """
 import os
 import os.path as osp
@@ -16,8 +18,9 @@ from typing import Dict, List, Sequence
 import torch
 
 from fdclip_mm.checkpoint_file import CheckpointFileError, read_checkpoint
+from ..feature_map import FeatureMap, feature_tokens, tokens_to_feature_map
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class TeacherTargetCache:
@@ -37,13 +40,19 @@ class TeacherTargetCache:
             raise CheckpointFileError(f'teacher target cache: {error}; rewrite it with '
                                       'tools/cache_teacher_targets.py') from None
         if not isinstance(data, dict) or data.get('version') != FORMAT_VERSION or \
-                not {'keys', 'tokens', 'meta'} <= set(data):
-            raise ValueError(f'{path} is not a teacher target cache of format {FORMAT_VERSION}')
+                not {'keys', 'tokens', 'grid', 'with_cls', 'meta'} <= set(data):
+            raise ValueError(f'{path} is not a teacher target cache of format {FORMAT_VERSION}; rewrite it with '
+                             'tools/cache_teacher_targets.py')
         tokens, keys = data['tokens'], list(data['keys'])
         if tokens.ndim != 3 or tokens.shape[0] != len(keys):
             raise ValueError(f'{path}: {len(keys)} keys for tokens of shape {tuple(tokens.shape)}')
         self.path = path
         self.tokens = tokens
+        self.grid = tuple(int(g) for g in data['grid'])
+        self.with_cls = bool(data['with_cls'])
+        if tokens.shape[1] != int(self.with_cls) + self.grid[0] * self.grid[1]:
+            raise ValueError(f'{path}: tokens of shape {tuple(tokens.shape)} do not fit a {self.grid} grid '
+                             f'{"with" if self.with_cls else "without"} a class token')
         self.meta: Dict = data['meta']
         self.index = {key: i for i, key in enumerate(keys)}
 
@@ -52,7 +61,7 @@ class TeacherTargetCache:
 
     @property
     def token_shape(self):
-        """(1 + P, C) of one image's tokens."""
+        """([1 +] h*w, C) of one image's tokens."""
         return tuple(self.tokens.shape[1:])
 
     def lookup(self, keys: Sequence[str]) -> torch.Tensor:
@@ -64,10 +73,17 @@ class TeacherTargetCache:
                            f'({len(self)} images); rewrite the cache for this dataset') from None
         return self.tokens[rows].float()
 
+    def features(self, tokens: torch.Tensor) -> FeatureMap:
+        """The :class:`FeatureMap` of looked-up ``tokens``."""
+        return tokens_to_feature_map(tokens, self.grid, int(self.with_cls))
 
-def write_target_cache(path: str, keys: List[str], tokens: torch.Tensor, meta: Dict,
+
+def write_target_cache(path: str, keys: List[str], features: FeatureMap, meta: Dict,
                        overwrite: bool = False) -> None:
-    """Writes a cache atomically (a temporary file renamed into place); refuses to replace one unless asked."""
+    """Writes the teacher ``features`` of the images ``keys`` atomically (a temporary file renamed into
+    place); refuses to replace a cache unless asked."""
+    with_cls = features.cls_token is not None
+    tokens = feature_tokens(features, with_cls)
     if osp.exists(path) and not overwrite:
         raise FileExistsError(f'{path} exists; pass --overwrite to replace it')
     if tokens.shape[0] != len(keys) or len(set(keys)) != len(keys):
@@ -76,5 +92,5 @@ def write_target_cache(path: str, keys: List[str], tokens: torch.Tensor, meta: D
     os.makedirs(folder, exist_ok=True)
     tmp = osp.join(folder, f'.{osp.basename(path)}.tmp{os.getpid()}')
     torch.save(dict(version=FORMAT_VERSION, keys=list(keys), tokens=tokens.to(torch.float16).contiguous(),
-                    meta=meta), tmp)
+                    grid=list(features.grid), with_cls=with_cls, meta=meta), tmp)
     os.replace(tmp, path)

@@ -1,6 +1,6 @@
-from .base_teacher import BaseTeacher
-from .clip_teacher import CLIPTeacher
-from .dinov2_teacher import DINOv2Teacher
-from .timm_vit_teacher import DeiTTeacher, DINOTeacher, MAETeacher, TimmViTTeacher
+from .backbone_teacher import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, BackboneTeacher
+from .checkpoint_readers import READERS, read_teacher_checkpoint
+from .presets import TEACHER_FAMILIES, teacher_config
 
-__all__ = ['BaseTeacher', 'CLIPTeacher', 'DINOv2Teacher', 'TimmViTTeacher', 'MAETeacher', 'DINOTeacher', 'DeiTTeacher']
+__all__ = ['BackboneTeacher', 'READERS', 'read_teacher_checkpoint', 'TEACHER_FAMILIES', 'teacher_config',
+           'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD']

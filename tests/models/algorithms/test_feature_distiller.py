@@ -6,18 +6,26 @@ from mmengine.optim import build_optim_wrapper
 
 from fdclip_mm.evaluation import DistillLossMetric
 from fdclip_mm.models.algorithms import FeatureDistiller
-from ...conftest import dinov2_state_dict
+from fdclip_mm.models.feature_map import feature_tokens
+from fdclip_mm.models.teachers import teacher_config
+from ...conftest import tiny_teacher_cfg, tiny_vit_arch
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1) * 255
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1) * 255
 STUDENT_ARCH = dict(embed_dims=48, num_layers=2, num_heads=2, feedforward_channels=96)
 
 
-def build(ckpt, **kwargs):
+def build(teacher, **kwargs):
+    """A tiny FDViT student under ``teacher``: a teacher config, or the path of a tiny CLIP checkpoint."""
+    if isinstance(teacher, str):
+        teacher = teacher_config('clip', teacher, arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32)
     student = dict(type='FDViT', arch=STUDENT_ARCH, img_size=32, patch_size=8, drop_path_rate=0.1)
     student.update(kwargs.pop('student', {}))
-    teacher = dict(type='CLIPTeacher', checkpoint=ckpt, num_heads=2)
     return FeatureDistiller(student=student, teacher=teacher, **kwargs)
+
+
+def teacher_tokens(model, images):
+    return feature_tokens(model.teacher(images), with_cls=True)
 
 
 def batch(n=4, seed=0):
@@ -25,8 +33,8 @@ def batch(n=4, seed=0):
     return dict(inputs=[torch.randint(0, 256, (3, 32, 32), generator=gen, dtype=torch.uint8) for _ in range(n)])
 
 
-def test_preprocessor_normalises_same_crop_twice(tiny_clip_checkpoint):
-    model = build(tiny_clip_checkpoint)
+def test_preprocessor_normalises_same_crop_twice(tiny_clip_teacher):
+    model = build(tiny_clip_teacher)
     data = batch()
     out = model.data_preprocessor(data)['inputs']
     rgb = torch.stack(data['inputs']).float().flip(1)
@@ -36,22 +44,22 @@ def test_preprocessor_normalises_same_crop_twice(tiny_clip_checkpoint):
     torch.testing.assert_close(out['teacher'], (rgb - CLIP_MEAN) / CLIP_STD)
 
 
-def test_loss_matches_the_method_by_value(tiny_clip_checkpoint):
-    model = build(tiny_clip_checkpoint).eval()
+def test_loss_matches_the_method_by_value(tiny_clip_teacher):
+    model = build(tiny_clip_teacher).eval()
     inputs = model.data_preprocessor(batch())['inputs']
     with torch.no_grad():
-        teacher_tokens = model.teacher.forward_tokens(inputs['teacher'])
-        target = F.layer_norm(teacher_tokens, (32, ))
-        pred = model.projector(model.student.forward_features(inputs['student']))
+        tokens = teacher_tokens(model, inputs['teacher'])
+        target = F.layer_norm(tokens, (32, ))
+        pred = model.projectors[0](model.student.forward_features(inputs['student']))
         expected = F.smooth_l1_loss(pred, target, beta=2.0)
         loss = model(inputs, mode='loss')['loss']
-    assert teacher_tokens.shape == (4, 17, 32) and pred.shape == (4, 17, 32)
+    assert tokens.shape == (4, 17, 32) and pred.shape == (4, 17, 32)
     torch.testing.assert_close(loss, expected)
 
 
-def test_loss_falls_and_teacher_stays_frozen(tiny_clip_checkpoint):
+def test_loss_falls_and_teacher_stays_frozen(tiny_clip_teacher):
     torch.manual_seed(0)
-    model = build(tiny_clip_checkpoint)
+    model = build(tiny_clip_teacher)
     model.train()
     assert not model.teacher.training and model.student.training
     teacher_before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
@@ -64,20 +72,20 @@ def test_loss_falls_and_teacher_stays_frozen(tiny_clip_checkpoint):
         torch.testing.assert_close(v, teacher_before[k])
 
 
-def test_teacher_is_not_in_checkpoints_and_round_trips(tiny_clip_checkpoint):
-    model = build(tiny_clip_checkpoint).eval()
+def test_teacher_is_not_in_checkpoints_and_round_trips(tiny_clip_teacher):
+    model = build(tiny_clip_teacher).eval()
     state = model.state_dict()
-    assert state and not any(k.startswith('teacher.') for k in state)
-    assert any(k.startswith('student.') for k in state) and 'projector.weight' in state
-    other = build(tiny_clip_checkpoint).eval()
+    assert state and not any(k.startswith('teachers.') for k in state)
+    assert any(k.startswith('student.') for k in state) and 'projectors.0.weight' in state
+    other = build(tiny_clip_teacher).eval()
     result = other.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     inputs = model.data_preprocessor(batch())['inputs']
     torch.testing.assert_close(other(inputs, mode='loss')['loss'], model(inputs, mode='loss')['loss'])
 
 
-def test_predict_mode_gives_per_image_loss_and_metric(tiny_clip_checkpoint):
-    model = build(tiny_clip_checkpoint).eval()
+def test_predict_mode_gives_per_image_loss_and_metric(tiny_clip_teacher):
+    model = build(tiny_clip_teacher).eval()
     data = model.data_preprocessor(batch(4))
     samples = model(data['inputs'], mode='predict')
     per_image = torch.stack([s.distill_loss for s in samples])
@@ -91,26 +99,34 @@ def test_predict_mode_gives_per_image_loss_and_metric(tiny_clip_checkpoint):
     assert not any('loss' in key for key in metrics)
 
 
-def test_ablation_switches(tiny_clip_checkpoint):
-    raw = build(tiny_clip_checkpoint, target_norm=None,
+def test_ablation_switches(tiny_clip_teacher):
+    raw = build(tiny_clip_teacher, target_norm=None,
                 loss=dict(type='FeatureDistillLoss', loss_type='cosine')).eval()
     inputs = raw.data_preprocessor(batch())['inputs']
     with torch.no_grad():
-        target = raw.teacher(inputs['teacher'])
-        pred = raw.projector(raw.student.forward_features(inputs['student']))
+        target = teacher_tokens(raw, inputs['teacher'])
+        pred = raw.projectors[0](raw.student.forward_features(inputs['student']))
         expected = (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
         torch.testing.assert_close(raw(inputs, mode='loss')['loss'], expected)
     with pytest.raises(ValueError, match='target_norm'):
-        build(tiny_clip_checkpoint, target_norm='bn')
+        build(tiny_clip_teacher, target_norm='bn')
 
 
-def test_token_grid_mismatch_is_a_build_error(tiny_clip_checkpoint):
-    with pytest.raises(ValueError, match='token grids differ'):
-        build(tiny_clip_checkpoint, student=dict(patch_size=16))
+def test_teacher_of_another_patch_grid_is_resampled_to_the_students(tiny_clip_teacher):
+    """Student patch 16 (2x2 grid) under a patch-8 teacher (4x4): the target is the teacher's 2x2 block means."""
+    model = build(tiny_clip_teacher, student=dict(patch_size=16)).eval()
+    inputs = model.data_preprocessor(batch())['inputs']
+    with torch.no_grad():
+        features = model.teacher(inputs['teacher'])
+        pooled = F.avg_pool2d(features.patches, 2).flatten(2).transpose(1, 2)
+        target = F.layer_norm(torch.cat([features.cls_token[:, None], pooled], 1), (32, ))
+        pred = model.projectors[0](model.student.forward_features(inputs['student']))
+        expected = F.smooth_l1_loss(pred, target, beta=2.0)
+        torch.testing.assert_close(model(inputs, mode='loss')['loss'], expected)
 
 
-def test_optimizer_holds_student_and_projector_only(tiny_clip_checkpoint):
-    model = build(tiny_clip_checkpoint)
+def test_optimizer_holds_student_and_projector_only(tiny_clip_teacher):
+    model = build(tiny_clip_teacher)
     optim = build_optim_wrapper(model, dict(
         constructor='fdclip_mm.TrainableOptimWrapperConstructor',
         optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
@@ -119,46 +135,45 @@ def test_optimizer_holds_student_and_projector_only(tiny_clip_checkpoint):
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert in_optimizer == trainable
     assert not any(id(p) in in_optimizer for p in model.teacher.parameters())
+    assert all(id(p) in in_optimizer for p in model.projectors.parameters())
     table = model.student.rel_pos_bias.relative_position_bias_table
     group = [g for g in optim.optimizer.param_groups if any(p is table for p in g['params'])][0]
     assert group['weight_decay'] == 0.0
 
 
-def test_masked_input_loss_is_taken_on_kept_tokens(tiny_clip_checkpoint):
-    model = build(tiny_clip_checkpoint, mask_ratio=0.75).eval()
+def test_masked_input_loss_is_taken_on_kept_tokens(tiny_clip_teacher):
+    model = build(tiny_clip_teacher, mask_ratio=0.75).eval()
     inputs = model.data_preprocessor(batch())['inputs']
     torch.manual_seed(3)
     ids_keep = model.sample_kept_patches(inputs['student'])
     assert ids_keep.shape == (4, 4) and torch.equal(ids_keep, ids_keep.sort(1).values)
     with torch.no_grad():
-        target = F.layer_norm(model.teacher.forward_tokens(inputs['teacher']), (32, ))
+        target = F.layer_norm(teacher_tokens(model, inputs['teacher']), (32, ))
         kept = torch.cat([torch.zeros(4, 1, dtype=torch.long), ids_keep + 1], 1)
-        pred = model.projector(model.student.forward_features(inputs['student'], ids_keep))
+        pred = model.projectors[0](model.student.forward_features(inputs['student'], ids_keep))
         expected = F.smooth_l1_loss(pred, torch.stack([target[b, kept[b]] for b in range(4)]), beta=2.0)
         torch.manual_seed(3)
         loss = model(inputs, mode='loss')['loss']
     assert pred.shape == (4, 5, 32)
     torch.testing.assert_close(loss, expected)
     with pytest.raises(ValueError, match='mask_ratio'):
-        build(tiny_clip_checkpoint, mask_ratio=1.0)
+        build(tiny_clip_teacher, mask_ratio=1.0)
 
 
-def test_teacher_built_for_another_input_size_is_a_build_error(tmp_path):
-    path = str(tmp_path / 'dinov2.pth')
-    torch.save(dinov2_state_dict(hidden=32, layers=2, patch=14, image=28), path)
+def test_teacher_resizes_another_input_size_to_its_own(tmp_path):
+    """A 56-px student under a teacher built for 28 px: the teacher sees the crop resized to 28 (bicubic)."""
+    teacher = tiny_teacher_cfg('dinov2', str(tmp_path / 'dinov2.pth'), patch=14, image=28)
     student = dict(type='FDViT', arch=STUDENT_ARCH, img_size=56, patch_size=14)
-    with pytest.raises(ValueError, match=r'teacher \(DINOv2Teacher\) is built for \(28, 28\) inputs and the '
-                       r'student \(FDViT\) for \(56, 56\)'):
-        FeatureDistiller(student=student, teacher=dict(type='DINOv2Teacher', checkpoint=path, img_size=28, num_heads=2))
-    FeatureDistiller(student=student, teacher=dict(type='DINOv2Teacher', checkpoint=path, img_size=56, num_heads=2))
+    model = FeatureDistiller(student=student, teacher=teacher).eval()
+    images = torch.randn(2, 3, 56, 56)
+    small = F.interpolate(images, size=(28, 28), mode='bicubic', align_corners=False, antialias=True)
+    torch.testing.assert_close(model.teacher(images).patches, model.teacher(small).patches)
+    assert model.teacher(images).grid == (2, 2)
 
 
-def test_first_training_batch_warns_when_crops_differ_from_img_size(tiny_clip_checkpoint, capsys, monkeypatch):
+def test_first_training_batch_warns_when_crops_differ_from_img_size(tiny_clip_teacher, capsys):
     MMLogger.get_instance(f'crop_{id(capsys)}')  # 'current' logger, printing to the captured stdout
-    model = build(tiny_clip_checkpoint)
-    # a teacher that takes any input size (as one with interpolated positions would): targets of the batch's grid
-    monkeypatch.setattr(model, 'training_target', lambda inputs, samples: torch.zeros(
-        inputs['student'].shape[0], 1 + (inputs['student'].shape[-1] // 8) ** 2, model.teacher.embed_dims))
+    model = build(tiny_clip_teacher)
     model(model.data_preprocessor(batch(), True)['inputs'], mode='loss')
     assert 'training crops' not in capsys.readouterr().out
     model._checked_input_size = False

@@ -6,6 +6,7 @@ import torch
 from mmengine.structures import BaseDataElement
 
 from fdclip_mm.models.algorithms.teacher_target_cache import TeacherTargetCache, write_target_cache
+from fdclip_mm.models.feature_map import FeatureMap, feature_tokens
 from .test_feature_distiller import batch, build
 
 
@@ -15,8 +16,9 @@ def samples(n: int):
 
 def cache_of(model, inputs, path: str) -> str:
     with torch.no_grad():
-        tokens = model.teacher(inputs['teacher'])
-    write_target_cache(path, [s.img_path for s in samples(tokens.shape[0])], tokens, meta=dict(source='test'))
+        features = model.teacher(inputs['teacher'])
+    write_target_cache(path, [s.img_path for s in samples(features.patches.shape[0])], features,
+                       meta=dict(source='test'))
     return path
 
 
@@ -50,16 +52,16 @@ def test_cache_lookup_errors_name_the_image_and_file(tiny_clip_checkpoint, tmp_p
     with pytest.raises(ValueError, match=r'teacher target cache: \S*text.pth is not a PyTorch checkpoint.*cache_teacher_targets.py'):
         TeacherTargetCache(str(tmp_path / 'text.pth'))
     wrong = str(tmp_path / 'wrong.pth')
-    write_target_cache(wrong, ['a.png'], torch.zeros(1, 5, 32), meta={})
-    with pytest.raises(ValueError, match=r'wrong.pth holds tokens of shape \(5, 32\) per image; this student and '
-                       r'teacher need \(17, 32\)'):
+    write_target_cache(wrong, ['a.png'], FeatureMap(torch.zeros(1, 16, 2, 2)), meta={})
+    assert TeacherTargetCache(wrong).token_shape == (4, 16) and not TeacherTargetCache(wrong).with_cls
+    with pytest.raises(ValueError, match=r'wrong.pth holds 16-channel tokens; this teacher gives 32'):
         build(tiny_clip_checkpoint, target_cache=wrong)
     with pytest.raises(ValueError, match='img_path'):
         build(tiny_clip_checkpoint, target_cache=path)(inputs, None, mode='loss')
 
 
-def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny_clip_checkpoint, image_folder,
-                                                                           tmp_path):
+def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny_clip_checkpoint, tiny_clip_teacher,
+                                                                           image_folder, tmp_path):
     from mmengine.config import Config
     import importlib.util
     repo = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
@@ -74,7 +76,7 @@ def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny
         model=dict(type='fdclip_mm.FeatureDistiller',
                    student=dict(type='FDViT', arch=dict(embed_dims=48, num_layers=2, num_heads=2,
                                                         feedforward_channels=96), img_size=32, patch_size=8),
-                   teacher=dict(type='CLIPTeacher', checkpoint=tiny_clip_checkpoint, num_heads=2)),
+                   teacher=tiny_clip_teacher),
         train_dataloader=dict(batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True),
                               dataset=dict(type='CustomDataset', data_root=image_folder, with_label=False,
                                            pipeline=pipeline)),
@@ -82,7 +84,7 @@ def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny
     out = str(tmp_path / 'targets.pth')
     assert tool.main([str(config), '--out', out, '--batch-size', '2']) == 0
     cache = TeacherTargetCache(out)
-    assert cache.meta['teacher_type'] == 'CLIPTeacher'
+    assert cache.meta['teacher_type'] == 'fdclip_mm.BackboneTeacher'
     model = build(tiny_clip_checkpoint).eval()
     from mmengine.registry import DATASETS, DefaultScope, init_default_scope
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -91,7 +93,7 @@ def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny
     item = dataset[2]
     data = model.data_preprocessor(dict(inputs=[item['inputs']], data_samples=[item['data_samples']]))
     with torch.no_grad():
-        expected = model.teacher(data['inputs']['teacher'])
+        expected = feature_tokens(model.teacher(data['inputs']['teacher']), with_cls=True)
     torch.testing.assert_close(cache.lookup([item['data_samples'].img_path]), expected, rtol=1e-3, atol=2e-3)
     assert tool.main([str(config), '--out', out]) == 1  # kept unless --overwrite
     random_pipeline = [pipeline[0], dict(type='RandomResizedCrop', scale=32, backend='pillow'), pipeline[2]]

@@ -9,12 +9,15 @@ from typing import Dict
 
 import pytest
 import torch
+from mmpretrain.models.utils import QuickGELU
 from torch import nn
 
 from fdclip_mm.checkpoint_file import CheckpointFileError
+from fdclip_mm.models.feature_map import feature_tokens
+from fdclip_mm.models.teachers import teacher_config
 from fdclip_mm.models.teachers.clip_checkpoint import (is_torchscript_archive, load_clip_visual_state_dict,
                                                         read_torchscript_tensors)
-from fdclip_mm.models.teachers.clip_teacher import CLIPTeacher, QuickGELU
+from fdclip_mm.registry import MODELS
 
 WIDTH, LAYERS, PATCH, RES, HEADS = 64, 2, 16, 32, 4
 REPO = Path(__file__).resolve().parents[3]
@@ -155,11 +158,12 @@ def test_reads_scripted_archive(tmp_path, openai_model):
 
 
 def test_teacher_from_archive_matches_openai_model(traced_archive, openai_model):
-    teacher = CLIPTeacher(traced_archive, num_heads=HEADS)
+    arch = dict(embed_dims=WIDTH, num_layers=LAYERS, num_heads=HEADS, feedforward_channels=4 * WIDTH)
+    teacher = MODELS.build(teacher_config('clip', traced_archive, arch=arch, patch_size=PATCH, img_size=RES))
     x = torch.randn(2, 3, RES, RES)
     with torch.no_grad():
         expected = openai_model.visual(x)
-    torch.testing.assert_close(teacher(x), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(feature_tokens(teacher(x), with_cls=True), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize('wrap',

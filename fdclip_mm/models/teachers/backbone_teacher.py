@@ -1,0 +1,152 @@
+"""The frozen teacher: any mmpretrain backbone plus the reader of its authors' checkpoint."""
+from contextlib import nullcontext
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from fdclip_mm.checkpoint_file import load_state_dict_exactly
+from fdclip_mm.precision import AUTO, resolve_bf16
+from fdclip_mm.registry import MODELS
+from ..builder import build_model
+from ..feature_map import FeatureMap, backbone_features, output_channels, token_grid
+from .attention_probabilities import layer_attention_maps
+from .checkpoint_readers import read_teacher_checkpoint
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+CLIP_MEAN = (0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255)
+CLIP_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
+_DTYPES = {None: None, 'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+#: Buffers the backbone computes from its config (window indices, masks): not read from a checkpoint.
+COMPUTED_BUFFERS = ('relative_position_index', 'relative_coords_table', 'attn_mask')
+
+
+@MODELS.register_module()
+class BackboneTeacher(BaseModule):
+    """A frozen mmpretrain backbone whose chosen output is the distillation target.
+
+    The backbone is built from ``backbone`` (``VisionTransformer`` in CLIP, DINOv2, MAE / DINO / DeiT form,
+    ``SwinTransformer``, ``ConvNeXt``, ``ResNet`` ...) and loaded exactly (no missing, unexpected or misshapen
+    tensor) from ``checkpoint`` through ``reader`` (see :mod:`.checkpoint_readers`). What it distils is that
+    backbone's single output: a ViT's tokens after its final norm (``out_type='raw'``, ``final_norm=True``,
+    ``out_indices=-1`` or another layer), a Swin / ConvNeXt stage after its norm, a ResNet stage.
+
+    The teacher never trains (as open_clip's locked towers): parameters do not require grad, ``train()`` keeps
+    it in eval mode, ``forward`` runs without a graph, and the distiller leaves it out of every checkpoint.
+
+    Args:
+        backbone: mmpretrain backbone config, e.g. ``dict(type='mmpretrain.VisionTransformer', arch='b', ...)``.
+        checkpoint: The authors' file (never downloaded).
+        reader: Name of the reader that maps ``checkpoint`` into the backbone's keys: ``'clip'``,
+            ``'timm_vit'``, ``'dinov2'``, ``'esvit_swin'`` or ``'mmpretrain'``.
+        mean: Per-channel input mean on the 0-255 scale (RGB); ImageNet's by default.
+        std: Per-channel input std on the 0-255 scale (RGB).
+        img_size: Input size (int or (h, w)) the teacher sees: an image of another size is resized to it
+            (bicubic, antialiased), as the official code does for its L/14 teacher under a 256-pixel student.
+            A backbone config without ``img_size`` is built for it (a ViT's position embedding is resized
+            once, at build time). None: the backbone config's ``img_size`` if it sets one, else the images as
+            they come.
+        dtype: ``'auto'`` (default): ``'bfloat16'`` where the device runs bf16 natively (CUDA with bf16, a CPU
+            with AVX512-BF16 or AMX), None elsewhere (see :mod:`fdclip_mm.precision`). ``'bfloat16'`` /
+            ``'float16'`` hold the weights in that type and run without autocast; ``'float32'`` holds and runs
+            fp32 even under autocast; None keeps fp32 weights and follows the caller's autocast.
+        init_cfg: Unused: the weights come from ``checkpoint``.
+
+    Attributes:
+        embed_dims: Channels of the target.
+        patch_size: Patch stride of a ViT backbone (None for hierarchical ones).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 checkpoint: str,
+                 reader: str = 'mmpretrain',
+                 mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD,
+                 img_size: Optional[Union[int, Sequence[int]]] = None,
+                 dtype: Optional[str] = AUTO,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if dtype not in _DTYPES and dtype != AUTO:
+            raise ValueError(f'teacher dtype must be one of {[AUTO, *_DTYPES]}, got {dtype!r}')
+        self.compute_dtype = _DTYPES[resolve_bf16(dtype, 'teacher dtype')]
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        backbone = dict(backbone)
+        if img_size is None:
+            img_size = backbone.get('img_size')
+        elif 'img_size' not in backbone:
+            backbone['img_size'] = img_size
+        self.img_size = None if img_size is None else _pair(img_size)
+        self.checkpoint = checkpoint
+        self.reader = reader
+        self.backbone = build_model(backbone, scope='mmpretrain')
+        self.embed_dims = output_channels(self.backbone)
+        projection = getattr(getattr(self.backbone, 'patch_embed', None), 'projection', None)
+        self.patch_size = projection.stride[0] if hasattr(self.backbone, 'layers') and projection else None
+        self._load(read_teacher_checkpoint(reader, checkpoint))
+        if self.compute_dtype is not None:
+            self.to(self.compute_dtype)
+        for param in self.parameters():
+            param.requires_grad_(False)
+        self.train(False)
+
+    def _load(self, state_dict: dict) -> None:
+        own = self.backbone.state_dict()
+        state_dict = dict(state_dict)
+        for key in own:
+            if key.endswith(COMPUTED_BUFFERS) and key not in state_dict:
+                state_dict[key] = own[key]
+        load_state_dict_exactly(
+            self.backbone, state_dict, self.checkpoint,
+            hint=f"check that the teacher's backbone config matches the file and that reader={self.reader!r} "
+            'is the one for its family')
+
+    def train(self, mode: bool = True) -> 'BackboneTeacher':
+        """Stays in eval mode whatever ``mode`` asks: a teacher has no training behaviour."""
+        return super().train(False)
+
+    def init_weights(self) -> None:
+        """Weights come from the teacher's checkpoint at build time; the Runner must not re-initialise them."""
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if self.img_size is not None and tuple(x.shape[-2:]) != self.img_size:
+            x = F.interpolate(x.float(), size=self.img_size, mode='bicubic', align_corners=False, antialias=True)
+        return x if self.compute_dtype is None else x.to(self.compute_dtype)
+
+    def _precision(self, x: torch.Tensor):
+        return nullcontext() if self.compute_dtype is None else torch.autocast(x.device.type, enabled=False)
+
+    def output_grid(self, img_size: Sequence[int]) -> Optional[Tuple[int, int]]:
+        """Patch grid of the target for ``img_size`` inputs when the backbone is a ViT, else None."""
+        if self.patch_size is None:
+            return None
+        return token_grid(self.backbone, self.img_size or tuple(img_size))
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> FeatureMap:
+        """Target features (float32) of ``x``, normalised with this teacher's ``mean`` / ``std``."""
+        with self._precision(x):
+            x = self._prepare(x)
+            features = backbone_features(self.backbone, self.backbone(x), x.shape[-2:])
+        return FeatureMap(*(None if t is None else t.float() for t in features))
+
+    @torch.no_grad()
+    def forward_attention(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Per-layer attention probabilities (B, heads, T, T), float32, class token first (ViT backbones)."""
+        with self._precision(x):
+            return layer_attention_maps(self.backbone, self._prepare(x))
+
+    def extra_repr(self) -> str:
+        return f'checkpoint={self.checkpoint!r}, reader={self.reader!r}, img_size={self.img_size}'
+
+
+def _pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    size = tuple(int(s) for s in size)
+    if len(size) != 2:
+        raise ValueError(f'img_size must be an int or (h, w), got {size}')
+    return size

@@ -1,0 +1,97 @@
+"""Readers that map each teacher family's published file into its mmpretrain backbone's keys.
+
+A reader takes the file's path and returns a state dict for the backbone :class:`BackboneTeacher` wraps; the
+teacher loads it exactly (every key used, none missing). Position embeddings stay at the file's grid: the
+backbone's own load hook resizes them (bicubic) to its ``img_size``, once, at build time.
+
+========================  ==================================================  =================================
+reader                    files                                               backbone
+========================  ==================================================  =================================
+``'clip'``                OpenAI TorchScript archives (read without running   ``VisionTransformer``, CLIP form
+                          pickled code), open_clip / OpenAI state dicts
+``'timm_vit'``            MAE, DINO, DeiT releases (timm layout)              ``VisionTransformer``
+``'dinov2'``              Hugging Face ``Dinov2Model`` weights (``.pth``) or  ``VisionTransformer``, ``dinov2-*``
+                          its ONNX export (the demo's teacher)
+``'esvit_swin'``          EsViT's ``checkpoint_best.pth`` (Swin, authors'     ``SwinTransformer``
+                          layout, under ``'teacher'``/``'student'``)
+``'mmpretrain'``          an mmpretrain checkpoint (``backbone.`` keys)       any
+========================  ==================================================  =================================
+"""
+from typing import Callable, Dict
+
+import torch
+
+from fdclip_mm.checkpoint_file import read_checkpoint, read_state_dict
+from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
+from fdclip_mm.converters.dinov2_onnx import load_dinov2_checkpoint
+from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict, native_grid
+from fdclip_mm.converters.swin_to_mmpretrain import swin_to_mmpretrain_state_dict
+from fdclip_mm.converters.timm_to_vit import read_timm_vit_state_dict, timm_to_vit_state_dict
+from .clip_checkpoint import load_clip_visual_state_dict
+
+Tensors = Dict[str, torch.Tensor]
+
+#: Where EsViT's training checkpoints keep the backbone, in the order tried: the EMA teacher, then the student
+#: (the official FD code reads ``'student'``; both are the same architecture).
+ESVIT_KEYS = ('teacher', 'student')
+_ESVIT_PREFIXES = ('module.', 'backbone.')
+_ESVIT_HEADS = ('head.', 'head_dense.')
+
+
+def read_clip(path: str) -> Tensors:
+    """A CLIP image tower (OpenAI archive or open_clip / OpenAI state dict) up to ``ln_post``."""
+    return clip_to_vit_state_dict(load_clip_visual_state_dict(path), final_norm=True, head_norm=False)
+
+
+def read_timm_vit(path: str) -> Tensors:
+    """An MAE / DINO / DeiT ViT file in timm's layout, up to its final norm."""
+    return timm_to_vit_state_dict(read_timm_vit_state_dict(path), source=path)
+
+
+def read_dinov2(path: str) -> Tensors:
+    """DINOv2 weights in Hugging Face names (``.pth``) or its ONNX export, up to ``layernorm``."""
+    weights = load_dinov2_checkpoint(path)
+    return dinov2_to_vit_state_dict(weights, grid=native_grid(weights), final_norm=True, head_norm=False)
+
+
+def read_esvit_swin(path: str) -> Tensors:
+    """EsViT's Swin backbone (its projection heads dropped) in mmpretrain ``SwinTransformer`` keys.
+
+    Raises:
+        ValueError: The file has none of :data:`ESVIT_KEYS` and is no bare state dict.
+    """
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{path} holds a {type(ckpt).__name__}, not an EsViT checkpoint')
+    state = next((ckpt[key] for key in ESVIT_KEYS if isinstance(ckpt.get(key), dict)), ckpt)
+    backbone = {}
+    for key, value in state.items():
+        for prefix in _ESVIT_PREFIXES:
+            key = key[len(prefix):] if key.startswith(prefix) else key
+        if isinstance(value, torch.Tensor) and not key.startswith(_ESVIT_HEADS):
+            backbone[key] = value
+    return swin_to_mmpretrain_state_dict(backbone, source=path)
+
+
+def read_mmpretrain(path: str) -> Tensors:
+    """The ``backbone.`` tensors of an mmpretrain checkpoint (or a bare backbone state dict)."""
+    state = read_state_dict(path)
+    if any(key.startswith('backbone.') for key in state):
+        return read_state_dict(path, prefix='backbone.')
+    return state
+
+
+READERS: Dict[str, Callable[[str], Tensors]] = {
+    'clip': read_clip,
+    'timm_vit': read_timm_vit,
+    'dinov2': read_dinov2,
+    'esvit_swin': read_esvit_swin,
+    'mmpretrain': read_mmpretrain,
+}
+
+
+def read_teacher_checkpoint(reader: str, path: str) -> Tensors:
+    """``READERS[reader](path)``; an unknown reader name is refused with the list of known ones."""
+    if reader not in READERS:
+        raise KeyError(f'unknown teacher checkpoint reader {reader!r}; choose one of {sorted(READERS)}')
+    return READERS[reader](path)
