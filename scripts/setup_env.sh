@@ -52,7 +52,8 @@ if ! "$venv/bin/python" -c "import mmcv, mmcv._ext, sys; sys.exit(mmcv.__version
     (cd "$work/mmcv-$mmcv_version" &&
       export MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} \
         CFLAGS="-O3 -g0 -DNDEBUG -fwrapv -Wno-sign-compare" &&
-      pip_quiet wheel -q --no-deps --no-build-isolation -w "$work/dist" . &&
+      { pip_quiet wheel -q --no-deps --no-build-isolation -w "$work/dist" . >"$work/build.log" 2>&1 ||
+        { tail -n 60 "$work/build.log"; echo "[setup] mmcv build failed (last 60 lines above)"; exit 1; }; } &&
       mv "$work"/dist/mmcv-*.whl "$wheel_dir"/)
   fi
   echo "[setup] installing mmcv from $wheel_dir"

@@ -76,6 +76,7 @@ class Reproduction:
         self.work_dir = osp.abspath(args.work_dir)
         self.data_root = osp.abspath(args.data_root)
         self.teacher = osp.abspath(args.teacher)
+        self._teacher_arch: Optional[dict] = None
         self.timings_path = osp.join(self.work_dir, 'timings.json')
         self.timings: Dict[str, float] = {}
         if osp.isfile(self.timings_path):
@@ -123,13 +124,24 @@ class Reproduction:
         return options
 
     def teacher_arch(self) -> dict:
-        from fdclip_mm.converters.dinov2_onnx import check_dinov2_state_dict, load_dinov2_checkpoint
-        arch = check_dinov2_state_dict(load_dinov2_checkpoint(self.teacher), source=self.teacher)
-        return dict(embed_dims=arch.embed_dims, num_layers=arch.depth, num_heads=max(1, arch.embed_dims // 64),
-                    feedforward_channels=arch.mlp_dims)
+        """The ViT arch of the ``--teacher`` file (ViT-S for the real DINOv2; tests give a smaller one)."""
+        if self._teacher_arch is None:
+            from fdclip_mm.converters.dinov2_onnx import check_dinov2_state_dict, load_dinov2_checkpoint
+            arch = check_dinov2_state_dict(load_dinov2_checkpoint(self.teacher), source=self.teacher)
+            self._teacher_arch = dict(embed_dims=arch.embed_dims, num_layers=arch.depth,
+                                      num_heads=max(1, arch.embed_dims // 64), feedforward_channels=arch.mlp_dims)
+        return self._teacher_arch
+
+    def arch_options(self, backbone: str) -> List[str]:
+        """``--cfg-options`` that give the backbone at ``backbone`` (a config key) the teacher's arch."""
+        return [f'{backbone}.arch.{key}={value}' for key, value in self.teacher_arch().items()]
+
+    def teacher_options(self) -> List[str]:
+        """The FD configs' teacher: the ``--teacher`` file and its arch."""
+        return [f'model.teacher.checkpoint={self.teacher}', *self.arch_options('model.teacher.backbone')]
 
     def distill_options(self) -> List[str]:
-        options = self.data_options() + [f'model.teacher.checkpoint={self.teacher}',
+        options = self.data_options() + [*self.teacher_options(),
                                          f'model.target_cache={self.path("teacher_targets.pth")}']
         if self.args.quick:
             options += ['train_dataloader.dataset.indices=256', f'train_cfg.max_epochs={self.distill_epochs}',
@@ -194,7 +206,7 @@ class Reproduction:
     def frozen(self) -> None:
         fd = self.checkpoint_of(self.path('distill', 'main'))
         limit = ['--num-train', '128', '--num-test', '200'] if self.args.quick else []
-        common = [f'model.teacher.checkpoint={self.teacher}']
+        common = self.teacher_options()
         self.run_stage('frozen features', self.path('frozen', 'frozen_features.json'), [
             'tools/analysis/frozen_features.py', '--data-prefix', osp.join(self.data_root, 'images'),
             '--train-ann', osp.join(self.data_root, 'meta', 'labelled_1k.txt'),
@@ -206,7 +218,7 @@ class Reproduction:
 
     def analysis(self) -> None:
         fd = self.checkpoint_of(self.path('distill', 'main'))
-        common = [f'model.teacher.checkpoint={self.teacher}']
+        common = self.teacher_options()
         models = [
             ['--model', 'DINOv2 teacher', FD_CONFIG, 'part=teacher', *common],
             ['--model', 'FD student', FD_CONFIG, fd, 'part=student', *common],
@@ -237,13 +249,9 @@ class Reproduction:
         if 'main' in stages:
             fd_weights = self.distill('main')
             teacher_weights = self.teacher_weights()
-            arch = self.teacher_arch()
             teacher_options = [f'model.backbone.init_cfg.checkpoint={teacher_weights}',
-                               'model.backbone.arch.embed_dims={embed_dims}'.format(**arch),
-                               'model.backbone.arch.num_layers={num_layers}'.format(**arch),
-                               'model.backbone.arch.num_heads={num_heads}'.format(**arch),
-                               'model.backbone.arch.feedforward_channels={feedforward_channels}'.format(**arch),
-                               f'model.head.in_channels={arch["embed_dims"]}']
+                               *self.arch_options('model.backbone'),
+                               f'model.head.in_channels={self.teacher_arch()["embed_dims"]}']
             for seed in self.seeds:
                 self.finetune('scratch', seed, FT_CONFIG, ['model.backbone.init_cfg=None'])
                 self.finetune('fd', seed, FT_CONFIG, [f'model.backbone.init_cfg.checkpoint={fd_weights}'])

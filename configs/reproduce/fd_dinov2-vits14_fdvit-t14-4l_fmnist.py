@@ -26,10 +26,12 @@ model = dict(
     ),
     # DINOv2 ViT-S/14 (Hugging Face weights) as mmpretrain's VisionTransformer 'dinov2-s' (layer scale, LN eps
     # 1e-6), its position embedding resized once to img_size; target: every token after the final layernorm.
+    # The arch is spelt out so that tools/reproduce.py can set it to another DINOv2 file's size.
     teacher=dict(
         type='BackboneTeacher',
-        backbone=dict(type='mmpretrain.VisionTransformer', arch='dinov2-s', patch_size=14,
-                      layer_scale_init_value=1e-5, final_norm=True, out_type='raw'),
+        backbone=dict(type='mmpretrain.VisionTransformer',
+                      arch=dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
+                      patch_size=14, layer_scale_init_value=1e-5, final_norm=True, out_type='raw'),
         checkpoint='data/demo/weights/dinov2_vits14.pth',
         reader='dinov2',
         img_size=img_size,

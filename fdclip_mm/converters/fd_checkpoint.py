@@ -8,6 +8,10 @@ import torch
 from fdclip_mm.checkpoint_file import read_state_dict
 
 STUDENT_PREFIX = 'student.'
+#: Key prefix of a dense-task backbone file (``out_indices`` given): an mmpretrain classifier's layout, the one
+#: mmdet's ``SwinTransformer`` reads (it keeps ``backbone.`` keys only), mmseg's accepts, and mmpretrain's
+#: ``ConvNeXt`` reads with ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+DENSE_PREFIX = 'backbone.'
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -61,12 +65,19 @@ def add_output_norms(backbone: Dict[str, torch.Tensor], out_indices: Sequence[in
 def convert_fd_checkpoint(src: str, dst: str, out_indices: Sequence[int] = ()) -> Dict[str, torch.Tensor]:
     """Writes the student backbone of distillation checkpoint ``src`` to ``dst`` (``{'state_dict': ...}``).
 
-    ``src`` may also be a work dir (its last checkpoint is used). ``out_indices`` (Swin / ConvNeXt students)
-    adds the output norms of those stages (:func:`add_output_norms`). The file is written next to ``dst``
-    first and renamed, so an interrupted run leaves no partial file.
+    ``src`` may also be a work dir (its last checkpoint is used). Without ``out_indices`` the keys are the
+    backbone's own (what ``FDViT``'s and mmengine's ``Pretrained`` init read). ``out_indices`` (Swin / ConvNeXt
+    students for mmdet / mmseg) adds the output norms of those stages (:func:`add_output_norms`) and writes the
+    keys under :data:`DENSE_PREFIX`. The file is written next to ``dst`` first and renamed, so an interrupted
+    run leaves no partial file.
+
+    Returns:
+        The tensors written, under the keys written.
     """
     src = resolve_checkpoint(src)
-    student = add_output_norms(extract_student(read_state_dict(src), src), out_indices)
+    student = extract_student(read_state_dict(src), src)
+    if out_indices:
+        student = {DENSE_PREFIX + k: v for k, v in add_output_norms(student, out_indices).items()}
     save_state_dict(student, dst, dict(converted_from=osp.basename(src), out_indices=list(out_indices)))
     return student
 

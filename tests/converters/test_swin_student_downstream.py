@@ -1,6 +1,7 @@
 """A distilled Swin student loads into mmdet's and mmseg's own SwinTransformer and fine-tunes with layer decay."""
 import pytest
 import torch
+from mmengine.config import ConfigDict
 from mmengine.optim import build_optim_wrapper
 from torch import nn
 
@@ -28,11 +29,13 @@ def test_student_loads_into_the_dense_libraries_swin_without_missing_keys(librar
         from mmdet.models.backbones import SwinTransformer
     else:
         from mmseg.models.backbones import SwinTransformer
+    dst = str(tmp_path / 'swin.pth')
+    state = convert_fd_checkpoint(path, dst, out_indices=(0, 1, 2, 3))
+    assert all(key.startswith('backbone.') for key in state)  # the only keys mmdet's Swin reads
     backbone = SwinTransformer(embed_dims=16, depths=SWIN['depths'], num_heads=SWIN['num_heads'], window_size=2,
-                               out_indices=(0, 1, 2, 3))
-    state = convert_fd_checkpoint(path, str(tmp_path / 'swin.pth'), out_indices=(0, 1, 2, 3))
-    result = backbone.load_state_dict(state, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
+                               out_indices=(0, 1, 2, 3), init_cfg=ConfigDict(type='Pretrained', checkpoint=dst))
+    backbone.init_weights()  # the library's own loading path, as its configs use it
+    assert set(backbone.state_dict()) == {key[len('backbone.'):] for key in state}  # no missing / unexpected key
     for key, value in model.student.state_dict().items():
         torch.testing.assert_close(backbone.state_dict()[key], value)
     assert torch.equal(backbone.norm0.weight, torch.ones(16))
@@ -46,9 +49,12 @@ def test_dense_swin_fine_tunes_with_the_layer_decay_constructor(swin_student_che
     from mmdet.models.backbones import SwinTransformer
     path, _ = swin_student_checkpoint
     model = nn.Module()
+    dst = str(tmp_path / 'swin.pth')
+    convert_fd_checkpoint(path, dst, out_indices=(0, 1, 2, 3))
     model.backbone = SwinTransformer(embed_dims=16, depths=SWIN['depths'], num_heads=SWIN['num_heads'],
-                                     window_size=2, out_indices=(0, 1, 2, 3))
-    model.backbone.load_state_dict(convert_fd_checkpoint(path, str(tmp_path / 'swin.pth'), out_indices=(0, 1, 2, 3)))
+                                     window_size=2, out_indices=(0, 1, 2, 3),
+                                     init_cfg=ConfigDict(type='Pretrained', checkpoint=dst))
+    model.backbone.init_weights()
     model.head = nn.Linear(128, 2)
     optim = build_optim_wrapper(model, dict(
         constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
@@ -65,3 +71,32 @@ def test_dense_swin_fine_tunes_with_the_layer_decay_constructor(swin_student_che
     before = model.backbone.patch_embed.projection.weight.detach().clone()
     optim.step()
     assert not torch.equal(before, model.backbone.patch_embed.projection.weight)
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_convnext_student_loads_into_the_backbone_dense_configs_name(scope, tmp_path):
+    """mmdet and mmseg have no ConvNeXt of their own: their configs name ``mmpretrain.ConvNeXt`` and read an
+    mmpretrain checkpoint with ``prefix='backbone.'``, which is what the converter writes."""
+    from mmengine.registry import MODELS, init_default_scope
+    arch = dict(depths=[1, 1, 1, 1], channels=[8, 16, 32, 64])
+    teacher = tiny_teacher_cfg('clip', str(tmp_path / 'clip.pth'), patch=16, image=64)
+    model = FeatureDistiller(student=dict(type='mmpretrain.ConvNeXt', arch=arch, out_indices=(3, ),
+                                          gap_before_final_norm=False), teacher=teacher)
+    src = str(tmp_path / 'epoch_1.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), src)
+    dst = str(tmp_path / 'convnext.pth')
+    state = convert_fd_checkpoint(src, dst, out_indices=(0, 1, 2, 3))
+    init_default_scope(scope)
+    backbone = MODELS.build(dict(type='mmpretrain.ConvNeXt', arch=arch, out_indices=(0, 1, 2, 3),
+                                 gap_before_final_norm=False,
+                                 init_cfg=dict(type='Pretrained', checkpoint=dst, prefix='backbone.')))
+    backbone.init_weights()
+    own = backbone.state_dict()
+    assert set(own) == {key[len('backbone.'):] for key in state}
+    for key, value in model.student.state_dict().items():
+        torch.testing.assert_close(own[key], value, rtol=0, atol=0)
+    assert torch.equal(own['norm0.weight'], torch.ones(8)) and torch.equal(own['norm2.bias'], torch.zeros(32))
+    images = torch.randn(1, 3, 64, 64)
+    backbone.eval()  # mmpretrain's ConvNeXt.train() returns None
+    model.student.eval()
+    torch.testing.assert_close(backbone(images)[3], model.student(images)[0])

@@ -4,7 +4,8 @@ The output holds ``{'state_dict': <student weights>}`` (teachers and projectors 
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` of an ``FDViT`` or through ``load_checkpoint``; a shared
 RPB table is expanded into per-layer tables, and tables and position embeddings are resized, when the
 downstream backbone loads it. A Swin or ConvNeXt student loads into the mmdet / mmseg backbone of the same name
-(``SwinTransformer``: their own class, no missing key) once ``--out-indices`` adds the stage norms it lacks.
+(``SwinTransformer``: their own class, no missing key) once ``--out-indices`` adds the stage norms it lacks;
+the keys are then written under ``backbone.`` (mmdet's Swin reads nothing else; mmseg's takes it too).
 
 Example:
     python tools/model_converters/fd_to_backbone.py work_dirs/fd/epoch_300.pth fd_vit-b16_backbone.pth
@@ -26,7 +27,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('src', help='checkpoint written by a FeatureDistiller run, or its work dir (last checkpoint)')
     parser.add_argument('dst', help='where to write the student backbone checkpoint')
     parser.add_argument('--out-indices', type=int, nargs='+', default=[],
-                        help='Swin / ConvNeXt students: the stages a dense-task backbone outputs (adds their norms)')
+                        help='Swin / ConvNeXt students for mmdet / mmseg: the stages the dense backbone outputs (adds their '
+                             'norms, writes backbone.* keys)')
     return parse_converter_args(parser)
 
 

@@ -133,6 +133,7 @@ class FeatureDistiller(BaseModel):
         self.target_cache = TeacherTargetCache(target_cache) if target_cache else None
         self._check_target_cache()
         self._register_state_dict_hook(_drop_teacher_keys)
+        self._register_load_state_dict_pre_hook(_rename_single_projector)
         self.register_load_state_dict_post_hook(_ignore_missing_teacher_keys)
 
     @property
@@ -354,6 +355,12 @@ def _iteration_name() -> str:
 def _drop_teacher_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
     for key in [k for k in state_dict if k.startswith(prefix + 'teachers.')]:
         del state_dict[key]
+
+
+def _rename_single_projector(state_dict: dict, prefix: str, *args) -> None:
+    """Checkpoints of one-teacher distillers from before ``teachers=[...]`` name their projector ``projector``."""
+    for key in [k for k in state_dict if k.startswith(prefix + 'projector.')]:
+        state_dict[prefix + 'projectors.0.' + key[len(prefix + 'projector.'):]] = state_dict.pop(key)
 
 
 def _ignore_missing_teacher_keys(module: nn.Module, incompatible_keys) -> None:

@@ -82,6 +82,13 @@ def test_teacher_is_not_in_checkpoints_and_round_trips(tiny_clip_teacher):
     assert not result.missing_keys and not result.unexpected_keys
     inputs = model.data_preprocessor(batch())['inputs']
     torch.testing.assert_close(other(inputs, mode='loss')['loss'], model(inputs, mode='loss')['loss'])
+    # a checkpoint of the one-teacher distiller before teachers=[...] named its projector 'projector'
+    earlier = {key.replace('projectors.0.', 'projector.'): value for key, value in state.items()}
+    assert 'projector.weight' in earlier
+    third = build(tiny_clip_teacher).eval()
+    result = third.load_state_dict(earlier, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    torch.testing.assert_close(third.projectors[0].weight, model.projectors[0].weight)
 
 
 def test_predict_mode_gives_per_image_loss_and_metric(tiny_clip_teacher):

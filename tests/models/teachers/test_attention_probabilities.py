@@ -19,6 +19,23 @@ def test_probabilities_reproduce_the_modules_output():
     torch.testing.assert_close(out, attn(x), atol=1e-5, rtol=1e-5)  # the module's own (fused) computation
 
 
+@pytest.mark.parametrize('heads, qkv_bias', [(1, True), (4, False)])
+def test_probabilities_equal_the_explicit_softmax(heads, qkv_bias):
+    torch.manual_seed(1)
+    attn = MultiheadAttention(embed_dims=32, num_heads=heads, qkv_bias=qkv_bias).eval()
+    x = torch.randn(3, 7, 32)
+    weight = attn.qkv.weight
+    bias = attn.qkv.bias if qkv_bias else torch.zeros(96)
+    d = 32 // heads
+    q = (x @ weight[:32].T + bias[:32]).reshape(3, 7, heads, d).transpose(1, 2)
+    k = (x @ weight[32:64].T + bias[32:64]).reshape(3, 7, heads, d).transpose(1, 2)
+    expected = torch.softmax(q @ k.transpose(-2, -1) / d**0.5, dim=-1)
+    probs = attention_probabilities(attn, x)
+    torch.testing.assert_close(probs, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3, heads, 7))
+    assert attention_probabilities(attn.bfloat16(), x.bfloat16()).dtype == torch.float32
+
+
 def test_one_map_per_layer_and_errors():
     vit = VisionTransformer(arch=dict(embed_dims=16, num_layers=3, num_heads=2, feedforward_channels=32),
                             img_size=16, patch_size=8, out_type='raw')

@@ -118,6 +118,52 @@ def test_dinov2_reader_matches_transformers(tmp_path, img_size):
     torch.testing.assert_close(tokens_of(cfg, x), expected, rtol=0, atol=1e-5)
 
 
+def hand_written_dinov2(sd: dict, x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """DINOv2 forward written out from the state-dict tensors (explicit softmax attention, erf GELU)."""
+    patch = sd['embeddings.patch_embeddings.projection.weight'].shape[-1]
+    x = F.conv2d(x, sd['embeddings.patch_embeddings.projection.weight'],
+                 sd['embeddings.patch_embeddings.projection.bias'], stride=patch)
+    grid = x.shape[-2:]
+    x = torch.cat([sd['embeddings.cls_token'].expand(x.shape[0], -1, -1), x.flatten(2).transpose(1, 2)], 1)
+    pos = sd['embeddings.position_embeddings']
+    side, dims = int((pos.shape[1] - 1)**0.5), pos.shape[-1]
+    patch_pos = pos[:, 1:].reshape(1, side, side, dims).permute(0, 3, 1, 2)
+    patch_pos = F.interpolate(patch_pos, size=tuple(grid), mode='bicubic', align_corners=False)
+    x = x + torch.cat([pos[:, :1], patch_pos.flatten(2).transpose(1, 2)], 1)
+    layers = 1 + max(int(key.split('.')[2]) for key in sd if key.startswith('encoder.layer.'))
+    for i in range(layers):
+        p = f'encoder.layer.{i}.'
+
+        def linear(name, h):
+            return h @ sd[p + name + '.weight'].T + sd[p + name + '.bias']
+
+        h = F.layer_norm(x, (dims, ), sd[p + 'norm1.weight'], sd[p + 'norm1.bias'], eps=1e-6)
+        q, k, v = (linear(f'attention.attention.{n}', h).unflatten(-1, (num_heads, -1)).transpose(1, 2)
+                   for n in ('query', 'key', 'value'))
+        attn = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1]**0.5, dim=-1)
+        h = linear('attention.output.dense', (attn @ v).transpose(1, 2).flatten(2))
+        x = x + h * sd[p + 'layer_scale1.lambda1']
+        h = F.layer_norm(x, (dims, ), sd[p + 'norm2.weight'], sd[p + 'norm2.bias'], eps=1e-6)
+        h = linear('mlp.fc1', h)
+        h = linear('mlp.fc2', 0.5 * h * (1 + torch.erf(h / 2**0.5)))
+        x = x + h * sd[p + 'layer_scale2.lambda1']
+    return F.layer_norm(x, (dims, ), sd['layernorm.weight'], sd['layernorm.bias'], eps=1e-6)
+
+
+@pytest.mark.parametrize('img_size', [28, 42, 56, (28, 56)])
+def test_dinov2_reader_matches_the_hand_written_forward(tmp_path, img_size):
+    from ...conftest import dinov2_state_dict
+    weights = dinov2_state_dict(hidden=64, layers=2, patch=14, image=56)  # 4x4 position grid in the file
+    path = str(tmp_path / 'dinov2.pth')
+    torch.save({'backbone.' + key: value for key, value in weights.items()}, path)
+    size = (img_size, img_size) if isinstance(img_size, int) else img_size
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(1))
+    cfg = teacher_config('dinov2', path, arch=tiny_vit_arch(64, 2, 2), patch_size=14, img_size=img_size)
+    tokens = tokens_of(cfg, x)
+    assert tokens.shape == (2, 1 + (size[0] // 14) * (size[1] // 14), 64) and tokens.dtype == torch.float32
+    torch.testing.assert_close(tokens, hand_written_dinov2(weights, x, num_heads=2), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize('prefix', ['', 'backbone.', 'dinov2.'])
 def test_dinov2_reader_takes_prefixed_and_wrapped_state_dicts(tmp_path, prefix):
     from ...conftest import dinov2_state_dict
@@ -134,6 +180,13 @@ def test_dinov2_reader_refuses_other_files(tmp_path):
     torch.save({'conv1.weight': torch.zeros(8, 3, 4, 4), 'class_embedding': torch.zeros(8)}, clip_like)
     with pytest.raises(ValueError, match=r'clip\.pth is not a DINOv2 backbone: missing keys \[embeddings'):
         read_teacher_checkpoint('dinov2', clip_like)
+    from ...conftest import dinov2_state_dict
+    weights = dinov2_state_dict()
+    del weights['encoder.layer.1.mlp.fc2.bias']
+    incomplete = str(tmp_path / 'incomplete.pth')
+    torch.save(weights, incomplete)
+    with pytest.raises(ValueError, match=r'incomplete\.pth is not a DINOv2 .*missing keys \[encoder\.layer\.1\.mlp\.fc2\.bias\]'):
+        read_teacher_checkpoint('dinov2', incomplete)
     tensor_only = str(tmp_path / 'tensor.pth')
     torch.save(torch.zeros(3), tensor_only)
     with pytest.raises(ValueError, match='does not hold a state dict'):
