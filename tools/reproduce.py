@@ -26,6 +26,7 @@ exists. ``--quick`` shrinks every stage (a few hundred images, one or two epochs
     python tools/reproduce.py --quick --work-dir work_dirs/reproduce_quick
 """
 import argparse
+import functools
 import glob
 import json
 import os
@@ -76,7 +77,6 @@ class Reproduction:
         self.work_dir = osp.abspath(args.work_dir)
         self.data_root = osp.abspath(args.data_root)
         self.teacher = osp.abspath(args.teacher)
-        self._teacher_arch: Optional[dict] = None
         self.timings_path = osp.join(self.work_dir, 'timings.json')
         self.timings: Dict[str, float] = {}
         if osp.isfile(self.timings_path):
@@ -123,18 +123,17 @@ class Reproduction:
                         'test_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False']
         return options
 
+    @functools.cached_property
     def teacher_arch(self) -> dict:
         """The ViT arch of the ``--teacher`` file (ViT-S for the real DINOv2; tests give a smaller one)."""
-        if self._teacher_arch is None:
-            from fdclip_mm.converters.dinov2_onnx import check_dinov2_state_dict, load_dinov2_checkpoint
-            arch = check_dinov2_state_dict(load_dinov2_checkpoint(self.teacher), source=self.teacher)
-            self._teacher_arch = dict(embed_dims=arch.embed_dims, num_layers=arch.depth,
-                                      num_heads=max(1, arch.embed_dims // 64), feedforward_channels=arch.mlp_dims)
-        return self._teacher_arch
+        from fdclip_mm.converters.dinov2_onnx import check_dinov2_state_dict, load_dinov2_checkpoint
+        arch = check_dinov2_state_dict(load_dinov2_checkpoint(self.teacher), source=self.teacher)
+        return dict(embed_dims=arch.embed_dims, num_layers=arch.depth, num_heads=max(1, arch.embed_dims // 64),
+                    feedforward_channels=arch.mlp_dims)
 
     def arch_options(self, backbone: str) -> List[str]:
         """``--cfg-options`` that give the backbone at ``backbone`` (a config key) the teacher's arch."""
-        return [f'{backbone}.arch.{key}={value}' for key, value in self.teacher_arch().items()]
+        return [f'{backbone}.arch.{key}={value}' for key, value in self.teacher_arch.items()]
 
     def teacher_options(self) -> List[str]:
         """The FD configs' teacher: the ``--teacher`` file and its arch."""
@@ -251,7 +250,7 @@ class Reproduction:
             teacher_weights = self.teacher_weights()
             teacher_options = [f'model.backbone.init_cfg.checkpoint={teacher_weights}',
                                *self.arch_options('model.backbone'),
-                               f'model.head.in_channels={self.teacher_arch()["embed_dims"]}']
+                               f'model.head.in_channels={self.teacher_arch["embed_dims"]}']
             for seed in self.seeds:
                 self.finetune('scratch', seed, FT_CONFIG, ['model.backbone.init_cfg=None'])
                 self.finetune('fd', seed, FT_CONFIG, [f'model.backbone.init_cfg.checkpoint={fd_weights}'])

@@ -35,16 +35,18 @@ def extract_student(state_dict: Dict[str, torch.Tensor], source: str = '<state d
     return student
 
 
-def stage_channels(backbone: Dict[str, torch.Tensor], stage: int) -> int:
+def stage_channels(backbone: Dict[str, torch.Tensor], stage: int, source: str = '<state dict>') -> int:
     """Channels of stage ``stage`` of a Swin (``stages.i.blocks.0.norm1``) or ConvNeXt (``stages.i.0.norm``)."""
     for key in (f'stages.{stage}.blocks.0.norm1.weight', f'stages.{stage}.0.norm.weight'):
         if key in backbone:
             return backbone[key].shape[0]
-    raise KeyError(f'no stage {stage} of a Swin or ConvNeXt backbone among the student\'s tensors '
-                   f'(stages found: {sorted({k.split(".")[1] for k in backbone if k.startswith("stages.")})})')
+    raise KeyError(f'{source}: no stage {stage} of a Swin or ConvNeXt backbone among the student\'s tensors '
+                   f'(stages found: {sorted({k.split(".")[1] for k in backbone if k.startswith("stages.")})}); '
+                   'out_indices is for Swin / ConvNeXt students only')
 
 
-def add_output_norms(backbone: Dict[str, torch.Tensor], out_indices: Sequence[int]) -> Dict[str, torch.Tensor]:
+def add_output_norms(backbone: Dict[str, torch.Tensor], out_indices: Sequence[int],
+                     source: str = '<state dict>') -> Dict[str, torch.Tensor]:
     """Adds the per-stage output norms ``norm{i}`` a dense-task Swin / ConvNeXt has and the student lacks.
 
     A distilled student outputs one stage, so it holds that stage's norm only; mmdet's and mmseg's
@@ -56,7 +58,7 @@ def add_output_norms(backbone: Dict[str, torch.Tensor], out_indices: Sequence[in
     out = dict(backbone)
     for index in out_indices:
         if f'norm{index}.weight' not in out:
-            channels = stage_channels(out, index)
+            channels = stage_channels(out, index, source)
             out[f'norm{index}.weight'] = torch.ones(channels)
             out[f'norm{index}.bias'] = torch.zeros(channels)
     return out
@@ -77,7 +79,7 @@ def convert_fd_checkpoint(src: str, dst: str, out_indices: Sequence[int] = ()) -
     src = resolve_checkpoint(src)
     student = extract_student(read_state_dict(src), src)
     if out_indices:
-        student = {DENSE_PREFIX + k: v for k, v in add_output_norms(student, out_indices).items()}
+        student = {DENSE_PREFIX + k: v for k, v in add_output_norms(student, out_indices, src).items()}
     save_state_dict(student, dst, dict(converted_from=osp.basename(src), out_indices=list(out_indices)))
     return student
 

@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import init_default_scope
+from mmengine.registry import MODELS, init_default_scope
 from mmpretrain.models import SwinTransformer
 
 from fdclip_mm.converters import convert_fd_checkpoint
@@ -56,7 +56,6 @@ def test_library_swin_loads_the_student_and_decays_by_depth(config, scope, stude
     backbone_file, student = student_backbone
     cfg = shrunk(config, backbone_file)
     init_default_scope(scope)
-    from mmengine.registry import MODELS
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     assert type(model.backbone).__module__.startswith(f'{scope}.models.backbones')
     model.init_weights()

@@ -56,4 +56,8 @@ def test_errors(tmp_path):
     torch.save({'state_dict': {'backbone.cls_token': torch.zeros(1)}}, other)
     with pytest.raises(KeyError, match='no "student." keys'):
         convert_fd_checkpoint(other, str(tmp_path / 'x.pth'))
+    vit_student = str(tmp_path / 'vit.pth')
+    torch.save({'state_dict': {'student.cls_token': torch.zeros(1, 1, 8)}}, vit_student)
+    with pytest.raises(KeyError, match=r'vit\.pth: no stage 0 of a Swin or ConvNeXt .*Swin / ConvNeXt students only'):
+        convert_fd_checkpoint(vit_student, str(tmp_path / 'x.pth'), out_indices=(0, 1))
     assert not osp.exists(tmp_path / 'x.pth')
