@@ -74,6 +74,11 @@ def describe_read_error(path: str, err: BaseException) -> str:
     with open(path, 'rb') as f:
         head = f.read(16)
     is_zip = head.startswith(b'PK')
+    if is_zip and _is_whole_zip(path) and is_torchscript_archive(path):
+        return (f'{path} is a TorchScript archive (what torch.jit.save writes, e.g. OpenAI\'s CLIP ViT-*.pt), '
+                'not a checkpoint of tensors. OpenAI CLIP archives are read by the teacher reader \'clip\' '
+                '(tools/model_converters/clip_to_teacher.py, clip_to_backbone.py, clip_to_classifier.py) without '
+                'running their code; for another model, save its weights with torch.save(model.state_dict(), ...)')
     if is_zip and not _is_whole_zip(path):
         return (f'{path} is truncated or corrupt ({osp.getsize(path)} bytes, an incomplete zip archive; '
                 f'{_first_line(err)}): it was probably cut short by an interrupted copy or save')
@@ -87,6 +92,23 @@ def describe_read_error(path: str, err: BaseException) -> str:
         return (f'{path} is truncated or corrupt ({osp.getsize(path)} bytes; {_first_line(err)}): it was '
                 'probably cut short by an interrupted copy or save')
     return f'{path} is not a PyTorch checkpoint (it starts with {head!r})'
+
+
+def is_torchscript_archive(path: str) -> bool:
+    """Whether ``path`` is a TorchScript zip (``torch.jit.save``) rather than a ``torch.save`` file.
+
+    Uses torch's own criterion: TorchScript archives hold a ``constants.pkl`` record (and their code).
+    """
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(_record_name(name) in ('constants.pkl', 'code') for name in archive.namelist())
+
+
+def _record_name(member: str) -> str:
+    """The first path component below the archive's root folder (``root/code/x.py`` -> ``code``)."""
+    parts = member.split('/')
+    return parts[1] if len(parts) > 1 else ''
 
 
 def _is_whole_zip(path: str) -> bool:

@@ -95,3 +95,26 @@ def test_reader_never_unpickles_code_in_runner_checkpoints(tmp_path):
     torch.save({'state_dict': {'a': torch.zeros(1)}, 'meta': {'hook': RunsCode()}}, path)
     with pytest.raises(CheckpointFileError, match='not weights'):
         read_checkpoint(str(path))
+
+
+def test_a_torchscript_archive_is_named_as_such_by_every_reader(tmp_path):
+    """``torch.jit.save`` files (OpenAI's CLIP ``ViT-*.pt`` format) are not called truncated: the message says
+    what the file is and which reader reads it."""
+    import subprocess
+    import sys
+
+    from fdclip_mm.models.teachers import read_teacher_checkpoint
+    path = tmp_path / 'ViT-T-16.pt'
+    torch.jit.save(torch.jit.trace(nn.Linear(4, 2), torch.randn(1, 4)), str(path))
+    expected = r'ViT-T-16.pt is a TorchScript archive \(what torch.jit.save writes.*teacher reader \'clip\''
+    message = message_of(path)
+    assert 'truncated' not in message and 'TorchScript archive' in message
+    for reader in ('dinov2', 'timm_vit', 'esvit_swin', 'mmpretrain'):
+        with pytest.raises(CheckpointFileError, match=expected):
+            read_teacher_checkpoint(reader, str(path))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    converter = os.path.join(repo, 'tools', 'model_converters', 'fd_to_backbone.py')
+    proc = subprocess.run([sys.executable, converter, str(path), str(tmp_path / 'out.pth')], capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and 'is a TorchScript archive' in proc.stderr
+    assert not (tmp_path / 'out.pth').exists()

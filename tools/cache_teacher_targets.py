@@ -1,7 +1,10 @@
 """Run a distillation config's teacher once over its training set and write the tokens to a cache file.
 
 The config's training pipeline must be deterministic (the cache holds one view per image): the tool checks
-it by loading the first images twice and refuses a pipeline whose outputs differ. Train with the cache::
+it by loading the first images several times and refuses a pipeline whose outputs differ, and it refuses a
+dataset that lists an image twice (a ``RepeatDataset``) before the teacher runs. The cache records the
+pipeline; a run that reads the cache must train with that same pipeline (checked when the run starts).
+Train with the cache::
 
     python tools/cache_teacher_targets.py CONFIG --out work_dirs/x/teacher_targets.pth
     python tools/train.py CONFIG --cfg-options model.target_cache=work_dirs/x/teacher_targets.pth
@@ -25,7 +28,8 @@ except ImportError:  # run as ``python tools/cache_teacher_targets.py`` without 
     import fdclip_mm  # noqa: F401
 
 from fdclip_mm.engine import merge_cfg_options
-from fdclip_mm.models.algorithms.teacher_target_cache import write_target_cache
+from fdclip_mm.models.algorithms.teacher_target_cache import (dataset_image_paths, training_pipeline,
+                                                              write_target_cache)
 from fdclip_mm.models.feature_map import FeatureMap
 from fdclip_mm.registry import MODELS
 
@@ -40,13 +44,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_deterministic(dataset, count: int = 4) -> None:
-    """Refuses a pipeline that gives a different image on a second load (random crops, flips, ...)."""
+def check_deterministic(dataset, count: int = 4, loads: int = 4) -> None:
+    """Refuses a pipeline that gives a different image on another load (random crops, flips, ...): each of the
+    first ``count`` images is loaded ``loads`` times (a flip with probability 0.5 escapes 12 comparisons
+    with probability 1/4096)."""
     for i in range(min(count, len(dataset))):
-        first, second = dataset[i]['inputs'], dataset[i]['inputs']
-        if not torch.equal(first, second):
-            raise ValueError(f'the training pipeline is random (image {i} loads differently twice): a cache '
-                             'holds one view per image; use a deterministic pipeline (resize, no crop/flip)')
+        first = dataset[i]['inputs']
+        for _ in range(loads - 1):
+            if not torch.equal(first, dataset[i]['inputs']):
+                raise ValueError(f'the training pipeline is random (image {i} loads differently twice): a cache '
+                                 'holds one view per image; use a deterministic pipeline (resize, no crop/flip)')
+
+
+def check_distinct_images(dataset) -> None:
+    """Refuses a dataset that lists an image more than once (a cache holds one entry per image), before the
+    teacher runs."""
+    paths = dataset_image_paths(dataset)
+    if len(set(paths)) != len(paths):
+        times = getattr(dataset, 'times', None)
+        wrapper = f' ({type(dataset).__name__}, times={times})' if times else ''
+        raise ValueError(f'the training dataset{wrapper} lists {len(paths)} items but {len(set(paths))} distinct '
+                         'images: a cache holds one entry per image, so cache the images once (for a repeated '
+                         'dataset: --cfg-options train_dataloader.dataset.times=1) and train with the repeats')
 
 
 def main(argv=None) -> int:
@@ -66,6 +85,7 @@ def main(argv=None) -> int:
         init_default_scope(cfg.get('default_scope', 'mmpretrain'))
         model = MODELS.build(model_cfg).eval()
         loader = Runner.build_dataloader(loader_cfg, seed=0)
+    check_distinct_images(loader.dataset)
     check_deterministic(loader.dataset)
     keys, chunks = [], []
     start, total = time.time(), len(loader.dataset)
@@ -80,7 +100,8 @@ def main(argv=None) -> int:
     teacher = cfg.model.teacher
     meta = dict(teacher_type=teacher.get('type'), teacher_checkpoint=teacher.get('checkpoint'),
                 config=osp.abspath(args.config), dtype=str(model.teacher.compute_dtype or torch.float32),
-                img_size=list(data['inputs']['student'].shape[-2:]))
+                img_size=list(data['inputs']['student'].shape[-2:]),
+                pipeline=training_pipeline(cfg.train_dataloader.dataset))
     features = FeatureMap(torch.cat([c.patches for c in chunks]).half(),
                           None if chunks[0].cls_token is None else torch.cat([c.cls_token for c in chunks]).half())
     write_target_cache(args.out, keys, features, meta, overwrite=args.overwrite)

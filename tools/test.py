@@ -1,7 +1,8 @@
 """Test (and evaluate) a checkpoint with an OpenMMLab 2.0 config (mmpretrain / mmdet / mmseg).
 
-The config's ``default_scope`` decides which library's registry builds it; ``runner_type`` (optional) picks
-a registered runner instead of our :class:`~fdclip_mm.engine.CheckedRunner`, which refuses a checkpoint that
+The config's ``default_scope`` decides which library's registry builds it. The runner is our
+:class:`~fdclip_mm.engine.CheckedRunner` (:class:`~fdclip_mm.engine.CheckedFlexibleRunner` for
+``runner_type='FlexibleRunner'``; another registered ``runner_type`` as it is), which refuses a checkpoint that
 does not fit the model exactly (set ``strict_load = False`` in the config to load what fits on purpose).
 ``fdclip_mm`` is imported first so that our modules are registered, Runner checkpoints load under
 ``torch.load(weights_only=True)`` and CPU-only machines can use ``--launcher pytorch|slurm|mpi``.
@@ -15,12 +16,14 @@ import argparse
 import os
 import os.path as osp
 import sys
+import warnings
 from typing import Dict
 
-from mmengine.config import Config, DictAction
-from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+
+# mmengine 0.10.7 imports setuptools' deprecated pkg_resources: not the user's to act on.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.evaluator import DumpResults  # noqa: E402
 
 try:
     import fdclip_mm  # noqa: F401  (registers our modules)
@@ -28,8 +31,8 @@ except ImportError:  # run as ``python tools/test.py`` without installing the pa
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import fdclip_mm  # noqa: F401
 
-from fdclip_mm.engine import (CheckedRunner, destroy_cpu_process_group, is_cpu_only, merge_cfg_options,
-                              prepare_cpu_distributed)
+from fdclip_mm.engine import (DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group,
+                              is_cpu_only, merge_cfg_options, prepare_cpu_distributed)
 from fdclip_mm.precision import warn_if_bf16_is_slow
 
 
@@ -102,20 +105,6 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
-def build_runner(cfg: Config) -> Runner:
-    """Build :class:`~fdclip_mm.engine.CheckedRunner`, or the runner named by ``cfg.runner_type``.
-
-    Args:
-        cfg: The full config.
-
-    Returns:
-        Runner: The runner.
-    """
-    if 'runner_type' not in cfg:
-        return CheckedRunner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
-
-
 def main() -> Dict[str, float]:
     """Test.
 
@@ -125,8 +114,12 @@ def main() -> Dict[str, float]:
     args = parse_args()
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
-    prepare_cpu_distributed(cfg, cfg.launcher)
-    runner = build_runner(cfg)
+    try:
+        prepare_cpu_distributed(cfg, cfg.launcher)
+        runner = build_checked_runner(cfg)
+    except DistributedLaunchRequired as refusal:
+        print(f'[error] {refusal}', file=sys.stderr)
+        sys.exit(1)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()

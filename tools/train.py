@@ -1,8 +1,10 @@
 """Train a model from an OpenMMLab 2.0 config (distillation or mmpretrain / mmdet / mmseg fine-tuning).
 
-The config's ``default_scope`` decides which library's registry builds it; ``runner_type`` (optional) picks
-a registered runner instead of our :class:`~fdclip_mm.engine.CheckedRunner` (mmengine's ``Runner`` with exact
-checkpoint loading, a clear resume and no silent overwrite of an earlier run). ``fdclip_mm`` is imported
+The config's ``default_scope`` decides which library's registry builds it. The runner is our
+:class:`~fdclip_mm.engine.CheckedRunner` (or :class:`~fdclip_mm.engine.CheckedFlexibleRunner` for a
+``runner_type='FlexibleRunner'`` config): mmengine's with exact checkpoint loading, a clear resume and no
+silent overwrite of an earlier run; another registered ``runner_type`` is built as it is. A new run into a
+work dir that holds a run is refused before anything is written. ``fdclip_mm`` is imported
 first so that our modules are registered, Runner checkpoints can be resumed under
 ``torch.load(weights_only=True)`` and CPU-only machines can use ``--launcher pytorch|slurm|mpi`` and ``--amp``.
 
@@ -19,11 +21,12 @@ import os.path as osp
 import shlex
 import signal
 import sys
+import warnings
 
-from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+# mmengine 0.10.7 imports setuptools' deprecated pkg_resources: not the user's to act on.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
 
 try:
     import fdclip_mm  # noqa: F401  (registers our modules)
@@ -31,8 +34,8 @@ except ImportError:  # run as ``python tools/train.py`` without installing the p
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import fdclip_mm  # noqa: F401
 
-from fdclip_mm.engine import (CheckedRunner, destroy_cpu_process_group, is_cpu_only, merge_cfg_options,
-                              prepare_cpu_distributed)
+from fdclip_mm.engine import (DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group,
+                              is_cpu_only, merge_cfg_options, prepare_cpu_distributed, refuse_to_replace_run)
 
 AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper',
                 'fdclip_mm.CPUAmpOptimWrapper')
@@ -175,20 +178,6 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
-def build_runner(cfg: Config) -> Runner:
-    """Build :class:`~fdclip_mm.engine.CheckedRunner`, or the runner named by ``cfg.runner_type``.
-
-    Args:
-        cfg: The full config.
-
-    Returns:
-        Runner: The runner.
-    """
-    if 'runner_type' not in cfg:
-        return CheckedRunner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
-
-
 class SigintRecorder:
     """Notes that Ctrl-C was pressed, then raises ``KeyboardInterrupt`` as Python's default handler does.
 
@@ -222,9 +211,14 @@ def main() -> None:
     args = parse_args()
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
-    # On CPU: a gloo process group and device_ids=None; on GPU mmengine's init_dist does the work.
-    prepare_cpu_distributed(cfg, cfg.launcher)
-    runner = build_runner(cfg)
+    try:
+        refuse_to_replace_run(cfg.work_dir, cfg.get('resume', False), cfg.get('overwrite', False))
+        # On CPU: a gloo process group and device_ids=None; on GPU mmengine's init_dist does the work.
+        prepare_cpu_distributed(cfg, cfg.launcher)
+        runner = build_checked_runner(cfg)
+    except (FileExistsError, DistributedLaunchRequired) as refusal:
+        print(f'[error] {refusal}', file=sys.stderr)
+        sys.exit(1)
     interrupt = SigintRecorder()
     try:
         runner.train()

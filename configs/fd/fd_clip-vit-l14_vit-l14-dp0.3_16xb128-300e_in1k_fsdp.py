@@ -1,5 +1,5 @@
 # FD-CLIP ViT-L/14 with sharded training: parameters, gradients and AdamW state of every student block are
-# split across the processes (PyTorch FSDP2, ``fully_shard``, through mmengine's FlexibleRunner); the frozen
+# split across the processes (PyTorch FSDP2, ``fully_shard``, through fdclip_mm.CheckedFlexibleRunner); the frozen
 # teacher is replicated. bf16 compute where the device runs it natively (MixedPrecisionPolicy, fp32 gradient
 # reduction), fp32 elsewhere. Checkpoints are ordinary full ones written by rank 0 (converters, DDP runs and
 # tools/test.py read them); a sharded run resumes from them.
@@ -7,7 +7,7 @@
 # Any other FD config shards the same way: copy these lines and change _base_ (e.g. the B/16 config).
 _base_ = './fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k.py'
 
-runner_type = 'FlexibleRunner'
+runner_type = 'fdclip_mm.CheckedFlexibleRunner'
 strategy = dict(type='fdclip_mm.FSDP2Strategy', param_dtype='auto')
 model_wrapper_cfg = None  # the strategy shards the model; the DDP wrapper of the base config does not apply
 # FSDP2 casts in the units themselves (MixedPrecisionPolicy), so the plain wrapper replaces the base config's

@@ -1,6 +1,8 @@
-"""mmengine's Runner with checkpoint loading that cannot go silently wrong and runs that do not overwrite.
+"""mmengine's runners with checkpoint loading that cannot go silently wrong and runs that do not overwrite.
 
-Where it deliberately differs from mmengine 0.10.7's ``Runner``:
+:class:`CheckedRunner` (mmengine's ``Runner``) and :class:`CheckedFlexibleRunner` (mmengine's
+``FlexibleRunner``, which sharded runs use) give the same guarantees; where they deliberately differ from
+mmengine 0.10.7:
 
 - ``load_from`` (and ``tools/test.py``'s checkpoint) must fit the model exactly: mmengine loads with
   ``strict=False``, warns and goes on with whatever matched, so a backbone file given to ``tools/test.py``
@@ -13,9 +15,16 @@ Where it deliberately differs from mmengine 0.10.7's ``Runner``:
   readable ``epoch_N`` / ``iter_N`` checkpoint and says which one it skipped.
 - ``train()`` without ``resume`` refuses a work dir that already holds checkpoints of a run, which the new
   run would replace (``epoch_N.pth``, ``last_checkpoint``), unless the config sets ``overwrite = True``
-  (``tools/train.py --overwrite``).
-- The console gets what a user reads (hooks, parameter groups, progress, warnings); the environment report,
-  the config dump and mmengine's per-parameter ``paramwise_options`` lines go to the log file only.
+  (``tools/train.py --overwrite``). ``tools/train.py`` checks this before the runner is built, so a refused
+  run writes nothing.
+- The config dump never replaces another run's: when the work dir already holds a different dump of the
+  same config file (a resumed run with other options, a test run), the new one goes to the run's
+  timestamped log folder; ``overwrite = True`` replaces it.
+- A distiller's teacher-target cache is checked against the run's training pipeline and images before the
+  first step (:class:`~fdclip_mm.engine.TargetCacheCheckHook`, registered by these runners).
+- The console gets what a user reads (progress, metrics, warnings, parameter groups); the environment report,
+  the config dump, the hook-order table and mmengine's per-parameter ``paramwise_options`` lines go to the
+  log file only.
 """
 import glob
 import logging
@@ -25,17 +34,22 @@ from typing import Callable, List, Optional, Union
 
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner
+from mmengine.runner import FlexibleRunner, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from fdclip_mm.checkpoint_file import CheckpointFileError, load_state_dict_exactly, read_checkpoint
 from fdclip_mm.checkpoint_file import revise_keys as revise_state_dict_keys
 from fdclip_mm.registry import RUNNERS
+from .target_cache_check_hook import TargetCacheCheckHook
 
 CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 POINTER_FILE = 'last_checkpoint'
 #: Beginnings of the log messages kept off the console (they stay in the log file).
-FILE_ONLY_MESSAGES = ('paramwise_options -- ', 'Config:\n', '\n' + '-' * 60 + '\nSystem environment:')
+FILE_ONLY_MESSAGES = ('paramwise_options -- ', 'Config:\n', '\n' + '-' * 60 + '\nSystem environment:',
+                      'Hooks will be executed in the following order',
+                      # mmengine 0.10.7 about itself: nothing for the user to act on
+                      'Distributed training is not used, all SyncBatchNorm', '"FileClient" will be deprecated',
+                      '"HardDiskBackend" is the alias of "LocalBackend"')
 
 
 class FileOnlyFilter(logging.Filter):
@@ -72,46 +86,66 @@ def existing_run_files(work_dir: str) -> List[str]:
     return run_checkpoints(work_dir) + ([pointer] if osp.isfile(pointer) else [])
 
 
-@RUNNERS.register_module()
-class CheckedRunner(Runner):
-    """``mmengine.runner.Runner`` with exact checkpoint loading, clear resume and no silent overwrite.
+def refuse_to_replace_run(work_dir: str, resume: Union[bool, str], overwrite: bool) -> None:
+    """Raises when a new run (no ``resume``, no ``overwrite``) would replace the run held in ``work_dir``.
 
-    Same arguments and config as mmengine's Runner; it reads two more top-level config keys:
-    ``strict_load`` (default True) and ``overwrite`` (default False). ``tools/train.py`` and
-    ``tools/test.py`` use it unless the config names another ``runner_type``; with another library's
-    training script, set ``runner_type = 'fdclip_mm.CheckedRunner'``.
+    Raises:
+        FileExistsError: Naming the files and the three ways on (``--resume``, another ``--work-dir``,
+            ``--overwrite``).
     """
+    if resume or overwrite:
+        return
+    existing = existing_run_files(work_dir)
+    if existing:
+        names = ', '.join(osp.basename(p) for p in existing[:4]) + (', ...' if len(existing) > 4 else '')
+        raise FileExistsError(
+            f'{work_dir} already holds a run ({names}) that this run would overwrite. Continue it with --resume, '
+            'choose another --work-dir, or pass --overwrite to replace it')
 
-    def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None,
-                     **kwargs) -> MMLogger:
-        logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
-        for handler in logger.handlers:
-            if type(handler) is logging.StreamHandler and \
-                    not any(isinstance(f, FileOnlyFilter) for f in handler.filters):
-                handler.addFilter(FileOnlyFilter())
-        return logger
+
+def add_file_only_filter(logger: MMLogger) -> MMLogger:
+    """Keeps the messages of :data:`FILE_ONLY_MESSAGES` off ``logger``'s console handlers."""
+    for handler in logger.handlers:
+        if type(handler) is logging.StreamHandler and not any(isinstance(f, FileOnlyFilter) for f in handler.filters):
+            handler.addFilter(FileOnlyFilter())
+    return logger
+
+
+class RunGuards:
+    """What :class:`CheckedRunner` and :class:`CheckedFlexibleRunner` share (see the module doc)."""
+
+    def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
+        super().register_hooks(default_hooks, custom_hooks)
+        if not any(isinstance(hook, TargetCacheCheckHook) for hook in self._hooks):
+            self.register_hook(TargetCacheCheckHook())
+
+    def dump_config(self) -> None:
+        """mmengine's config dump, except over a different dump of an earlier run (see the module doc)."""
+        filename = osp.basename(self.cfg.filename) if self.cfg.filename is not None else f'{self.timestamp}.py'
+        target = osp.join(self.work_dir, filename)
+        if osp.isfile(target) and not self.cfg.get('overwrite', False):
+            with open(target) as f:
+                if f.read() == self.cfg.dump():
+                    return
+            target = osp.join(self.log_dir, filename)
+            self.logger.info(f'{self.work_dir} holds the config of an earlier run; this run\'s config is in {target}')
+        self.cfg.dump(target)
 
     def train(self):
-        """Refuses to replace an earlier run's checkpoints (see the class doc), then trains."""
-        if not self._resume and not self.cfg.get('overwrite', False):
-            existing = existing_run_files(self.work_dir)
-            if existing:
-                names = ', '.join(osp.basename(p) for p in existing[:4]) + (', ...' if len(existing) > 4 else '')
-                raise FileExistsError(
-                    f'{self.work_dir} already holds a run ({names}) that this run would overwrite. Continue it '
-                    'with --resume, choose another --work-dir, or pass --overwrite to replace it')
+        """Refuses to replace an earlier run's checkpoints (see the module doc), then trains."""
+        refuse_to_replace_run(self.work_dir, self._resume, self.cfg.get('overwrite', False))
         return super().train()
 
     def load_or_resume(self) -> None:
-        """Resume (``resume=True``) or load ``load_from`` exactly; see the class doc for what differs."""
+        """Resume (``resume=True``) or load ``load_from`` exactly; see the module doc for what differs."""
         if self._has_loaded:
             return
-        if self._resume and self._load_from is None:
+        if self._resume is True and self._load_from is None:
             if self._resume_latest() is None:
                 self.logger.info(f'--resume: no checkpoint in {self.work_dir} (no {POINTER_FILE} file, no '
                                  'epoch_N.pth or iter_N.pth): training starts from scratch')
         elif self._resume:
-            self.resume(self._load_from)
+            self.resume(self._resume if isinstance(self._resume, str) else self._load_from)
         elif self._load_from is not None:
             self.load_checkpoint(self._load_from)
         self._has_loaded = True
@@ -132,6 +166,24 @@ class CheckedRunner(Runner):
             raise CheckpointFileError(f'--resume: no readable checkpoint in {self.work_dir}: ' + ' | '.join(skipped))
         return None
 
+    def _strict(self, strict: Optional[bool]) -> bool:
+        return self.cfg.get('strict_load', True) if strict is None else strict
+
+
+@RUNNERS.register_module()
+class CheckedRunner(RunGuards, Runner):
+    """``mmengine.runner.Runner`` with exact checkpoint loading, clear resume and no silent overwrite.
+
+    Same arguments and config as mmengine's Runner; it reads two more top-level config keys:
+    ``strict_load`` (default True) and ``overwrite`` (default False). ``tools/train.py`` and
+    ``tools/test.py`` use it unless the config names another ``runner_type``; with another library's
+    training script, set ``runner_type = 'fdclip_mm.CheckedRunner'``.
+    """
+
+    def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None,
+                     **kwargs) -> MMLogger:
+        return add_file_only_filter(super().build_logger(log_level=log_level, log_file=log_file, **kwargs))
+
     def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
                         strict: Optional[bool] = None, revise_keys: list = [(r'^module.', '')]) -> dict:
         """mmengine's ``load_checkpoint`` with a safe, named read and (by default) an exact fit.
@@ -146,8 +198,7 @@ class CheckedRunner(Runner):
         Returns:
             dict: The checkpoint.
         """
-        if strict is None:
-            strict = self.cfg.get('strict_load', True)
+        strict = self._strict(strict)
         checkpoint = read_checkpoint(filename, map_location) if '://' not in str(filename) \
             else _load_checkpoint(filename, map_location=map_location)
         if not isinstance(checkpoint, dict):
@@ -163,3 +214,38 @@ class CheckedRunner(Runner):
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
+
+
+@RUNNERS.register_module()
+class CheckedFlexibleRunner(RunGuards, FlexibleRunner):
+    """``mmengine.runner.FlexibleRunner`` (strategies such as :class:`~fdclip_mm.engine.FSDP2Strategy`) with
+    the guarantees of :class:`CheckedRunner`.
+
+    The strategy reads and loads the checkpoint files (our FSDP2 strategy reads them with
+    :func:`~fdclip_mm.checkpoint_file.read_checkpoint` and loads exactly when ``strict``); this runner passes
+    the config's ``strict_load`` (default True), resumes from the latest readable checkpoint, refuses to
+    replace an earlier run and keeps the console quiet. The FSDP configs name it as their ``runner_type``.
+    """
+
+    def build_strategy(self, *args, **kwargs):
+        strategy = super().build_strategy(*args, **kwargs)
+        add_file_only_filter(strategy.logger)
+        return strategy
+
+    def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
+                        strict: Optional[bool] = None, revise_keys: list = [(r'^module.', '')]):
+        """The strategy's load, exact unless the config sets ``strict_load = False``."""
+        return super().load_checkpoint(filename, map_location=map_location, strict=self._strict(strict),
+                                       revise_keys=revise_keys)
+
+
+#: ``runner_type`` values that our tools build as the checked runner of the same kind.
+CHECKED_RUNNERS = {None: CheckedRunner, 'Runner': CheckedRunner, 'mmengine.Runner': CheckedRunner,
+                   'FlexibleRunner': CheckedFlexibleRunner, 'mmengine.FlexibleRunner': CheckedFlexibleRunner}
+
+
+def build_checked_runner(cfg) -> Runner:
+    """The runner of ``cfg``: mmengine's ``Runner`` / ``FlexibleRunner`` (or no ``runner_type``) as their
+    checked counterparts, any other ``runner_type`` as registered."""
+    runner_cls = CHECKED_RUNNERS.get(cfg.get('runner_type'))
+    return runner_cls.from_cfg(cfg) if runner_cls is not None else RUNNERS.build(cfg)

@@ -26,6 +26,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
+from fdclip_mm.checkpoint_file import CheckpointFileError, CheckpointMismatchError, read_checkpoint
 from fdclip_mm.checkpoint_file import revise_keys as revise_state_dict_keys
 from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import STRATEGIES
@@ -131,6 +132,10 @@ def optimizer_state_to_names(state: dict, names: List[str]) -> dict:
     return dict(state={names[i]: value for i, value in state['state'].items()}, param_groups=groups)
 
 
+class DistributedLaunchRequired(RuntimeError):
+    """A sharding strategy started as one plain process (``launcher='none'``)."""
+
+
 @STRATEGIES.register_module()
 class FSDP2Strategy(DDPStrategy):
     """Shards the trained modules with FSDP2; the frozen teacher is replicated on every rank.
@@ -169,6 +174,11 @@ class FSDP2Strategy(DDPStrategy):
                  param_dtype: Optional[str] = AUTO,
                  reshard_after_forward: bool = True,
                  **kwargs) -> None:
+        if kwargs.get('env_kwargs', {}).get('launcher', 'none') == 'none':
+            raise DistributedLaunchRequired(
+                'FSDP2Strategy shards the model over processes and needs a distributed launch: '
+                'bash tools/dist_train.sh CONFIG NUM_PROCESSES (or tools/train.py CONFIG --launcher pytorch under '
+                'torchrun, or --launcher slurm)')
         super().__init__(**kwargs)
         self.shard_unit_patterns = tuple(shard_units)
         self.forward_methods = tuple(forward_methods)
@@ -206,16 +216,39 @@ class FSDP2Strategy(DDPStrategy):
         state = get_optimizer_state_dict(self.model, self.optim_wrapper.optimizer, options=FULL)
         return optimizer_state_to_indices(state) if is_main_process() else {}
 
+    def load_checkpoint(self, filename: str, *, map_location='cpu', strict: bool = True,
+                        revise_keys: list = [(r'^module.', '')], callback: Optional[Callable] = None) -> dict:
+        """mmengine's strategy load with :func:`~fdclip_mm.checkpoint_file.read_checkpoint` (an unreadable file
+        is named with what is wrong with it) and, by default, an exact fit (resuming loads exactly too)."""
+        self.logger.info(f'Load checkpoint from {filename}')
+        checkpoint = read_checkpoint(filename, get_device() if map_location == 'default' else map_location)
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
+            raise CheckpointFileError(f'{filename} holds no state_dict: not a checkpoint of a run')
+        if callback is not None:
+            callback(checkpoint)
+        self.load_model_state_dict(checkpoint.pop('state_dict'), strict=strict, revise_keys=revise_keys,
+                                   source=filename)
+        return checkpoint
+
     def load_model_state_dict(self, state_dict: dict, *, strict: bool = False,
-                              revise_keys: list = [(r'^module.', '')]) -> None:
-        """Loads a full (unsharded) state dict into the sharded model on every rank."""
+                              revise_keys: list = [(r'^module.', '')], source: str = 'the checkpoint') -> None:
+        """Loads a full (unsharded) state dict into the sharded model on every rank.
+
+        Raises:
+            CheckpointMismatchError: With ``strict``, naming the missing and unexpected keys (the teacher's,
+                never saved, are not missing).
+        """
         state_dict = revise_state_dict_keys(state_dict, revise_keys)
+        # Before loading: torch 2.14's set_model_state_dict fills the given dict with the model's own tensors
+        # for keys it lacks and reports none missing. The model's state_dict() (DTensor shards, nothing
+        # gathered) names every key; the teacher's are not in it.
+        missing = [k for k in self.model.state_dict() if k not in state_dict and not k.startswith('teachers.')]
         result = set_model_state_dict(self.model, state_dict, options=StateDictOptions(full_state_dict=True,
                                                                                       strict=False))
-        missing = [k for k in result.missing_keys if not k.startswith('teachers.')]
         if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f'the checkpoint does not fit the model: missing {missing[:5]}, unexpected '
-                               f'{result.unexpected_keys[:5]}')
+            raise CheckpointMismatchError(f'{source} does not fit {type(self.model).__name__}: missing keys '
+                                          f'{missing[:5]}, unexpected keys {result.unexpected_keys[:5]}. Set '
+                                          'strict_load = False in the config to load what fits on purpose')
 
     def load_optim_state_dict(self, state_dict: dict) -> None:
         """Loads a full optimizer state in index form (ours or a DDP run's) into the sharded optimizer."""

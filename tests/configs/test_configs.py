@@ -5,6 +5,7 @@ teacher file (a random checkpoint in the published layout), the data folder and 
 are shrunk.
 """
 import glob
+import os
 import os.path as osp
 
 import pytest
@@ -179,15 +180,15 @@ def test_variant_configs_of_the_supplement():
 
 def test_sharded_l14_config_builds_a_flexible_runner_with_fsdp2(tmp_path):
     """FSDP2 itself runs in tests/engine/test_fsdp2_strategy.py (2 gloo processes); here the config."""
-    from mmengine.runner import FlexibleRunner
-
-    from fdclip_mm.engine import FSDP2Strategy
+    from fdclip_mm.engine import DistributedLaunchRequired, build_checked_runner
     cfg = load('fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k_fsdp.py')
-    assert cfg.runner_type == 'FlexibleRunner' and cfg.model_wrapper_cfg is None
+    assert cfg.runner_type == 'fdclip_mm.CheckedFlexibleRunner' and cfg.model_wrapper_cfg is None
     assert cfg.model.student.arch == 'large' and cfg.model.student.patch_size == 14
     assert cfg.optim_wrapper.type == 'OptimWrapper'  # mixed precision is the strategy's MixedPrecisionPolicy
     assert cfg.optim_wrapper.constructor == 'fdclip_mm.TrainableOptimWrapperConstructor'
-    runner = FlexibleRunner.from_cfg(shrink(cfg, tmp_path))
-    assert isinstance(runner.strategy, FSDP2Strategy)
-    assert runner.strategy.shard_unit_patterns == ('student.layers.*', 'student', 'projectors.*')
-    assert runner.strategy.param_dtype == 'auto' and not runner.strategy.shard_teacher
+    assert cfg.strategy.type == 'fdclip_mm.FSDP2Strategy' and cfg.strategy.param_dtype == 'auto'
+    # started as one plain process, it says what to run instead (FSDP2 runs in tests/engine/test_fsdp2_strategy.py)
+    cfg = shrink(cfg, tmp_path)
+    with pytest.raises(DistributedLaunchRequired, match=r'needs a distributed launch: bash tools/dist_train.sh'):
+        build_checked_runner(cfg)
+    assert not os.path.exists(cfg.work_dir) or not os.listdir(cfg.work_dir)

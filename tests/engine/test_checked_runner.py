@@ -114,11 +114,28 @@ def test_a_new_run_refuses_to_replace_an_earlier_one(tmp_path, full_run):
     assert open(work_dir / 'last_checkpoint').read().strip().endswith('iter_4.pth')
 
 
+def test_no_run_replaces_the_config_dump_of_an_earlier_run(tmp_path, full_run):
+    work_dir = tmp_path / 'earlier'
+    shutil.copytree(full_run, work_dir)
+    dump = work_dir / 'toy_8.py'
+    before = dump.read_text()
+    with pytest.raises(FileExistsError, match='already holds a run'):
+        toy_runner(tmp_path, work_dir, optim_wrapper=dict(optimizer=dict(lr=5e-4))).train()
+    assert dump.read_text() == before
+    # a resumed run with other options keeps it too; its own config goes to its timestamped log folder
+    resumed = toy_runner(tmp_path, work_dir, resume=True, train_cfg=dict(max_iters=8))
+    assert dump.read_text() == before and 'lr=0.0005' not in before
+    assert 'resume = True' in open(osp.join(resumed.log_dir, 'toy_8.py')).read()
+    toy_runner(tmp_path, work_dir, overwrite=True)
+    assert dump.read_text() != before  # replaced on request
+
+
 def test_console_shows_no_config_dump_but_the_log_file_keeps_it(tmp_path, capsys):
     runner = toy_runner(tmp_path, tmp_path / 'quiet', max_iters=2)
     runner.train()
     console = capsys.readouterr().out
     log = log_text(runner)
-    assert 'Config:' in log and 'System environment:' in log
+    assert 'Config:' in log and 'System environment:' in log and 'Hooks will be executed' in log
     assert 'Config:' not in console and 'System environment:' not in console
+    assert 'Hooks will be executed' not in console and 'FileClient' not in console
     assert 'Iter(train) [2/2]' in console

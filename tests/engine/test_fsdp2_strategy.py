@@ -102,9 +102,9 @@ def write_config(tmp_path, name: str, sharded: bool, deterministic: bool = True,
     return path
 
 
-def dist_train(tmp_path, config: str, work_dir: str, *args) -> None:
-    run([osp.join(TOOLS, 'dist_train.sh'), config, 2, '--work-dir', work_dir, *args], tmp_path,
-        PORT=str(free_port()), PYTHON=sys.executable)
+def dist_train(tmp_path, config: str, work_dir: str, *args) -> subprocess.CompletedProcess:
+    return run([osp.join(TOOLS, 'dist_train.sh'), config, 2, '--work-dir', work_dir, *args], tmp_path,
+               PORT=str(free_port()), PYTHON=sys.executable)
 
 
 def losses(work_dir) -> list:
@@ -127,7 +127,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp('fsdp2')
     write_init_checkpoint(root)
     dist_train(root, write_config(root, 'ddp', sharded=False), 'ddp')
-    dist_train(root, write_config(root, 'fsdp2', sharded=True), 'fsdp2')
+    console = dist_train(root, write_config(root, 'fsdp2', sharded=True), 'fsdp2')
+    (root / 'fsdp2_console.txt').write_text(console.stdout + console.stderr)
     dist_train(root, write_config(root, 'fsdp2_random', sharded=True, deterministic=False, epochs=KILL_EPOCHS),
                'fsdp2_random')
     return root
@@ -155,6 +156,40 @@ def test_fsdp2_follows_ddp_and_shards_half_per_rank(runs):
         assert 0.45 < shards['optim_local'] / shards['optim_full'] < 0.55, shards
         replicated = json.load(open(ddp / f'shards_rank{rank}.json'))
         assert replicated['params_local'] == replicated['params_full'] == shards['params_full']
+
+
+@cpu_only
+def test_a_sharded_run_has_the_guarantees_of_a_plain_one(runs):
+    """The checked runner (runner_type 'FlexibleRunner' is built as fdclip_mm.CheckedFlexibleRunner): a quiet
+    console, no overwrite of an earlier run, exact loading, and a one-line answer to a plain start."""
+    console = (runs / 'fsdp2_console.txt').read_text()
+    for file_only in ('Config:', 'System environment:', 'Hooks will be executed', 'returned a view tensor'):
+        assert file_only not in console
+    assert 'Epoch(train) [3]' in console
+    work_dir = runs / 'fsdp2'
+    before = {name: osp.getmtime(work_dir / name) for name in os.listdir(work_dir)}
+    again = subprocess.run([osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'fsdp2'], cwd=runs,
+                           env=tool_env(PORT=str(free_port()), PYTHON=sys.executable), capture_output=True,
+                           text=True, timeout=180)
+    assert again.returncode != 0 and 'already holds a run (epoch_3.pth, epoch_2.pth, epoch_1.pth, ' \
+        'last_checkpoint) that this run would overwrite' in again.stderr
+    assert {name: osp.getmtime(work_dir / name) for name in os.listdir(work_dir)} == before
+    plain = subprocess.run([sys.executable, osp.join(TOOLS, 'train.py'), 'fsdp2.py', '--work-dir', 'plain'],
+                           cwd=runs, env=tool_env(), capture_output=True, text=True, timeout=180)
+    assert plain.returncode == 1 and plain.stderr.strip().splitlines() == [
+        '[error] FSDP2Strategy shards the model over processes and needs a distributed launch: bash '
+        'tools/dist_train.sh CONFIG NUM_PROCESSES (or tools/train.py CONFIG --launcher pytorch under torchrun, '
+        'or --launcher slurm)']
+    # load_from must fit the model exactly, as in plain runs
+    state = checkpoint(work_dir, EPOCHS)['state_dict']
+    backbone = runs / 'backbone_only.pth'
+    torch.save({'state_dict': {k: v for k, v in state.items() if not k.startswith('projectors.')}}, backbone)
+    refused = subprocess.run([osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'exact',
+                              '--cfg-options', f'load_from={backbone}'], cwd=runs,
+                             env=tool_env(PORT=str(free_port()), PYTHON=sys.executable), capture_output=True,
+                             text=True, timeout=180)
+    assert refused.returncode != 0 and 'backbone_only.pth does not fit FeatureDistiller: missing keys ' \
+        "['projectors.0.weight', 'projectors.0.bias']" in refused.stderr
 
 
 @cpu_only

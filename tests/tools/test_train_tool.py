@@ -4,6 +4,7 @@ import os
 import os.path as osp
 import pickle
 import signal
+import shutil
 import socket
 import stat
 import subprocess
@@ -99,6 +100,22 @@ def test_resume_matches_uninterrupted_run(toy_dir, full_run):
 
 
 @cpu_only
+def test_a_refused_run_writes_nothing(toy_dir, full_run, tmp_path):
+    """Refused before the runner is built: no log folder, the earlier run's config dump untouched, one line."""
+    work_dir = tmp_path / 'earlier'
+    shutil.copytree(full_run, work_dir)
+    before = sorted(os.listdir(work_dir))
+    dump = (work_dir / 'toy.py').read_text()
+    proc = subprocess.run([sys.executable, osp.join(TOOLS, 'train.py'), 'toy.py', '--work-dir', str(work_dir),
+                           '--cfg-options', 'optim_wrapper.optimizer.lr=5e-4'], cwd=toy_dir, env=tool_env(),
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f'[error] {work_dir} already holds a run (iter_8.pth, iter_4.pth, last_checkpoint) that this run would '
+        'overwrite. Continue it with --resume, choose another --work-dir, or pass --overwrite to replace it']
+    assert sorted(os.listdir(work_dir)) == before and (work_dir / 'toy.py').read_text() == dump
+
+
 def test_dist_train_two_cpu_processes(toy_dir, full_run):
     """tools/dist_train.sh with 2 ranks on CPU (gloo): both ranks end with identical weights."""
     run([osp.join(TOOLS, 'dist_train.sh'), 'toy.py', 2, '--work-dir', 'dist'], toy_dir,

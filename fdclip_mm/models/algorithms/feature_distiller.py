@@ -81,7 +81,9 @@ class FeatureDistiller(BaseModel):
             :mod:`~fdclip_mm.models.algorithms.teacher_target_cache`, written by
             ``tools/cache_teacher_targets.py``). Training steps then read the targets of each image (by its
             ``img_path``) instead of running the teacher; validation still runs the teacher. Only valid
-            with one teacher and a deterministic training pipeline, the one the cache was written with.
+            with one teacher and the deterministic training pipeline the cache was written with: a run
+            checks that before training (``fdclip_mm.TargetCacheCheckHook``) and a training step refuses an
+            unchecked cache.
     """
 
     def __init__(self,
@@ -100,7 +102,7 @@ class FeatureDistiller(BaseModel):
         if not 0. <= mask_ratio < 1.:
             raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}')
         specs = _teacher_specs(teacher, teachers, loss, target_norm)
-        teacher_modules = [build_model(spec['teacher']) for spec in specs]
+        teacher_modules = [_build_teacher(index, spec) for index, spec in enumerate(specs)]
         for spec, module in zip(specs, teacher_modules):
             if not isinstance(module, BackboneTeacher):
                 raise TypeError(f"teacher {spec['name']!r} must build a BackboneTeacher, got {type(module).__name__}")
@@ -176,6 +178,12 @@ class FeatureDistiller(BaseModel):
                          training: bool = False) -> List[FeatureMap]:
         """Each teacher's features of the batch (from ``target_cache`` in training steps when it is set)."""
         if training and self.target_cache is not None:
+            if not self.target_cache.checked:
+                raise RuntimeError(
+                    f'target_cache={self.target_cache.path!r}: the run\'s training pipeline and images were not '
+                    'checked against the cache (a random crop or flip would be regressed onto the targets of '
+                    'other views). Train with tools/train.py (its runners check it), or add '
+                    "custom_hooks=[dict(type='fdclip_mm.TargetCacheCheckHook')] to the config")
             if not data_samples or any('img_path' not in s for s in data_samples):
                 raise ValueError('target_cache needs the img_path of every training sample (PackInputs keeps it)')
             cached = self.target_cache.lookup([s.img_path for s in data_samples])
@@ -194,6 +202,15 @@ class FeatureDistiller(BaseModel):
         with torch.no_grad():
             aligned = FeatureMap(resample_patches(target.patches, grid), target.cls_token)
             return self.target_norms[index](feature_tokens(aligned, with_cls))
+
+    def project(self, index: int, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher ``index``'s projector on student ``tokens`` (B, T, C_s) -> (B, T, C_t).
+
+        The projector sees the tokens as one (B*T, C_s) matrix: ``nn.Linear`` on a 3-d input returns a view of
+        its 2-d product, and a sharded (FSDP2) module that returns a view warns that an in-place op on it would
+        skip its backward hook; here the view is taken outside the module.
+        """
+        return self.projectors[index](tokens.flatten(0, -2)).unflatten(0, tokens.shape[:-1])
 
     def sample_kept_patches(self, images: torch.Tensor) -> torch.Tensor:
         """Random (B, K) patch indices, in raster order, that the student keeps under ``mask_ratio``."""
@@ -234,7 +251,7 @@ class FeatureDistiller(BaseModel):
         for index, target in enumerate(targets):
             with_cls = student.cls_token is not None and target.cls_token is not None
             aligned = self.align_target(index, target, student.grid, with_cls)
-            pred = self.projectors[index](feature_tokens(student, with_cls))
+            pred = self.project(index, feature_tokens(student, with_cls))
             losses[self.loss_name(index)] = self.loss_weights[index] * self.losses[index](pred, aligned)
         return losses
 
@@ -248,7 +265,7 @@ class FeatureDistiller(BaseModel):
             kept = torch.cat([torch.zeros_like(ids_keep[:, :1]), ids_keep + 1], dim=1) if with_cls else ids_keep
             aligned = self.align_target(index, target, grid, with_cls)
             aligned = aligned.gather(1, kept[..., None].expand(-1, -1, aligned.shape[-1]))
-            pred = self.projectors[index](tokens if with_cls else tokens[:, 1:])
+            pred = self.project(index, tokens if with_cls else tokens[:, 1:])
             losses[self.loss_name(index)] = self.loss_weights[index] * self.losses[index](pred, aligned)
         return losses
 
@@ -311,7 +328,7 @@ class FeatureDistiller(BaseModel):
         for index, target in enumerate(self.teacher_features(inputs)):
             with_cls = student.cls_token is not None and target.cls_token is not None
             aligned = self.align_target(index, target, student.grid, with_cls)
-            pred = self.projectors[index](feature_tokens(student, with_cls))
+            pred = self.project(index, feature_tokens(student, with_cls))
             per_image = per_image + self.loss_weights[index] * self.losses[index](pred, aligned, per_sample=True)
         if data_samples is None:
             data_samples = [BaseDataElement() for _ in range(per_image.shape[0])]
@@ -342,6 +359,18 @@ def _teacher_specs(teacher: Optional[dict], teachers: Optional[List[dict]], loss
     if len(set(names)) != len(names):
         raise ValueError(f'teacher names must differ, got {names}')
     return specs
+
+
+def _build_teacher(index: int, spec: dict) -> nn.Module:
+    """Builds one teacher; an error in it (a missing or unfitting file, ...) names the teacher as well."""
+    try:
+        return build_model(spec['teacher'])
+    except Exception as error:  # noqa: BLE001  (re-raised, same type, with the teacher's name in front)
+        try:
+            named = type(error)(f"teacher {spec['name']!r} (teachers[{index}]): {error}")
+        except Exception:  # noqa: BLE001  (an exception type whose constructor takes other arguments)
+            raise error
+        raise named from error
 
 
 def _iteration_name() -> str:

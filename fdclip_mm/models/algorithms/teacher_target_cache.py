@@ -6,21 +6,29 @@ deterministic (no random crop or flip: the student's regularisation is then drop
 ``FeatureDistiller(target_cache=FILE)`` reads them instead of running the teacher: on a CPU the teacher's
 forward is most of a distillation step when it is larger than the student.
 
+A cache fits a run only if that run's training pipeline is the one the cache was written with (so every
+view is the cached one) and it holds every training image: :meth:`TeacherTargetCache.check_run` verifies
+both where the run is built (``fdclip_mm.TargetCacheCheckHook``, which our runners register), and the
+distiller refuses to read a cache that was not checked.
+
 File layout (``torch.save``; read with ``weights_only=True``): ``keys`` (image paths as the dataset gives
 them), ``tokens`` (N, [1 +] h*w, C) float16 (class token first when the teacher has one, then its patch map
 in raster order), ``grid`` (h, w), ``with_cls``, ``meta`` (teacher type, checkpoint, input size, dtype,
-config).
+config, and ``pipeline``: the training pipeline's config).
 """
+import json
 import os
 import os.path as osp
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
 from fdclip_mm.checkpoint_file import CheckpointFileError, read_checkpoint
 from ..feature_map import FeatureMap, feature_tokens, tokens_to_feature_map
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: meta['pipeline'] is required
+#: How many image paths an error message lists.
+SHOWN_PATHS = 3
 
 
 class TeacherTargetCache:
@@ -40,7 +48,7 @@ class TeacherTargetCache:
             raise CheckpointFileError(f'teacher target cache: {error}; rewrite it with '
                                       'tools/cache_teacher_targets.py') from None
         if not isinstance(data, dict) or data.get('version') != FORMAT_VERSION or \
-                not {'keys', 'tokens', 'grid', 'with_cls', 'meta'} <= set(data):
+                not {'keys', 'tokens', 'grid', 'with_cls', 'meta'} <= set(data) or 'pipeline' not in data['meta']:
             raise ValueError(f'{path} is not a teacher target cache of format {FORMAT_VERSION}; rewrite it with '
                              'tools/cache_teacher_targets.py')
         tokens, keys = data['tokens'], list(data['keys'])
@@ -55,6 +63,8 @@ class TeacherTargetCache:
                              f'{"with" if self.with_cls else "without"} a class token')
         self.meta: Dict = data['meta']
         self.index = {key: i for i, key in enumerate(keys)}
+        #: Set by :meth:`check_run`: the run's pipeline and images fit this cache.
+        self.checked = False
 
     def __len__(self) -> int:
         return len(self.index)
@@ -73,19 +83,87 @@ class TeacherTargetCache:
                            f'({len(self)} images); rewrite the cache for this dataset') from None
         return self.tokens[rows].float()
 
+    def check_run(self, image_paths: Sequence[str], pipeline: Sequence[dict]) -> None:
+        """Refuses a run whose training pipeline differs from the cache's or whose images it does not hold.
+
+        Args:
+            image_paths: ``img_path`` of every item of the run's training dataset.
+            pipeline: The run's training pipeline (its config).
+
+        Raises:
+            ValueError: The pipelines differ (the views would not be the cached ones: random crops and flips
+                regressed onto the targets of other views), or training images are missing from the cache.
+        """
+        written = pipeline_text(self.meta['pipeline'])
+        if pipeline_text(pipeline) != written:
+            raise ValueError(
+                f'teacher target cache {self.path} holds the targets of the views of the training pipeline '
+                f'{written}, but this run trains on {pipeline_text(pipeline)}: the cached targets would be '
+                'regressed from other views. Train with the pipeline the cache was written for (a deterministic '
+                'one), or rewrite the cache for this config with tools/cache_teacher_targets.py')
+        missing = sorted(set(image_paths) - set(self.index))
+        if missing:
+            shown = ', '.join(missing[:SHOWN_PATHS]) + (', ...' if len(missing) > SHOWN_PATHS else '')
+            raise ValueError(f'teacher target cache {self.path} ({len(self)} images) lacks {len(missing)} of this '
+                             f'run\'s training images ({shown}); rewrite it for this dataset with '
+                             'tools/cache_teacher_targets.py')
+        self.checked = True
+
     def features(self, tokens: torch.Tensor) -> FeatureMap:
         """The :class:`FeatureMap` of looked-up ``tokens``."""
         return tokens_to_feature_map(tokens, self.grid, int(self.with_cls))
 
 
+def training_pipeline(dataset_cfg: dict) -> Optional[List[dict]]:
+    """The ``pipeline`` of a dataset config as plain lists and dicts, looked up through wrappers
+    (``RepeatDataset``, ...), or None."""
+    while dataset_cfg is not None:
+        if 'pipeline' in dataset_cfg:
+            return _plain(dataset_cfg['pipeline'])
+        dataset_cfg = dataset_cfg.get('dataset')
+    return None
+
+
+def pipeline_text(pipeline: Optional[Sequence[dict]]) -> str:
+    """A canonical text of a pipeline config (mmengine ``ConfigDict`` s, tuples and lists compare equal)."""
+    return json.dumps(_plain(pipeline), sort_keys=True, default=repr)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def dataset_image_paths(dataset) -> List[str]:
+    """``img_path`` of every item of an mmengine dataset (wrappers included), without loading an image.
+
+    Raises:
+        ValueError: An item has no ``img_path``.
+    """
+    paths = []
+    for index in range(len(dataset)):
+        info = dataset.get_data_info(index)
+        if 'img_path' not in info:
+            raise ValueError(f'{type(dataset).__name__} item {index} has no img_path: a teacher target cache '
+                             'looks images up by their path')
+        paths.append(info['img_path'])
+    return paths
+
+
 def write_target_cache(path: str, keys: List[str], features: FeatureMap, meta: Dict,
                        overwrite: bool = False) -> None:
     """Writes the teacher ``features`` of the images ``keys`` atomically (a temporary file renamed into
-    place); refuses to replace a cache unless asked."""
+    place); refuses to replace a cache unless asked. ``meta['pipeline']`` (the pipeline that made the views)
+    is required."""
     with_cls = features.cls_token is not None
     tokens = feature_tokens(features, with_cls)
     if osp.exists(path) and not overwrite:
         raise FileExistsError(f'{path} exists; pass --overwrite to replace it')
+    if 'pipeline' not in meta:
+        raise ValueError("meta['pipeline'] (the training pipeline the views come from) is required")
     if tokens.shape[0] != len(keys) or len(set(keys)) != len(keys):
         raise ValueError(f'{len(keys)} keys ({len(set(keys))} distinct) for {tokens.shape[0]} token rows')
     folder = osp.dirname(osp.abspath(path))

@@ -4,6 +4,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from fdclip_mm.checkpoint_file import load_state_dict_exactly
@@ -44,7 +45,8 @@ class BackboneTeacher(BaseModule):
         mean: Per-channel input mean on the 0-255 scale (RGB); ImageNet's by default.
         std: Per-channel input std on the 0-255 scale (RGB).
         img_size: Input size (int or (h, w)) the teacher sees: an image of another size is resized to it
-            (bicubic, antialiased), as the official code does for its L/14 teacher under a 256-pixel student.
+            (bicubic, antialiased), as the official code does for its L/14 teacher under a 256-pixel student;
+            the first resize of each input size is logged.
             A backbone config without ``img_size`` is built for it (a ViT's position embedding is resized
             once, at build time). None: the backbone config's ``img_size`` if it sets one, else the images as
             they come.
@@ -82,6 +84,7 @@ class BackboneTeacher(BaseModule):
         self.img_size = None if img_size is None else _pair(img_size)
         self.checkpoint = checkpoint
         self.reader = reader
+        self._logged_resizes = set()
         self.backbone = build_model(backbone, scope='mmpretrain')
         self.embed_dims = output_channels(self.backbone)
         projection = getattr(getattr(self.backbone, 'patch_embed', None), 'projection', None)
@@ -113,6 +116,11 @@ class BackboneTeacher(BaseModule):
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.img_size is not None and tuple(x.shape[-2:]) != self.img_size:
+            if tuple(x.shape[-2:]) not in self._logged_resizes:
+                self._logged_resizes.add(tuple(x.shape[-2:]))
+                print_log(f'teacher {self.checkpoint}: {tuple(x.shape[-2:])} inputs are resized to its img_size '
+                          f'{self.img_size} (bicubic, antialiased) before it runs; the student sees them as they '
+                          'come', logger='current')
             x = F.interpolate(x.float(), size=self.img_size, mode='bicubic', align_corners=False, antialias=True)
         return x if self.compute_dtype is None else x.to(self.compute_dtype)
 

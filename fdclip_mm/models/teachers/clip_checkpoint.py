@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from fdclip_mm.checkpoint_file import read_checkpoint
+from fdclip_mm.checkpoint_file import is_torchscript_archive, read_checkpoint
 
 # Per-block keys of an OpenAI-layout residual attention block.
 BLOCK_KEYS = ('ln_1.weight', 'ln_1.bias', 'attn.in_proj_weight', 'attn.in_proj_bias', 'attn.out_proj.weight',
@@ -78,23 +78,6 @@ def load_clip_visual_state_dict(path: str) -> Dict[str, torch.Tensor]:
     visual = select_visual_tower(tensors)
     check_visual_keys(visual, path)
     return visual
-
-
-def is_torchscript_archive(path: str) -> bool:
-    """Whether ``path`` is a TorchScript zip (``torch.jit.save``) rather than a ``torch.save`` file.
-
-    Uses torch's own criterion: TorchScript archives hold a ``constants.pkl`` record (and their code).
-    """
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(_record_name(name) in ('constants.pkl', 'code') for name in archive.namelist())
-
-
-def _record_name(member: str) -> str:
-    """The first path component below the archive's root folder (``root/code/x.py`` -> ``code``)."""
-    parts = member.split('/')
-    return parts[1] if len(parts) > 1 else ''
 
 
 def read_torchscript_tensors(path: str) -> Dict[str, torch.Tensor]:
@@ -347,6 +330,6 @@ def check_visual_keys(state_dict: Dict[str, torch.Tensor], path: str) -> None:
 
 
 __all__ = [
-    'load_clip_visual_state_dict', 'is_torchscript_archive', 'read_torchscript_tensors',
+    'load_clip_visual_state_dict', 'read_torchscript_tensors',
     'select_visual_tower', 'check_visual_keys', 'block_indices', 'BLOCK_KEYS', 'STEM_KEYS'
 ]

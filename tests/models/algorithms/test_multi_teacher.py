@@ -73,3 +73,15 @@ def test_teacher_list_is_checked(teachers):
         FeatureDistiller(student=STUDENT, teachers=[dict(teachers[0]), dict(teachers[0])])
     with pytest.raises(ValueError, match=r"teachers\[0\] needs a teacher config.*\['checkpoint'"):
         FeatureDistiller(student=STUDENT, teachers=[dict(checkpoint='x.pth')])
+
+
+def test_an_unreadable_teacher_file_names_the_teacher_and_the_file(teachers, tmp_path):
+    from fdclip_mm.checkpoint_file import CheckpointFileError
+    missing = [teachers[0], dict(teachers[1], teacher=dict(teachers[1]['teacher'], checkpoint=str(tmp_path / 'no.pth')))]
+    with pytest.raises(FileNotFoundError, match=r"teacher 'dino' \(teachers\[1\]\): .*no.pth"):
+        FeatureDistiller(student=STUDENT, teachers=missing)
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    empty = [dict(teachers[0], teacher=dict(teachers[0]['teacher'], checkpoint=str(tmp_path / 'empty.pth'))),
+             teachers[1]]
+    with pytest.raises(CheckpointFileError, match=r"teacher 'clip' \(teachers\[0\]\): .*empty.pth is empty"):
+        FeatureDistiller(student=STUDENT, teachers=empty)

@@ -1,13 +1,19 @@
 """The teacher-target cache: written once by tools/cache_teacher_targets.py, read back by the distiller."""
+import glob
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.structures import BaseDataElement
 
-from fdclip_mm.models.algorithms.teacher_target_cache import TeacherTargetCache, write_target_cache
+from fdclip_mm.models.algorithms.teacher_target_cache import TeacherTargetCache, pipeline_text, write_target_cache
 from fdclip_mm.models.feature_map import FeatureMap, feature_tokens
 from .test_feature_distiller import batch, build
+
+
+PIPELINE = [dict(type='fdclip_mm.CheckedLoadImageFromFile'), dict(type='Resize', scale=(32, 32), backend='pillow'),
+            dict(type='PackInputs')]
+RANDOM_PIPELINE = [PIPELINE[0], dict(type='RandomResizedCrop', scale=32, backend='pillow'), PIPELINE[2]]
 
 
 def samples(n: int):
@@ -18,8 +24,17 @@ def cache_of(model, inputs, path: str) -> str:
     with torch.no_grad():
         features = model.teacher(inputs['teacher'])
     write_target_cache(path, [s.img_path for s in samples(features.patches.shape[0])], features,
-                       meta=dict(source='test'))
+                       meta=dict(source='test', pipeline=PIPELINE))
     return path
+
+
+def load_tool(name: str):
+    import importlib.util
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    spec = importlib.util.spec_from_file_location(name, osp.join(repo, 'tools', f'{name}.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
 
 
 def test_cached_targets_give_the_live_teacher_loss(tiny_clip_checkpoint, tmp_path):
@@ -28,6 +43,7 @@ def test_cached_targets_give_the_live_teacher_loss(tiny_clip_checkpoint, tmp_pat
     path = cache_of(live, inputs, str(tmp_path / 'targets.pth'))
     cached = build(tiny_clip_checkpoint, target_cache=path).eval()
     cached.load_state_dict(live.state_dict())
+    cached.target_cache.check_run([s.img_path for s in samples(4)], PIPELINE)
     with torch.no_grad():
         expected = live(inputs, samples(4), mode='loss')['loss']
         # the teacher is not run: its input can be anything
@@ -41,7 +57,7 @@ def test_cache_lookup_errors_name_the_image_and_file(tiny_clip_checkpoint, tmp_p
     inputs = model.data_preprocessor(batch())['inputs']
     path = cache_of(model, inputs, str(tmp_path / 'targets.pth'))
     cache = TeacherTargetCache(path)
-    assert len(cache) == 4 and cache.token_shape == (17, 32) and cache.meta == dict(source='test')
+    assert len(cache) == 4 and cache.token_shape == (17, 32) and cache.meta == dict(source='test', pipeline=PIPELINE)
     with pytest.raises(KeyError, match="'other.png' is not in the teacher target cache .*targets.pth"):
         cache.lookup(['img_0.png', 'other.png'])
     with pytest.raises(FileExistsError, match='--overwrite'):
@@ -52,24 +68,41 @@ def test_cache_lookup_errors_name_the_image_and_file(tiny_clip_checkpoint, tmp_p
     with pytest.raises(ValueError, match=r'teacher target cache: \S*text.pth is not a PyTorch checkpoint.*cache_teacher_targets.py'):
         TeacherTargetCache(str(tmp_path / 'text.pth'))
     wrong = str(tmp_path / 'wrong.pth')
-    write_target_cache(wrong, ['a.png'], FeatureMap(torch.zeros(1, 16, 2, 2)), meta={})
+    with pytest.raises(ValueError, match=r"meta\['pipeline'\].*is required"):
+        write_target_cache(wrong, ['a.png'], FeatureMap(torch.zeros(1, 16, 2, 2)), meta={})
+    write_target_cache(wrong, ['a.png'], FeatureMap(torch.zeros(1, 16, 2, 2)), meta=dict(pipeline=PIPELINE))
     assert TeacherTargetCache(wrong).token_shape == (4, 16) and not TeacherTargetCache(wrong).with_cls
     with pytest.raises(ValueError, match=r'wrong.pth holds 16-channel tokens; this teacher gives 32'):
         build(tiny_clip_checkpoint, target_cache=wrong)
+    unchecked = build(tiny_clip_checkpoint, target_cache=path)
+    with pytest.raises(RuntimeError, match='were not checked against the cache.*TargetCacheCheckHook'):
+        unchecked(inputs, samples(4), mode='loss')
+    unchecked.target_cache.check_run([s.img_path for s in samples(4)], PIPELINE)
     with pytest.raises(ValueError, match='img_path'):
-        build(tiny_clip_checkpoint, target_cache=path)(inputs, None, mode='loss')
+        unchecked(inputs, None, mode='loss')
+
+
+def test_a_cache_refuses_runs_with_another_pipeline_or_images(tiny_clip_checkpoint, tmp_path):
+    model = build(tiny_clip_checkpoint).eval()
+    cache = TeacherTargetCache(cache_of(model, model.data_preprocessor(batch())['inputs'], str(tmp_path / 't.pth')))
+    with pytest.raises(ValueError, match=r't.pth holds the targets of the views of the training pipeline .*Resize.*'
+                                         r'but this run trains on .*RandomResizedCrop'):
+        cache.check_run([s.img_path for s in samples(4)], RANDOM_PIPELINE)
+    with pytest.raises(ValueError, match=r'\(4 images\) lacks 2 of this run\'s training images \(x.png, y.png\)'):
+        cache.check_run(['img_0.png', 'x.png', 'y.png'], PIPELINE)
+    assert not cache.checked
+    # tuples, lists and ConfigDicts of the same pipeline are the same pipeline
+    from mmengine.config import ConfigDict
+    cache.check_run(['img_1.png'], [ConfigDict(t) for t in PIPELINE[:1]] + [
+        dict(type='Resize', scale=[32, 32], backend='pillow'), PIPELINE[2]])
+    assert cache.checked
 
 
 def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny_clip_checkpoint, tiny_clip_teacher,
                                                                            image_folder, tmp_path):
     from mmengine.config import Config
-    import importlib.util
-    repo = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    spec = importlib.util.spec_from_file_location('cache_tool', osp.join(repo, 'tools', 'cache_teacher_targets.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    pipeline = [dict(type='fdclip_mm.CheckedLoadImageFromFile'),
-                dict(type='Resize', scale=(32, 32), backend='pillow'), dict(type='PackInputs')]
+    tool = load_tool('cache_teacher_targets')
+    pipeline = PIPELINE
     config = tmp_path / 'cfg.py'
     Config(dict(
         default_scope='mmpretrain',
@@ -84,7 +117,7 @@ def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny
     out = str(tmp_path / 'targets.pth')
     assert tool.main([str(config), '--out', out, '--batch-size', '2']) == 0
     cache = TeacherTargetCache(out)
-    assert cache.meta['teacher_type'] == 'fdclip_mm.BackboneTeacher'
+    assert cache.meta['teacher_type'] == 'fdclip_mm.BackboneTeacher' and pipeline_text(cache.meta['pipeline']) == pipeline_text(PIPELINE)
     model = build(tiny_clip_checkpoint).eval()
     from mmengine.registry import DATASETS, DefaultScope, init_default_scope
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -102,3 +135,81 @@ def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny
     cfg.dump(str(config))
     with pytest.raises(ValueError, match='pipeline is random'):
         tool.main([str(config), '--out', str(tmp_path / 'other.pth')])
+    flip_pipeline = [pipeline[0], pipeline[1], dict(type='RandomFlip', prob=0.5, direction='horizontal'), pipeline[2]]
+    cfg.train_dataloader.dataset.pipeline = flip_pipeline
+    cfg.dump(str(config))
+    with pytest.raises(ValueError, match='pipeline is random'):
+        tool.main([str(config), '--out', str(tmp_path / 'other.pth')])
+
+
+def test_cache_tool_refuses_a_repeated_dataset_before_the_teacher_runs(tiny_clip_teacher, image_folder, tmp_path,
+                                                                       capsys):
+    from mmengine.config import Config
+    tool = load_tool('cache_teacher_targets')
+    config = tmp_path / 'cfg.py'
+    Config(dict(
+        default_scope='mmpretrain',
+        model=dict(type='fdclip_mm.FeatureDistiller',
+                   student=dict(type='FDViT', arch=dict(embed_dims=48, num_layers=2, num_heads=2,
+                                                        feedforward_channels=96), img_size=32, patch_size=8),
+                   teacher=tiny_clip_teacher),
+        train_dataloader=dict(batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True),
+                              dataset=dict(type='RepeatDataset', times=8, dataset=dict(
+                                  type='CustomDataset', data_root=image_folder, with_label=False, pipeline=PIPELINE))),
+    )).dump(str(config))
+    with pytest.raises(ValueError, match=r'\(RepeatDataset, times=8\) lists 96 items but 12 distinct images.*'
+                                         r'train_dataloader.dataset.times=1'):
+        tool.main([str(config), '--out', str(tmp_path / 'targets.pth')])
+    assert '[cache]' not in capsys.readouterr().out  # refused before the teacher's first batch
+    assert tool.main([str(config), '--out', str(tmp_path / 'targets.pth'),
+                      '--cfg-options', 'train_dataloader.dataset.times=1']) == 0
+    assert len(TeacherTargetCache(str(tmp_path / 'targets.pth'))) == 12
+
+
+def distill_config(teacher: dict, image_folder: str, work_dir: str, pipeline, cache: str) -> dict:
+    return dict(
+        default_scope='mmpretrain',
+        model=dict(type='fdclip_mm.FeatureDistiller', teacher=teacher, target_cache=cache,
+                   student=dict(type='FDViT', arch=dict(embed_dims=48, num_layers=2, num_heads=2,
+                                                        feedforward_channels=96), img_size=32, patch_size=8)),
+        train_dataloader=dict(batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True),
+                              collate_fn=dict(type='default_collate'),
+                              dataset=dict(type='RepeatDataset', times=2, dataset=dict(
+                                  type='CustomDataset', data_root=image_folder, with_label=False,
+                                  pipeline=pipeline))),
+        train_cfg=dict(by_epoch=False, max_iters=2),
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2), logger=dict(type='LoggerHook',
+                                                                                          interval=1)),
+        work_dir=work_dir, randomness=dict(seed=0), log_level='INFO')
+
+
+def test_a_run_reading_a_cache_is_checked_before_its_first_step(tiny_clip_teacher, image_folder, tmp_path):
+    """The cache tool's config trains with the cache; a run with random crops is refused where it is built,
+    and a runner that does not check the cache (mmengine's own) is refused at its first step."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from fdclip_mm.engine import build_checked_runner
+    tool = load_tool('cache_teacher_targets')
+    config = tmp_path / 'cfg.py'
+    Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'w'), PIPELINE, None)).dump(str(config))
+    cache = str(tmp_path / 'targets.pth')
+    assert tool.main([str(config), '--out', cache, '--cfg-options', 'train_dataloader.dataset.times=1']) == 0
+
+    runner = build_checked_runner(Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'ok'),
+                                                        PIPELINE, cache)))
+    runner.train()
+    log = open(glob.glob(str(tmp_path / 'ok' / '*' / '*.log'))[0]).read()
+    assert f'Teacher targets come from {cache} (12 images' in log and runner.iter == 2
+
+    random_run = build_checked_runner(Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'rnd'),
+                                                            RANDOM_PIPELINE, cache)))
+    with pytest.raises(ValueError, match='but this run trains on .*RandomResizedCrop'):
+        random_run.train()
+    assert random_run.iter == 0 and not glob.glob(str(tmp_path / 'rnd' / '*.pth'))
+
+    plain = Runner.from_cfg(Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'plain'),
+                                                  RANDOM_PIPELINE, cache)))
+    with pytest.raises(RuntimeError, match='were not checked against the cache'):
+        plain.train()

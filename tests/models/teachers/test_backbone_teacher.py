@@ -1,4 +1,6 @@
 """BackboneTeacher: frozen, precision, registry, input size, exact loading and clear errors."""
+from unittest import mock
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,11 +36,16 @@ def test_bfloat16_weights_give_float32_features_close_to_fp32(tiny_clip_teacher)
         build(dict(tiny_clip_teacher, dtype='half'))
 
 
-def test_other_input_sizes_are_resized_to_the_teachers(tiny_clip_teacher):
+def test_other_input_sizes_are_resized_to_the_teachers_and_logged_once(tiny_clip_teacher):
     teacher = build(tiny_clip_teacher)
     x = torch.randn(2, 3, 48, 40)
     resized = F.interpolate(x, size=(32, 32), mode='bicubic', align_corners=False, antialias=True)
-    torch.testing.assert_close(teacher(x).patches, teacher(resized).patches)
+    with mock.patch('fdclip_mm.models.teachers.backbone_teacher.print_log') as log:
+        torch.testing.assert_close(teacher(x).patches, teacher(resized).patches)
+        teacher(x)
+    assert [call.args[0] for call in log.call_args_list] == [
+        f'teacher {tiny_clip_teacher["checkpoint"]}: (48, 40) inputs are resized to its img_size (32, 32) '
+        '(bicubic, antialiased) before it runs; the student sees them as they come']
     assert teacher.output_grid((48, 40)) == (4, 4)
 
 
