@@ -14,20 +14,17 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import tempfile
 import time
 from typing import Callable, Dict
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import (AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, summarize,  # noqa: E402
+from common import (AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, summarize,
                     time_interleaved)
-from fd_step import build_distiller, clip_teacher_cfg, make_step, random_clip_checkpoint  # noqa: E402
-from fdclip_mm.registry import MODELS  # noqa: E402
+from fd_step import build_distiller, clip_teacher_cfg, make_step, random_clip_checkpoint
+from fdclip_mm.registry import MODELS
 
 
 def main() -> None:

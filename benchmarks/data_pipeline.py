@@ -15,7 +15,6 @@ import json
 import os
 import os.path as osp
 import statistics
-import sys
 import time
 from typing import Callable, List
 
@@ -24,10 +23,8 @@ from mmengine.config import Config
 from mmengine.dataset import Compose, default_collate
 from mmengine.registry import DefaultScope
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import machine_facts, machine_line, print_table  # noqa: E402
+from common import machine_facts, machine_line, print_table
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', '_base_', 'datasets', 'imagenet_fd.py')

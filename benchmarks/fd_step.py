@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import tempfile
 import time
 from typing import Callable, Dict, Optional, Tuple
@@ -29,14 +28,12 @@ import torch.nn.functional as F
 from mmpretrain.models import BEiTPretrainViT, VisionTransformer
 from torch import nn
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import (AMP_DTYPES, WIDTHS, add_step_args, count_flops, machine_facts, machine_line, matmul_peak_flops,  # noqa: E402
+from common import (AMP_DTYPES, WIDTHS, add_step_args, count_flops, machine_facts, machine_line, matmul_peak_flops,
                     print_table, summarize, time_interleaved)
-from fdclip_mm.models.algorithms import FeatureDistiller  # noqa: E402
-from fdclip_mm.models.teachers import teacher_config  # noqa: E402
-from fdclip_mm.registry import MODELS  # noqa: E402
+from fdclip_mm.models.algorithms import FeatureDistiller
+from fdclip_mm.models.teachers import teacher_config
+from fdclip_mm.registry import MODELS
 
 
 def random_clip_checkpoint(path: str, width: int, layers: int, patch: int, image: int) -> None:

@@ -21,10 +21,8 @@ from typing import Dict
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table  # noqa: E402
+from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table
 
 CASES = ('fd_full', 'fd_full_cp', 'student_only', 'student_only_cp', 'stock_mmpretrain')  # BEiT has no with_cp
 

@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import tempfile
 from collections import defaultdict
 from typing import Dict
@@ -17,11 +16,9 @@ from typing import Dict
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table  # noqa: E402
-from fd_step import build_distiller, make_step, random_clip_checkpoint, stock_mmpretrain_loss  # noqa: E402
+from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table
+from fd_step import build_distiller, make_step, random_clip_checkpoint, stock_mmpretrain_loss
 
 GROUPS = {
     'matmul': ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm', 'aten::mkldnn_convolution',

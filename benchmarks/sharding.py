@@ -24,11 +24,9 @@ import time
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from common import machine_facts, machine_line, print_table  # noqa: E402
-from memory import current_and_reset, peak  # noqa: E402
+from common import machine_facts, machine_line, print_table
+from memory import current_and_reset, peak
 
 CASES = {'single': 1, 'ddp': 2, 'fsdp2': 2, 'fsdp2_teacher': 2}
 

@@ -70,7 +70,6 @@ def tiny_config(work_dir: str, steps: int, workers: int, batch: int, checkpoint_
     import mmcv
     import torch
     from mmengine.config import Config
-    sys.path.insert(0, REPO)
     from tests.conftest import clip_visual_state_dict
 
     cfg = Config.fromfile(FD_CONFIG)

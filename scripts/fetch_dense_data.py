@@ -32,8 +32,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from fetch_demo_data import REPO_ROOT, StepError, download_dir, pip_download  # noqa: E402
+from fdclip_mm.datasets.downloads import StepError, download_dir, pip_download
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 SDIST_SPEC = 'labelme==6.3.1'
 SDIST_ROOT = 'labelme-6.3.1'  # top folder of the sdist

@@ -32,9 +32,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from fdclip_mm.datasets.downloads import StepError, download_dir, sha256
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(REPO_ROOT, 'scripts'))
-from fetch_demo_data import StepError, download_dir, sha256  # noqa: E402
 
 PACKAGE = 'dataset-fashion-mnist'
 DEB_NAME = 'dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb'

@@ -166,9 +166,19 @@ def scheduled_lrs(param_scheduler, param_groups, epoch_length: int, steps, batch
     return [out[s] for s in steps]
 
 
-def tiny_vit_arch(width: int = 32, layers: int = 2, heads: int = 2) -> dict:
-    """mmpretrain ``VisionTransformer`` arch dict of a tiny tower (MLP ratio 4)."""
-    return dict(embed_dims=width, num_layers=layers, num_heads=heads, feedforward_channels=4 * width)
+def tiny_vit_arch(width: int = 32, layers: int = 2, heads: int = 2, mlp_ratio: int = 4) -> dict:
+    """mmpretrain ``VisionTransformer`` / ``FDViT`` arch dict of a tiny tower."""
+    return dict(embed_dims=width, num_layers=layers, num_heads=heads, feedforward_channels=mlp_ratio * width)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run faster on one thread, and much faster than two on a shared, loaded CPU
+    (``pytestmark = pytest.mark.usefixtures('one_thread')``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_teacher_cfg(family: str, path: str, width: int = 32, layers: int = 2, heads: int = 2, patch: int = 8,

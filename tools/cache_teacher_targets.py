@@ -21,11 +21,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import Runner
 
-try:
-    import fdclip_mm  # noqa: F401  (registers our modules)
-except ImportError:  # run as ``python tools/cache_teacher_targets.py`` without installing the package
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import fdclip_mm  # noqa: F401
+import fdclip_mm  # noqa: F401  (registers our modules)
 
 from fdclip_mm.engine import merge_cfg_options
 from fdclip_mm.models.algorithms.teacher_target_cache import (dataset_image_paths, training_pipeline,

@@ -36,10 +36,9 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
+from fdclip_mm.analysis.reproduction_report import write_report
 
-from fdclip_mm.analysis.reproduction_report import write_report  # noqa: E402
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 FD_CONFIG = 'configs/reproduce/fd_dinov2-vits14_fdvit-t14-4l_fmnist.py'
 FT_CONFIG = 'configs/reproduce/finetune_fdvit-t14-4l_fmnist-1k.py'
@@ -126,7 +125,7 @@ class Reproduction:
     @functools.cached_property
     def teacher_arch(self) -> dict:
         """The ViT arch of the ``--teacher`` file (ViT-S for the real DINOv2; tests give a smaller one)."""
-        from fdclip_mm.converters.dinov2_onnx import check_dinov2_state_dict, load_dinov2_checkpoint
+        from fdclip_mm.converters.dinov2_weights import check_dinov2_state_dict, load_dinov2_checkpoint
         arch = check_dinov2_state_dict(load_dinov2_checkpoint(self.teacher), source=self.teacher)
         return dict(embed_dims=arch.embed_dims, num_layers=arch.depth, num_heads=max(1, arch.embed_dims // 64),
                     feedforward_channels=arch.mlp_dims)

@@ -28,13 +28,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
-try:
-    import fdclip_mm  # noqa: F401  (registers our modules)
-except ImportError:  # run as ``python tools/train.py`` without installing the package
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import fdclip_mm  # noqa: F401
-
-from fdclip_mm.engine import (DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group,
+import fdclip_mm  # noqa: F401,E402  (registers our modules)
+from fdclip_mm.engine import (DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group,  # noqa: E402
                               is_cpu_only, merge_cfg_options, prepare_cpu_distributed, refuse_to_replace_run)
 
 AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper',

@@ -8,7 +8,7 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
-from fdclip_mm.checkpoint_file import read_state_dict
+from fdclip_mm.checkpoint import read_state_dict
 from fdclip_mm.engine.config_options import merge_cfg_options
 
 from .attention_model import resolve_attention_module, unwrap

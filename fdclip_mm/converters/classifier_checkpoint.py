@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import torch
 
-from fdclip_mm.checkpoint_file import read_state_dict
+from fdclip_mm.checkpoint import read_state_dict
 
 from .fd_checkpoint import STUDENT_PREFIX, extract_student, resolve_checkpoint, save_state_dict
 

@@ -53,7 +53,7 @@ def dinov2_to_vit_state_dict(dinov2: Tensors, grid: Tuple[int, int], final_norm:
     """mmpretrain ``VisionTransformer`` tensors (float32) from DINOv2 weights in Hugging Face names.
 
     Args:
-        dinov2: ``Dinov2Model`` tensors (see :func:`fdclip_mm.converters.dinov2_onnx.load_dinov2_checkpoint`).
+        dinov2: ``Dinov2Model`` tensors (see :func:`fdclip_mm.converters.dinov2_weights.load_dinov2_checkpoint`).
         grid: Patch grid of the backbone's ``img_size``; the position embeddings are resized to it.
         final_norm: Map ``layernorm`` to ``ln1``; otherwise drop it (the classifier pools into ``ln2``).
         head_norm: Add a fresh ``ln2`` (``out_type='avg_featmap'``).

@@ -5,7 +5,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from fdclip_mm.checkpoint_file import read_state_dict
+from fdclip_mm.checkpoint import read_state_dict
 
 STUDENT_PREFIX = 'student.'
 #: Key prefix of a dense-task backbone file (``out_indices`` given): an mmpretrain classifier's layout, the one

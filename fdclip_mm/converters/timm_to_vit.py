@@ -20,7 +20,7 @@ from typing import Dict, Sequence
 
 import torch
 
-from fdclip_mm.checkpoint_file import read_checkpoint
+from fdclip_mm.checkpoint import read_checkpoint
 
 Tensors = Dict[str, torch.Tensor]
 

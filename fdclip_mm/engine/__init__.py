@@ -3,7 +3,6 @@ from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend, at
 from .attention_distance_hook import AttentionDistanceHook
 from .best_metrics_hook import BestMetricsHook
 from .checked_runner import CheckedFlexibleRunner, CheckedRunner, build_checked_runner, refuse_to_replace_run
-from .checkpoint_globals import checkpoint_safe_globals, register_checkpoint_globals
 from .config_options import merge_cfg_options, move_data_root
 from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init_cpu_process_group, is_cpu_only,
@@ -16,15 +15,12 @@ from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
 from .target_cache_check_hook import TargetCacheCheckHook
 from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 
-# Importing fdclip_mm (e.g. through a config's ``custom_imports``) is what makes resuming work.
-register_checkpoint_globals()
-
 __all__ = [
     'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write', 'AttentionDistanceHook', 'BestMetricsHook',
-    'build_checked_runner', 'CheckedFlexibleRunner', 'CheckedRunner', 'checkpoint_safe_globals',
-    'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper', 'destroy_cpu_process_group', 'DistributedLaunchRequired',
-    'FSDP2Strategy', 'get_rng_state', 'GuardedDistributedDataParallel', 'init_cpu_process_group', 'is_cpu_only',
-    'LayerDecayOptimWrapperConstructor', 'merge_cfg_options', 'move_data_root', 'prepare_cpu_distributed',
-    'refuse_to_replace_run', 'register_checkpoint_globals', 'RNGStateHook', 'set_rng_state', 'TargetCacheCheckHook',
-    'TimmCosineAnnealingLR', 'TimmLinearWarmupLR', 'TrainableOptimWrapperConstructor'
+    'build_checked_runner', 'CheckedFlexibleRunner', 'CheckedRunner', 'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper',
+    'destroy_cpu_process_group', 'DistributedLaunchRequired', 'FSDP2Strategy', 'get_rng_state',
+    'GuardedDistributedDataParallel', 'init_cpu_process_group', 'is_cpu_only', 'LayerDecayOptimWrapperConstructor',
+    'merge_cfg_options', 'move_data_root', 'prepare_cpu_distributed', 'refuse_to_replace_run', 'RNGStateHook',
+    'set_rng_state', 'TargetCacheCheckHook', 'TimmCosineAnnealingLR', 'TimmLinearWarmupLR',
+    'TrainableOptimWrapperConstructor'
 ]

@@ -7,7 +7,7 @@ mmengine 0.10.7:
 - ``load_from`` (and ``tools/test.py``'s checkpoint) must fit the model exactly: mmengine loads with
   ``strict=False``, warns and goes on with whatever matched, so a backbone file given to ``tools/test.py``
   scores the untrained model. Set ``strict_load = False`` in the config to load what fits on purpose.
-- Checkpoint files are read with :func:`fdclip_mm.checkpoint_file.read_checkpoint`: an unreadable file
+- Checkpoint files are read with :func:`fdclip_mm.checkpoint.read_checkpoint`: an unreadable file
   stops the run with its path and what is wrong with it.
 - ``resume=True`` without a path (``--resume``): when the work dir holds no checkpoint, it says so and that
   training starts from scratch (mmengine logs "Auto resumed from the latest checkpoint None."); when the
@@ -37,8 +37,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import FlexibleRunner, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from fdclip_mm.checkpoint_file import CheckpointFileError, load_state_dict_exactly, read_checkpoint
-from fdclip_mm.checkpoint_file import revise_keys as revise_state_dict_keys
+from fdclip_mm.checkpoint import CheckpointFileError, load_state_dict_exactly, read_checkpoint
+from fdclip_mm.checkpoint import revise_keys as revise_state_dict_keys
 from fdclip_mm.registry import RUNNERS
 from .target_cache_check_hook import TargetCacheCheckHook
 
@@ -222,7 +222,7 @@ class CheckedFlexibleRunner(RunGuards, FlexibleRunner):
     the guarantees of :class:`CheckedRunner`.
 
     The strategy reads and loads the checkpoint files (our FSDP2 strategy reads them with
-    :func:`~fdclip_mm.checkpoint_file.read_checkpoint` and loads exactly when ``strict``); this runner passes
+    :func:`~fdclip_mm.checkpoint.read_checkpoint` and loads exactly when ``strict``); this runner passes
     the config's ``strict_load`` (default True), resumes from the latest readable checkpoint, refuses to
     replace an earlier run and keeps the console quiet. The FSDP configs name it as their ``runner_type``.
     """

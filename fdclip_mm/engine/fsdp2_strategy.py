@@ -26,8 +26,8 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
-from fdclip_mm.checkpoint_file import CheckpointFileError, CheckpointMismatchError, read_checkpoint
-from fdclip_mm.checkpoint_file import revise_keys as revise_state_dict_keys
+from fdclip_mm.checkpoint import CheckpointFileError, CheckpointMismatchError, read_checkpoint
+from fdclip_mm.checkpoint import revise_keys as revise_state_dict_keys
 from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import STRATEGIES
 from .atomic_checkpoint_hook import atomic_open
@@ -218,7 +218,7 @@ class FSDP2Strategy(DDPStrategy):
 
     def load_checkpoint(self, filename: str, *, map_location='cpu', strict: bool = True,
                         revise_keys: list = [(r'^module.', '')], callback: Optional[Callable] = None) -> dict:
-        """mmengine's strategy load with :func:`~fdclip_mm.checkpoint_file.read_checkpoint` (an unreadable file
+        """mmengine's strategy load with :func:`~fdclip_mm.checkpoint.read_checkpoint` (an unreadable file
         is named with what is wrong with it) and, by default, an exact fit (resuming loads exactly too)."""
         self.logger.info(f'Load checkpoint from {filename}')
         checkpoint = read_checkpoint(filename, get_device() if map_location == 'default' else map_location)

@@ -13,10 +13,10 @@ from fdclip_mm.analysis.model_builder import build_analysis_module, load_part_ch
 from fdclip_mm.analysis.model_spec import parse_model_spec
 from fdclip_mm.models.backbones import FDViT
 
-from ..conftest import tiny_teacher_cfg
+from ..conftest import tiny_teacher_cfg, tiny_vit_arch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+TINY = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 
 
 def load_tool(name):

@@ -33,7 +33,7 @@ def is_distillation_config(path: str) -> bool:
 
 
 CONFIGS = [p for p in ALL_CONFIGS if is_distillation_config(p)]
-TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+TINY_ARCH = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 
 
 def tiny_swin_arch(depths) -> dict:

@@ -19,19 +19,14 @@ from fdclip_mm.converters import save_state_dict
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.backbones.rel_pos_bias import infer_grid, resize_rel_pos_bias_table
-from ..conftest import clip_visual_state_dict
+from ..conftest import clip_visual_state_dict, tiny_vit_arch
 from .test_configs import ALL_CONFIGS, REPO
 
 DEPTH_CONFIGS = [p for p in ALL_CONFIGS if osp.basename(p).startswith('depth_')]
-TINY = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=128)
+TINY = tiny_vit_arch(32, 4, 2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def test_every_depth_config_is_collected():

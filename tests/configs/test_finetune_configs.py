@@ -15,22 +15,16 @@ from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoin
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import clip_visual_state_dict, dinov2_state_dict, scheduled_lrs, write_image_folder
+from ..conftest import clip_visual_state_dict, dinov2_state_dict, scheduled_lrs, tiny_vit_arch, write_image_folder
 from .test_configs import ALL_CONFIGS, REPO, is_classification_config
 
 FT_CONFIGS = [p for p in ALL_CONFIGS if is_classification_config(p)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster than two on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
-TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=128)
+TINY = tiny_vit_arch(32, 2, 2)
 CLASSES = 5
 
 

@@ -21,14 +21,14 @@ from mmengine.runner import Runner
 
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import clip_visual_state_dict
+from ..conftest import clip_visual_state_dict, tiny_vit_arch
 from .test_configs import ALL_CONFIGS, REPO
 
 MASK_RCNN_CONFIGS = [p for p in ALL_CONFIGS if osp.basename(p).startswith('mask-rcnn_')]
 FD_CONFIG = 'configs/mask_rcnn_coco/mask-rcnn_fd-clip-vit-b16_fpn_ms-crop-1x_coco.py'
 CLIP_CONFIG = 'configs/mask_rcnn_coco/mask-rcnn_clip-vit-b16_fpn_ms-crop-1x_coco.py'
 DEMO_CONFIG = 'configs/demo/mask-rcnn_fdvit-t14-6l_labelme-coco.py'
-TINY = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=128)
+TINY = tiny_vit_arch(32, 4, 2)
 IMAGENET = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 CLIP = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305])
 # COCO's category ids of mmdet's 80 classes. The annotation file lists all of them, as COCO's does: mmdet's
@@ -38,13 +38,7 @@ COCO_IDS = [*range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66
 USED_IDS = [1, 3, 18]  # person, car, dog
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster than two on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def write_coco(root: str, num_images: int = 3, size=(96, 112), seed: int = 0) -> str:

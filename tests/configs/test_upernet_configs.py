@@ -22,7 +22,7 @@ from fdclip_mm.converters.clip_to_vit import load_clip_as_vit
 from fdclip_mm.engine.layer_decay_optim_constructor import lr_and_wd_by_name
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.backbones.rel_pos_bias import resize_rel_pos_bias_table
-from ..conftest import clip_visual_state_dict
+from ..conftest import clip_visual_state_dict, tiny_vit_arch
 from .test_configs import REPO
 
 FD_CONFIG = 'configs/upernet_ade20k/upernet_fd-clip-vit-b16_8xb2-160k_ade20k-512x512.py'
@@ -30,18 +30,12 @@ CLIP_CONFIG = 'configs/upernet_ade20k/upernet_clip-vit-b16_8xb2-160k_ade20k-512x
 DEMO_CONFIG = 'configs/demo/upernet_fdvit-t14-6l_labelme-ade.py'
 CONFIGS = [FD_CONFIG, CLIP_CONFIG, DEMO_CONFIG]
 
-TINY = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=128)  # one block per pyramid level
+TINY = tiny_vit_arch(32, 4, 2)  # one block per pyramid level
 NUM_CLASSES = 150
 IMAGE_SIZE = (72, 96)  # (h, w): resized to 4 x 4 patches high and wider: slide inference takes 2 windows
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster than two on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def write_ade_folder(root: str, count: int = 3, size=IMAGE_SIZE, seed: int = 0) -> str:

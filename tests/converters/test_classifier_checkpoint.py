@@ -12,10 +12,11 @@ from fdclip_mm.converters.classifier_checkpoint import (LAYER_RPB_KEY, SHARED_RP
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict, load_clip_as_vit
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
+from ..conftest import tiny_vit_arch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ARCH = dict(embed_dims=48, num_layers=3, num_heads=2, feedforward_channels=96)
-CLIP_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=128)
+CLIP_ARCH = tiny_vit_arch(32, 2, 2)
 
 
 def classifier_cfg(backbone: dict, checkpoint: str, width: int) -> dict:

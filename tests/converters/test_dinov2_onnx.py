@@ -20,8 +20,8 @@ onnx = pytest.importorskip('onnx')
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
-from fdclip_mm.converters.dinov2_onnx import (DINOv2Arch, dinov2_expected_shapes,  # noqa: E402
-                                              read_dinov2_onnx)
+from fdclip_mm.converters.dinov2_onnx import read_dinov2_onnx  # noqa: E402
+from fdclip_mm.converters.dinov2_weights import DINOv2Arch, dinov2_expected_shapes  # noqa: E402
 
 TOKENS = '/backbone/layernorm/Add_1_output_0'
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -223,9 +223,12 @@ def test_teacher_from_onnx_matches_the_graph(tmp_path, img_size):
     path = _save(model, tmp_path)
     x = np.random.default_rng(0).standard_normal((2, 3, img_size, img_size)).astype(np.float32)
     expected = ReferenceEvaluator(model).run([TOKENS], {'input_image': x})[0]
-    teacher = MODELS.build(teacher_config('dinov2', path, arch=dict(embed_dims=64, num_layers=2, num_heads=2,
-                                                                    feedforward_channels=256),
-                                          patch_size=14, img_size=img_size))
+    arch = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=256)
+    with pytest.raises(ValueError, match=r'is an ONNX export: convert it once with .*dinov2_onnx_to_pth.py'):
+        MODELS.build(teacher_config('dinov2', path, arch=arch, patch_size=14, img_size=img_size))
+    converted = str(tmp_path / 'dinov2.pth')  # what tools/model_converters/dinov2_onnx_to_pth.py writes
+    torch.save(read_dinov2_onnx(path), converted)
+    teacher = MODELS.build(teacher_config('dinov2', converted, arch=arch, patch_size=14, img_size=img_size))
     tokens = feature_tokens(teacher(torch.from_numpy(x)), with_cls=True)
     assert tokens.shape == (2, 1 + (img_size // 14)**2, 64)
     np.testing.assert_allclose(tokens.numpy(), expected, rtol=0, atol=2e-5)
@@ -311,7 +314,7 @@ def test_real_backbone_keys_and_shapes(real_onnx):
     assert all(torch.isfinite(value).all() for value in state_dict.values())
 
 
-def test_real_teacher_matches_the_real_graph(real_onnx):
+def test_real_teacher_matches_the_real_graph(real_onnx, tmp_path):
     from fdclip_mm.models.feature_map import feature_tokens
     from fdclip_mm.models.teachers import teacher_config
     from fdclip_mm.registry import MODELS
@@ -328,6 +331,8 @@ def test_real_teacher_matches_the_real_graph(real_onnx):
         opset_imports=model.opset_import)
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     expected = ReferenceEvaluator(backbone).run(None, {'input_image': x})[0]
-    teacher = MODELS.build(teacher_config('dinov2', real_onnx, arch='dinov2-s', patch_size=14, img_size=224))
+    converted = str(tmp_path / 'dinov2_vits14.pth')  # as scripts/fetch_demo_data.py writes it
+    torch.save(read_dinov2_onnx(real_onnx), converted)
+    teacher = MODELS.build(teacher_config('dinov2', converted, arch='dinov2-s', patch_size=14, img_size=224))
     tokens = feature_tokens(teacher(torch.from_numpy(x)), with_cls=True)
     np.testing.assert_allclose(tokens.numpy(), expected, rtol=0, atol=1e-4)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from fdclip_mm.checkpoint_file import CheckpointFileError, CheckpointMismatchError
+from fdclip_mm.checkpoint import CheckpointFileError, CheckpointMismatchError
 from fdclip_mm.engine import CheckedRunner
 
 TOY_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools')

@@ -6,9 +6,10 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope, init_default_scope
 
 from fdclip_mm.engine.layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor, lr_and_wd_by_name
+from ..conftest import tiny_vit_arch
 
 LR, WD, RATE = 1e-3, 0.05, 0.5
-TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+TINY = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 # 2 blocks -> depths 0 (embeddings) .. 3 (top); scale = RATE ** (3 - depth)
 S0, S1, S2, S3 = RATE**3, RATE**2, RATE**1, 1.0
 

@@ -12,13 +12,10 @@ arrays and per-layer summaries) and ``attention_distance.png`` (one panel per mo
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from fdclip_mm.analysis.model_spec import add_analysis_args, analyse_specs, parse_model_spec  # noqa: E402
-from fdclip_mm.analysis.plots import plot_attention_distances  # noqa: E402
-from fdclip_mm.analysis.reports import write_distance_csv, write_distance_json  # noqa: E402
+from fdclip_mm.analysis.model_spec import add_analysis_args, analyse_specs, parse_model_spec
+from fdclip_mm.analysis.plots import plot_attention_distances
+from fdclip_mm.analysis.reports import write_distance_csv, write_distance_json
 
 
 def parse_args(argv=None) -> argparse.Namespace:

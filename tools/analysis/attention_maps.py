@@ -12,14 +12,11 @@ import argparse
 import os
 import os.path as osp
 import re
-import sys
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from fdclip_mm.analysis.model_spec import add_analysis_args, analyse_specs, parse_model_spec  # noqa: E402
-from fdclip_mm.analysis.plots import plot_attention_maps  # noqa: E402
+from fdclip_mm.analysis.model_spec import add_analysis_args, analyse_specs, parse_model_spec
+from fdclip_mm.analysis.plots import plot_attention_maps
 
 
 def parse_args(argv=None) -> argparse.Namespace:

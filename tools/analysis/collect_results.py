@@ -12,13 +12,9 @@ Metrics read (last value logged, a later test run overriding validation): ``accu
 The ``table2`` layout adds a GPU Time column measured from ``--gpu-time-dir NAME WORK_DIR BATCH_SIZE``.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from fdclip_mm.analysis.results_table import COLUMNS, LAYOUTS, collect_row, format_table  # noqa: E402
-from fdclip_mm.analysis.training_cost import measure_run  # noqa: E402
+from fdclip_mm.analysis.results_table import COLUMNS, LAYOUTS, collect_row, format_table
+from fdclip_mm.analysis.training_cost import measure_run
 
 
 def parse_args(argv=None) -> argparse.Namespace:

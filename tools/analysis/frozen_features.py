@@ -15,16 +15,13 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from fdclip_mm.analysis.attention_model import input_statistics  # noqa: E402
-from fdclip_mm.analysis.frozen_features import evaluate_frozen, pooled_features, read_annotations  # noqa: E402
-from fdclip_mm.analysis.image_folder import iter_image_batches  # noqa: E402
-from fdclip_mm.analysis.model_builder import build_analysis_module  # noqa: E402
-from fdclip_mm.analysis.model_spec import SPEC_HELP, _module_img_size, parse_model_spec  # noqa: E402
+from fdclip_mm.analysis.attention_model import input_statistics
+from fdclip_mm.analysis.frozen_features import evaluate_frozen, pooled_features, read_annotations
+from fdclip_mm.analysis.image_folder import iter_image_batches
+from fdclip_mm.analysis.model_builder import build_analysis_module
+from fdclip_mm.analysis.model_spec import SPEC_HELP, _module_img_size, parse_model_spec
 
 
 def parse_args(argv=None) -> argparse.Namespace:

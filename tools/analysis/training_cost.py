@@ -10,17 +10,13 @@ Examples::
 """
 import argparse
 import json
-import os.path as osp
-import sys
 from dataclasses import asdict
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from mmengine.config import Config, DictAction
 
-from mmengine.config import Config, DictAction  # noqa: E402
-
-from fdclip_mm.analysis.config_cost import cost_from_config, train_batch_size  # noqa: E402
-from fdclip_mm.analysis.training_cost import format_cost, measure_run, paper_cost  # noqa: E402
-from fdclip_mm.engine import merge_cfg_options  # noqa: E402
+from fdclip_mm.analysis.config_cost import cost_from_config, train_batch_size
+from fdclip_mm.analysis.training_cost import format_cost, measure_run, paper_cost
+from fdclip_mm.engine import merge_cfg_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:

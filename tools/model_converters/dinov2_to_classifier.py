@@ -14,12 +14,10 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoint  # noqa: E402
-from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict  # noqa: E402
-from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
-from fdclip_mm.converters.dinov2_onnx import load_dinov2_checkpoint  # noqa: E402
+from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoint
+from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
+from fdclip_mm.converters.output_path import parse_converter_args
+from fdclip_mm.converters.dinov2_weights import load_dinov2_checkpoint
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -13,13 +13,9 @@ Example:
     python tools/model_converters/fd_to_backbone.py work_dirs/fd_swin fd_swin-t_backbone.pth --out-indices 0 1 2 3
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from fdclip_mm.converters import convert_fd_checkpoint  # noqa: E402
-from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
+from fdclip_mm.converters import convert_fd_checkpoint
+from fdclip_mm.converters.output_path import parse_converter_args
 
 
 def parse_args() -> argparse.Namespace:

@@ -11,13 +11,9 @@ Example:
     python tools/model_converters/fd_to_classifier.py work_dirs/fd fd_vit-b16_cls.pth      # last checkpoint
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from fdclip_mm.converters.classifier_checkpoint import convert_fd_to_classifier  # noqa: E402
-from fdclip_mm.converters.output_path import parse_converter_args  # noqa: E402
+from fdclip_mm.converters.classifier_checkpoint import convert_fd_to_classifier
+from fdclip_mm.converters.output_path import parse_converter_args
 
 
 def parse_args() -> argparse.Namespace:

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from fdclip_mm.checkpoint_file import CheckpointFileError, read_checkpoint
+from fdclip_mm.checkpoint import CheckpointFileError, read_checkpoint
 from ..feature_map import FeatureMap, feature_tokens, tokens_to_feature_map
 
 FORMAT_VERSION = 3  # 3: meta['pipeline'] is required

@@ -12,7 +12,7 @@ from mmpretrain.models.utils import resize_pos_embed
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from fdclip_mm.checkpoint_file import load_state_dict_exactly, read_state_dict
+from fdclip_mm.checkpoint import load_state_dict_exactly, read_state_dict
 from fdclip_mm.registry import MODELS
 from .rel_pos_bias import RelativePositionBias, fit_rel_pos_bias_table, infer_grid, select_token_bias
 from .vit_block import ViTBlock

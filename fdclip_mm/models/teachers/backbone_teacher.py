@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
-from fdclip_mm.checkpoint_file import load_state_dict_exactly
+from fdclip_mm.checkpoint import load_state_dict_exactly
 from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import MODELS
 from ..builder import build_model

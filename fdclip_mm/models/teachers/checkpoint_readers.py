@@ -10,8 +10,9 @@ reader                    files                                               ba
 ``'clip'``                OpenAI TorchScript archives (read without running   ``VisionTransformer``, CLIP form
                           pickled code), open_clip / OpenAI state dicts
 ``'timm_vit'``            MAE, DINO, DeiT releases (timm layout)              ``VisionTransformer``
-``'dinov2'``              Hugging Face ``Dinov2Model`` weights (``.pth``) or  ``VisionTransformer``, ``dinov2-*``
-                          its ONNX export (the demo's teacher)
+``'dinov2'``              Hugging Face ``Dinov2Model`` weights (``.pth``; an  ``VisionTransformer``, ``dinov2-*``
+                          ONNX export is converted once by
+                          ``tools/model_converters/dinov2_onnx_to_pth.py``)
 ``'esvit_swin'``          EsViT's ``checkpoint_best.pth`` (Swin, authors'     ``SwinTransformer``
                           layout, under ``'teacher'``/``'student'``)
 ``'mmpretrain'``          an mmpretrain checkpoint (``backbone.`` keys)       any
@@ -21,9 +22,9 @@ from typing import Callable, Dict
 
 import torch
 
-from fdclip_mm.checkpoint_file import read_checkpoint, read_state_dict
+from fdclip_mm.checkpoint import read_checkpoint, read_state_dict
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
-from fdclip_mm.converters.dinov2_onnx import load_dinov2_checkpoint
+from fdclip_mm.converters.dinov2_weights import load_dinov2_checkpoint
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict, native_grid
 from fdclip_mm.converters.swin_to_mmpretrain import swin_to_mmpretrain_state_dict
 from fdclip_mm.converters.timm_to_vit import read_timm_vit_state_dict, timm_to_vit_state_dict
@@ -49,7 +50,7 @@ def read_timm_vit(path: str) -> Tensors:
 
 
 def read_dinov2(path: str) -> Tensors:
-    """DINOv2 weights in Hugging Face names (``.pth``) or its ONNX export, up to ``layernorm``."""
+    """DINOv2 weights in Hugging Face names (``.pth``), up to ``layernorm``."""
     weights = load_dinov2_checkpoint(path)
     return dinov2_to_vit_state_dict(weights, grid=native_grid(weights), final_norm=True, head_norm=False)
 

@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from fdclip_mm.checkpoint_file import is_torchscript_archive, read_checkpoint
+from fdclip_mm.checkpoint import is_torchscript_archive, read_checkpoint
 
 # Per-block keys of an OpenAI-layout residual attention block.
 BLOCK_KEYS = ('ln_1.weight', 'ln_1.bias', 'attn.in_proj_weight', 'attn.in_proj_bias', 'attn.out_proj.weight',
@@ -65,7 +65,7 @@ def load_clip_visual_state_dict(path: str) -> Dict[str, torch.Tensor]:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         pickle.UnpicklingError: A TorchScript archive pickles something other than modules and tensors.
-        fdclip_mm.checkpoint_file.CheckpointFileError: A plain checkpoint file is unreadable or holds objects
+        fdclip_mm.checkpoint.CheckpointFileError: A plain checkpoint file is unreadable or holds objects
             other than weights (the message names the file).
         ValueError: The file is not a CLIP visual tower (the message names the missing keys).
     """

@@ -12,7 +12,7 @@ from ...conftest import tiny_teacher_cfg, tiny_vit_arch
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1) * 255
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1) * 255
-STUDENT_ARCH = dict(embed_dims=48, num_layers=2, num_heads=2, feedforward_channels=96)
+STUDENT_ARCH = tiny_vit_arch(48, 2, 2, mlp_ratio=2)
 
 
 def build(teacher, **kwargs):

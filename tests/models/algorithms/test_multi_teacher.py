@@ -76,7 +76,7 @@ def test_teacher_list_is_checked(teachers):
 
 
 def test_an_unreadable_teacher_file_names_the_teacher_and_the_file(teachers, tmp_path):
-    from fdclip_mm.checkpoint_file import CheckpointFileError
+    from fdclip_mm.checkpoint import CheckpointFileError
     missing = [teachers[0], dict(teachers[1], teacher=dict(teachers[1]['teacher'], checkpoint=str(tmp_path / 'no.pth')))]
     with pytest.raises(FileNotFoundError, match=r"teacher 'dino' \(teachers\[1\]\): .*no.pth"):
         FeatureDistiller(student=STUDENT, teachers=missing)

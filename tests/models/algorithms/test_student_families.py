@@ -4,8 +4,9 @@ import torch
 from mmengine.optim import build_optim_wrapper
 
 from fdclip_mm.models.algorithms import FeatureDistiller
+from ...conftest import tiny_vit_arch
 
-VIT_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+VIT_ARCH = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 # (student config, student output grid on 32-px images, whether it has a class token)
 STUDENTS = {
     'fdvit': (dict(type='FDViT', arch=VIT_ARCH, img_size=32, patch_size=8, drop_path_rate=0.1), (4, 4), True),

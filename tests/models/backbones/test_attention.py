@@ -9,12 +9,7 @@ DIMS, HEADS, GRID = 32, 4, (3, 4)
 TOKENS = 1 + GRID[0] * GRID[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def randomized(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

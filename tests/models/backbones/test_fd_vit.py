@@ -2,7 +2,7 @@ import pytest
 import torch
 from mmpretrain.models.backbones import BEiTViT
 
-from fdclip_mm.checkpoint_file import CheckpointFileError, CheckpointMismatchError
+from fdclip_mm.checkpoint import CheckpointFileError, CheckpointMismatchError
 from fdclip_mm.models.backbones import FDViT
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)

@@ -7,12 +7,7 @@ from mmseg.structures import SegDataSample
 from fdclip_mm.models import GLPDepthHead
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def samples_with_depth(depth: torch.Tensor):

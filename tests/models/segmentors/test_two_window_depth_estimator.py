@@ -6,17 +6,13 @@ from mmengine.registry import DefaultScope, init_default_scope
 from fdclip_mm.models import TwoWindowDepthEstimator
 from fdclip_mm.models.segmentors import window_starts
 from fdclip_mm.registry import MODELS
+from ...conftest import tiny_vit_arch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
-TINY = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
+TINY = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 
 
 def estimator_cfg(test_cfg: dict) -> dict:

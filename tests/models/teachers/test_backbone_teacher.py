@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fdclip_mm.checkpoint_file import CheckpointMismatchError
+from fdclip_mm.checkpoint import CheckpointMismatchError
 from fdclip_mm.models.teachers import BackboneTeacher, teacher_config
 from fdclip_mm.registry import MODELS
 from ...conftest import tiny_teacher_cfg, tiny_vit_arch

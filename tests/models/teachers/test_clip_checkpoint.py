@@ -12,7 +12,7 @@ import torch
 from mmpretrain.models.utils import QuickGELU
 from torch import nn
 
-from fdclip_mm.checkpoint_file import CheckpointFileError, is_torchscript_archive
+from fdclip_mm.checkpoint import CheckpointFileError, is_torchscript_archive
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.models.teachers import teacher_config
 from fdclip_mm.models.teachers.clip_checkpoint import load_clip_visual_state_dict, read_torchscript_tensors

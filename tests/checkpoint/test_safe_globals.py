@@ -12,7 +12,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from mmengine.utils import digit_version
 
-from fdclip_mm.engine import checkpoint_safe_globals, register_checkpoint_globals
+from fdclip_mm.checkpoint import checkpoint_safe_globals, register_checkpoint_globals
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY_DIR = osp.join(REPO_ROOT, 'tests', 'tools')

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from fdclip_mm.checkpoint_file import (CheckpointFileError, CheckpointMismatchError, load_state_dict_exactly,
+from fdclip_mm.checkpoint import (CheckpointFileError, CheckpointMismatchError, load_state_dict_exactly,
                                        read_checkpoint, read_state_dict)
-from fdclip_mm.converters.dinov2_onnx import load_dinov2_checkpoint
+from fdclip_mm.converters.dinov2_weights import load_dinov2_checkpoint
 
 
 class RunsCode:
@@ -112,7 +112,7 @@ def test_a_torchscript_archive_is_named_as_such_by_every_reader(tmp_path):
     for reader in ('dinov2', 'timm_vit', 'esvit_swin', 'mmpretrain'):
         with pytest.raises(CheckpointFileError, match=expected):
             read_teacher_checkpoint(reader, str(path))
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     converter = os.path.join(repo, 'tools', 'model_converters', 'fd_to_backbone.py')
     proc = subprocess.run([sys.executable, converter, str(path), str(tmp_path / 'out.pth')], capture_output=True,
                           text=True)

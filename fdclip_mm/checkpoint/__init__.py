@@ -1,0 +1,13 @@
+"""Checkpoint files, one home below everything else of ours (it imports nothing of fdclip_mm above it): safe
+reading with errors that name the file, the allow-list that lets Runner checkpoints load with
+``weights_only=True``, exact loading and mmengine's key revision."""
+from .exact_loading import CheckpointMismatchError, load_state_dict_exactly, revise_keys
+from .files import (STATE_DICT_KEYS, CheckpointFileError, describe_read_error, is_torchscript_archive,
+                    read_checkpoint, read_state_dict)
+from .safe_globals import checkpoint_safe_globals, register_checkpoint_globals
+
+__all__ = [
+    'checkpoint_safe_globals', 'CheckpointFileError', 'CheckpointMismatchError', 'describe_read_error',
+    'is_torchscript_archive', 'load_state_dict_exactly', 'read_checkpoint', 'read_state_dict',
+    'register_checkpoint_globals', 'revise_keys', 'STATE_DICT_KEYS'
+]
