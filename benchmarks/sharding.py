@@ -36,7 +36,7 @@ def run_case(args) -> dict:
     import torch.distributed as dist
     from fd_step import clip_teacher_cfg, random_clip_checkpoint
 
-    from fdclip_mm.engine.fsdp2_strategy import FD_SHARD_UNITS, shard_model
+    from fdclip_mm.engine.fsdp2_strategy import auto_shard_units, frozen_shard_units, shard_model
     from fdclip_mm.models.algorithms import FeatureDistiller
 
     torch.set_num_threads(args.threads)
@@ -58,10 +58,8 @@ def run_case(args) -> dict:
         model = torch.nn.parallel.DistributedDataParallel(model)
     elif args.case == 'fsdp2':
         shard_model(model)
-    elif args.case == 'fsdp2_teacher':  # FSDP2Strategy(shard_teacher=True): the frozen teacher sharded too
-        blocks = [f'{n}.*' for n, m in model.named_modules() if n.startswith('teacher.')
-                  and isinstance(m, torch.nn.ModuleList)]
-        shard_model(model, FD_SHARD_UNITS + tuple(blocks) + ('teacher', ))
+    elif args.case == 'fsdp2_teacher':  # FSDP2Strategy(shard_frozen=True): the frozen teacher sharded too
+        shard_model(model, auto_shard_units(model) + frozen_shard_units(model))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05, foreach=True)
     images = torch.randn(args.batch, 3, args.img_size, args.img_size)

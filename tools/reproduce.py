@@ -36,7 +36,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from fdclip_mm.analysis.reproduction_report import write_report
+from reproduction_report import write_report  # tools/reproduction_report.py, beside this script
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -127,7 +127,7 @@ class Reproduction:
         """The ViT arch of the ``--teacher`` file (ViT-S for the real DINOv2; tests give a smaller one)."""
         from fdclip_mm.converters.dinov2_weights import check_dinov2_state_dict, load_dinov2_checkpoint
         arch = check_dinov2_state_dict(load_dinov2_checkpoint(self.teacher), source=self.teacher)
-        return dict(embed_dims=arch.embed_dims, num_layers=arch.depth, num_heads=max(1, arch.embed_dims // 64),
+        return dict(embed_dims=arch.embed_dims, num_layers=arch.depth, num_heads=arch.num_heads,
                     feedforward_channels=arch.mlp_dims)
 
     def arch_options(self, backbone: str) -> List[str]:

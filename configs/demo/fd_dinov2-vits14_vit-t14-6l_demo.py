@@ -25,10 +25,9 @@ model = dict(
     # 1e-6), its position embedding resized once to img_size; target: every token after the final layernorm.
     teacher=dict(
         type='BackboneTeacher',
-        backbone=dict(type='mmpretrain.VisionTransformer', arch='dinov2-s', patch_size=14,
-                      layer_scale_init_value=1e-5, final_norm=True, out_type='raw'),
+        family='dinov2',
+        backbone=dict(arch='dinov2-s', patch_size=14),
         checkpoint='data/demo/weights/dinov2_vits14.pth',
-        reader='dinov2',
         img_size=img_size,
         dtype='auto',
     ),

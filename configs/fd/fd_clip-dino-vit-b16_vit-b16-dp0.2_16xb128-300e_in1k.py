@@ -14,10 +14,9 @@ model = dict(
             loss_weight=1.0,
             teacher=dict(
                 type='BackboneTeacher',
-                backbone=dict(type='mmpretrain.VisionTransformer', arch='b', img_size=224, patch_size=16,
-                              final_norm=True, out_type='raw'),
+                family='timm_vit',
+                backbone=dict(arch='b', img_size=224, patch_size=16),
                 checkpoint='data/weights/dino/dino_vitbase16_pretrain.pth',
-                reader='timm_vit',
                 dtype='auto',
             )),
     ],

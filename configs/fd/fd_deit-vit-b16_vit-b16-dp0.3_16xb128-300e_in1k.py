@@ -9,8 +9,7 @@ model = dict(
     teacher=dict(
         _delete_=True,
         type='BackboneTeacher',
-        backbone=dict(type='mmpretrain.VisionTransformer', arch='b', img_size=224, patch_size=16, final_norm=True,
-                      out_type='raw'),
+        family='timm_vit',  # the published file in timm's layout; its classifier / decoder are not read
+        backbone=dict(arch='b', img_size=224, patch_size=16),
         checkpoint='data/weights/deit/deit_base_patch16_224-b5f2ef4d.pth',
-        reader='timm_vit',  # the published file in timm's layout; its classifier / decoder are not read
     ))

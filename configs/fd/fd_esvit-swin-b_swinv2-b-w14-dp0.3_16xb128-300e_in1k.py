@@ -35,24 +35,20 @@ model = dict(
     ),
     teacher=dict(
         type='BackboneTeacher',
+        family='esvit_swin',
         backbone=dict(
-            type='mmpretrain.SwinTransformer',
             arch=dict(embed_dims=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32]),
             img_size=224,
             window_size=14,
             stage_cfgs=[dict(), dict(), dict(), dict(window_size=7)],  # the 7 x 7 stage: one unshifted window
-            drop_path_rate=0.,
-            out_indices=(3, ),
         ),
         checkpoint='data/weights/esvit/checkpoint_best.pth',
-        reader='esvit_swin',
         dtype='auto',
     ),
     loss=dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),
     target_norm='ln',
 )
-model_wrapper_cfg = dict(type='fdclip_mm.GuardedDistributedDataParallel', broadcast_buffers=False,
-                         find_unused_parameters=False)
+model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False, find_unused_parameters=False)
 
 optim_wrapper = dict(
     type='AmpOptimWrapper',

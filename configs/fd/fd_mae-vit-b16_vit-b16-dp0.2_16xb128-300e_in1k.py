@@ -6,8 +6,7 @@ _base_ = './fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
 model = dict(teacher=dict(
         _delete_=True,
         type='BackboneTeacher',
-        backbone=dict(type='mmpretrain.VisionTransformer', arch='b', img_size=224, patch_size=16, final_norm=True,
-                      out_type='raw'),
+        family='timm_vit',  # the published file in timm's layout; its classifier / decoder are not read
+        backbone=dict(arch='b', img_size=224, patch_size=16),
         checkpoint='data/weights/mae/mae_pretrain_vit_base.pth',
-        reader='timm_vit',  # the published file in timm's layout; its classifier / decoder are not read
     ))

@@ -29,11 +29,9 @@ model = dict(
     # The arch is spelt out so that tools/reproduce.py can set it to another DINOv2 file's size.
     teacher=dict(
         type='BackboneTeacher',
-        backbone=dict(type='mmpretrain.VisionTransformer',
-                      arch=dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536),
-                      patch_size=14, layer_scale_init_value=1e-5, final_norm=True, out_type='raw'),
+        family='dinov2',
+        backbone=dict(arch=dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536), patch_size=14),
         checkpoint='data/demo/weights/dinov2_vits14.pth',
-        reader='dinov2',
         img_size=img_size,
         dtype='auto',
     ),

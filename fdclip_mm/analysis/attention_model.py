@@ -4,8 +4,8 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+from fdclip_mm.models.image_statistics import IMAGENET_MEAN, IMAGENET_STD
+
 PARTS = ('auto', 'self', 'student', 'teacher', 'backbone')
 
 

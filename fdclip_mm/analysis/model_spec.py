@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
-from .analyse import AttentionStats, analyse_attention
+from .attention_statistics import AttentionStats, analyse_attention
 from .attention_model import input_statistics
 from .image_folder import iter_image_batches, list_images
 from .model_builder import build_analysis_module

@@ -42,12 +42,7 @@ def plot_attention_distances(distances: Dict[str, np.ndarray],
         ax.set_ylim(0, top * 1.08 + 1e-6)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel('Mean attention distance (pixels)')
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title, dpi)
 
 
 def plot_attention_maps(maps: np.ndarray,
@@ -80,6 +75,11 @@ def plot_attention_maps(maps: np.ndarray,
         if index < layers:
             ax.imshow(maps[index], cmap='viridis', interpolation='nearest')
             ax.set_title(f'Layer {index}', fontsize=9)
+    return _save(plt, fig, path, title, dpi)
+
+
+def _save(plt, fig, path: str, title: Optional[str], dpi: int) -> str:
+    """Titles, lays out, writes and closes ``fig``; returns ``path``."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()

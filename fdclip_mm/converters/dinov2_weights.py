@@ -42,6 +42,7 @@ _HF5_RENAMES = {
     '.attention.o_proj.': '.attention.output.dense.',
 }
 POS_KEY = 'embeddings.position_embeddings'
+DINOV2_HEAD_DIMS = 64
 _LAYER_RE = re.compile(r'^encoder\.layer\.(\d+)\.')
 
 
@@ -64,6 +65,12 @@ class DINOv2Arch:
     patch_size: int
     in_channels: int
     pos_grid: int
+
+    @property
+    def num_heads(self) -> int:
+        """Attention heads, which the weights do not record: DINOv2 uses 64-channel heads in every size
+        (ViT-S/14 6, B/14 12, L/14 16, g/14 24, as mmpretrain's ``dinov2-*`` archs)."""
+        return max(1, self.embed_dims // DINOV2_HEAD_DIMS)
 
 
 def normalize_dinov2_keys(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

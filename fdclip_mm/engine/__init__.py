@@ -8,18 +8,18 @@ from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init_cpu_process_group, is_cpu_only,
                           prepare_cpu_distributed)
 from .fsdp2_strategy import DistributedLaunchRequired, FSDP2Strategy
-from .guarded_ddp import GuardedDistributedDataParallel
 from .layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor
 from .lr_schedulers import TimmCosineAnnealingLR, TimmLinearWarmupLR
+from .nonfinite_loss import apply_nonfinite_loss_policy
 from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
 from .target_cache_check_hook import TargetCacheCheckHook
 from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 
 __all__ = [
-    'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write', 'AttentionDistanceHook', 'BestMetricsHook',
-    'build_checked_runner', 'CheckedFlexibleRunner', 'CheckedRunner', 'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper',
-    'destroy_cpu_process_group', 'DistributedLaunchRequired', 'FSDP2Strategy', 'get_rng_state',
-    'GuardedDistributedDataParallel', 'init_cpu_process_group', 'is_cpu_only', 'LayerDecayOptimWrapperConstructor',
+    'apply_nonfinite_loss_policy', 'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write',
+    'AttentionDistanceHook', 'BestMetricsHook', 'build_checked_runner', 'CheckedFlexibleRunner', 'CheckedRunner',
+    'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper', 'destroy_cpu_process_group', 'DistributedLaunchRequired',
+    'FSDP2Strategy', 'get_rng_state', 'init_cpu_process_group', 'is_cpu_only', 'LayerDecayOptimWrapperConstructor',
     'merge_cfg_options', 'move_data_root', 'prepare_cpu_distributed', 'refuse_to_replace_run', 'RNGStateHook',
     'set_rng_state', 'TargetCacheCheckHook', 'TimmCosineAnnealingLR', 'TimmLinearWarmupLR',
     'TrainableOptimWrapperConstructor'

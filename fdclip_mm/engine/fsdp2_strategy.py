@@ -32,12 +32,52 @@ from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import STRATEGIES
 from .atomic_checkpoint_hook import atomic_open
 
-#: The distiller's units: one per student block, then the rest of the student, then the projectors.
-FD_SHARD_UNITS = ('student.layers.*', 'student', 'projectors.*')
-#: Methods besides ``forward`` through which the distiller calls sharded modules.
-FD_FORWARD_METHODS = ('forward_features', )
+#: Methods besides ``forward`` through which our models call sharded modules (the distiller calls
+#: ``student.forward_features``); registered where a unit has them.
+FORWARD_METHODS = ('forward_features', )
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+CONTAINERS = (nn.ModuleList, nn.ModuleDict)
+
+
+def trained(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
+
+
+def auto_shard_units(model: nn.Module) -> List[str]:
+    """The units of any model, found from its structure: every item of an innermost ``nn.ModuleList`` (a ViT's
+    blocks, a Swin's blocks, several projectors) inside a trained top-level module, then each trained top-level
+    module. Lists of lists (a Swin's stages) are not units: a parent may call part of an item from its own
+    forward (mmpretrain's Swin runs ``stage.downsample`` outside the stage's forward), which only the parent's
+    unit gathers. Frozen modules (a distillation teacher: no parameter requires grad) are left out and stay
+    replicated on every rank.
+
+    Returns:
+        list: Unit names, deepest first (children are sharded before their parents).
+    """
+    units = []
+    for top_name, top in model.named_children():
+        if not trained(top):
+            continue
+        for name, module in top.named_modules(prefix=top_name):
+            if isinstance(module, nn.ModuleList) and not any(
+                    isinstance(inner, nn.ModuleList) for item in module for inner in item.modules()):
+                units += [f'{name}.{index}' for index, item in enumerate(module) if trained(item)]
+        if not isinstance(top, CONTAINERS):  # FSDP2 shards modules that run a forward, not plain lists
+            units.append(top_name)
+    return sorted(dict.fromkeys(units), key=lambda name: -name.count('.'))
+
+
+def frozen_shard_units(model: nn.Module) -> List[str]:
+    """Unit patterns of the frozen top-level modules: the items of each of their module lists (a teacher's
+    blocks), then the module (``FSDP2Strategy(shard_frozen=True)``)."""
+    patterns = []
+    for top_name, top in model.named_children():
+        if not trained(top) and next(top.parameters(), None) is not None:
+            patterns += [f'{name}.*' for name, module in top.named_modules(prefix=top_name)
+                         if isinstance(module, nn.ModuleList) and len(module)]
+            patterns += [] if isinstance(top, CONTAINERS) else [top_name]
+    return patterns
 
 
 def shard_units(model: nn.Module, patterns: Sequence[str]) -> List[str]:
@@ -60,14 +100,14 @@ def shard_units(model: nn.Module, patterns: Sequence[str]) -> List[str]:
     return sorted(chosen, key=lambda name: -name.count('.'))  # fully_shard children before parents
 
 
-def shard_model(model: nn.Module, patterns: Sequence[str] = FD_SHARD_UNITS,
-                forward_methods: Sequence[str] = FD_FORWARD_METHODS,
+def shard_model(model: nn.Module, patterns: Optional[Sequence[str]] = None,
+                forward_methods: Sequence[str] = FORWARD_METHODS,
                 mp_policy: Optional[MixedPrecisionPolicy] = None, reshard_after_forward: bool = True) -> List[str]:
     """``fully_shard`` the modules named by ``patterns`` in place over all ranks of the default group.
 
     Args:
         model: The model (on its device).
-        patterns: Shard units, see :func:`shard_units`.
+        patterns: Shard units, see :func:`shard_units`; None: :func:`auto_shard_units`.
         forward_methods: Methods besides ``forward`` that gather a unit's parameters when called.
         mp_policy: FSDP2 mixed precision, or None (the parameters' own dtype).
         reshard_after_forward: Free gathered parameters after each unit's forward.
@@ -80,7 +120,7 @@ def shard_model(model: nn.Module, patterns: Sequence[str] = FD_SHARD_UNITS,
     if mp_policy is not None:
         kwargs['mp_policy'] = mp_policy
     modules = dict(model.named_modules())
-    units = shard_units(model, patterns)
+    units = auto_shard_units(model) if patterns is None else shard_units(model, patterns)
     for name in units:
         fully_shard(modules[name], **kwargs)
         for method in forward_methods:
@@ -138,7 +178,7 @@ class DistributedLaunchRequired(RuntimeError):
 
 @STRATEGIES.register_module()
 class FSDP2Strategy(DDPStrategy):
-    """Shards the trained modules with FSDP2; the frozen teacher is replicated on every rank.
+    """Shards the trained modules of any model with FSDP2; frozen ones (a teacher) are replicated on every rank.
 
     Each unit is one ``fully_shard`` group: its parameters live as ``DTensor`` shards (1/world of each
     tensor per rank, along the first dimension), are gathered for its forward and backward, and its
@@ -146,18 +186,22 @@ class FSDP2Strategy(DDPStrategy):
     AdamW state. The optimizer (our constructors, layer decay included) is built on the sharded parameters;
     ``clip_grad`` computes the global norm across shards (``clip_grad_norm_`` on DTensors).
 
-    Why the teacher is not sharded by default: it is frozen (no gradients, no optimizer state), so sharding it
-    saves only its weights (L/14 in bf16: 0.6 GB) and costs one all-gather per block per step; set
-    ``shard_teacher=True`` where its weights do not fit.
+    The units come from the model's structure (:func:`auto_shard_units`: the items of its module lists, then
+    each trained top-level module), so the distiller with any student, several teachers, or the fine-tuning
+    classifier shard without naming anything; a config may name them instead (``shard_units``).
+
+    Why frozen modules are not sharded by default: they have no gradients and no optimizer state, so sharding
+    a teacher saves only its weights (L/14 in bf16: 0.6 GB) and costs one all-gather per block per step; set
+    ``shard_frozen=True`` where its weights do not fit.
 
     Args:
         shard_units: Patterns of the module names that become ``fully_shard`` units, matched part by part
-            (see :func:`shard_units`); children are sharded before their parents. Defaults to the
-            distiller's: every student block, the rest of the student, the projectors.
+            (see :func:`shard_units`); children are sharded before their parents. None (default): found from
+            the model (:func:`auto_shard_units`).
         forward_methods: Methods besides ``forward`` through which the model calls a unit
             (the distiller calls ``student.forward_features``).
-        shard_teacher: Also shard the teacher, one unit per block (``teacher.*`` children that are
-            ``nn.ModuleList`` items) and the rest.
+        shard_frozen: Also shard the frozen top-level modules, one unit per item of their module lists (a
+            teacher's blocks) and the rest.
         param_dtype: Compute dtype of the sharded modules (``MixedPrecisionPolicy``; gradients are reduced
             in float32). ``'auto'``: bfloat16 where the device runs it natively, float32 elsewhere
             (see :mod:`fdclip_mm.precision`); None: float32.
@@ -168,9 +212,9 @@ class FSDP2Strategy(DDPStrategy):
 
     def __init__(self,
                  *,
-                 shard_units: Sequence[str] = FD_SHARD_UNITS,
-                 forward_methods: Sequence[str] = FD_FORWARD_METHODS,
-                 shard_teacher: bool = False,
+                 shard_units: Optional[Sequence[str]] = None,
+                 forward_methods: Sequence[str] = FORWARD_METHODS,
+                 shard_frozen: bool = False,
                  param_dtype: Optional[str] = AUTO,
                  reshard_after_forward: bool = True,
                  **kwargs) -> None:
@@ -180,19 +224,18 @@ class FSDP2Strategy(DDPStrategy):
                 'bash tools/dist_train.sh CONFIG NUM_PROCESSES (or tools/train.py CONFIG --launcher pytorch under '
                 'torchrun, or --launcher slurm)')
         super().__init__(**kwargs)
-        self.shard_unit_patterns = tuple(shard_units)
+        self.shard_unit_patterns = None if shard_units is None else tuple(shard_units)
         self.forward_methods = tuple(forward_methods)
-        self.shard_teacher = shard_teacher
+        self.shard_frozen = shard_frozen
         self.param_dtype = param_dtype
         self.reshard_after_forward = reshard_after_forward
 
     def _wrap_model(self, model: nn.Module) -> nn.Module:
         """``fully_shard`` the units in place; the model keeps its class, names and ``train_step``."""
         model = self.convert_model(model.to(get_device()))
-        patterns = list(self.shard_unit_patterns)
-        if self.shard_teacher:  # each block of the teacher's block lists, then the rest of it
-            patterns += [f'{name}.*' for name, module in model.named_modules()
-                         if name.startswith('teachers.') and isinstance(module, nn.ModuleList)] + ['teachers.*']
+        patterns = list(self.shard_unit_patterns or auto_shard_units(model))
+        if self.shard_frozen:
+            patterns += frozen_shard_units(model)
         policy = mixed_precision_policy(self.param_dtype, get_device())
         units = shard_model(model, patterns, self.forward_methods, policy, self.reshard_after_forward)
         self.param_names = {id(p): n for n, p in model.named_parameters()}
@@ -235,14 +278,13 @@ class FSDP2Strategy(DDPStrategy):
         """Loads a full (unsharded) state dict into the sharded model on every rank.
 
         Raises:
-            CheckpointMismatchError: With ``strict``, naming the missing and unexpected keys (the teacher's,
-                never saved, are not missing).
+            CheckpointMismatchError: With ``strict``, naming the missing and unexpected keys.
         """
         state_dict = revise_state_dict_keys(state_dict, revise_keys)
         # Before loading: torch 2.14's set_model_state_dict fills the given dict with the model's own tensors
         # for keys it lacks and reports none missing. The model's state_dict() (DTensor shards, nothing
-        # gathered) names every key; the teacher's are not in it.
-        missing = [k for k in self.model.state_dict() if k not in state_dict and not k.startswith('teachers.')]
+        # gathered) names every key it saves (the distiller leaves its teachers out).
+        missing = [k for k in self.model.state_dict() if k not in state_dict]
         result = set_model_state_dict(self.model, state_dict, options=StateDictOptions(full_state_dict=True,
                                                                                       strict=False))
         if strict and (missing or result.unexpected_keys):

@@ -11,7 +11,7 @@ import os.path as osp
 from collections import OrderedDict
 from functools import partial
 from types import SimpleNamespace
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
@@ -19,6 +19,7 @@ from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from torch import nn
 
 from fdclip_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from .nonfinite_loss import apply_nonfinite_loss_policy, split_nonfinite_loss
 from .trainable_optim_constructor import RPB_TABLE_KEY
 
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm,
@@ -49,6 +50,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       parameter's full name wins. ``lr_mult`` multiplies the layer-decay scale; ``decay_mult`` replaces the
       rules above.
 
+    ``optim_wrapper.nonfinite_loss``: ``'raise'`` (default) or ``'skip'``, see
+    :mod:`~fdclip_mm.engine.nonfinite_loss`.
+
     Example (mmpretrain, mmdet or mmseg config alike)::
 
         optim_wrapper = dict(
@@ -56,6 +60,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
             paramwise_cfg=dict(layer_decay_rate=0.65))
     """
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
+        optim_wrapper_cfg, self.nonfinite_loss = split_nonfinite_loss(optim_wrapper_cfg)
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         if hasattr(model, 'module'):
@@ -67,7 +75,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         optim_wrapper_cfg = self.optim_wrapper_cfg.copy()
         optim_wrapper_cfg.setdefault('type', 'OptimWrapper')
         print_log(self.format_table(groups), logger='current')
-        return OPTIM_WRAPPERS.build(optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
+        optim_wrapper = OPTIM_WRAPPERS.build(optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
+        return apply_nonfinite_loss_policy(optim_wrapper, self.nonfinite_loss)
 
     # ------------------------------------------------------------------------------------ groups
     def find_backbone(self, model: nn.Module) -> Tuple[nn.Module, str]:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fdclip_mm.analysis.attention_maps import average_attention_map, layer_attention_maps
-from fdclip_mm.analysis.running_mean import RunningMean
+from fdclip_mm.analysis.attention_statistics import RunningMean
 
 
 def test_map_averages_heads_and_images_and_drops_the_class_token():

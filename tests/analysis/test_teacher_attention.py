@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from fdclip_mm.analysis.analyse import analyse_attention
+from fdclip_mm.analysis.attention_statistics import analyse_attention
 from fdclip_mm.analysis.image_folder import iter_image_batches, list_images
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.teachers import teacher_config

@@ -5,7 +5,7 @@ import os
 import pytest
 from mmengine.config import Config
 
-from fdclip_mm.analysis.config_cost import cost_from_config
+from fdclip_mm.analysis.training_cost_config import cost_from_config
 from fdclip_mm.analysis.training_cost import (CLIP_PRETRAIN_IMAGES, DistillationCost, format_cost,
                                               format_count, measure_run, paper_cost)
 

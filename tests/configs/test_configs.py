@@ -52,22 +52,24 @@ def shrink_student(student) -> None:
 
 def tiny_teacher_checkpoint(teacher_cfg, path: str) -> None:
     """Shrinks a BackboneTeacher config and writes a random checkpoint of its family in the published layout."""
+    from fdclip_mm.models.teachers.families import family_defaults
     backbone = teacher_cfg.backbone
     image = teacher_cfg.get('img_size') or backbone.get('img_size', 224)
-    if teacher_cfg.reader == 'esvit_swin':
+    reader = teacher_cfg.get('reader') or family_defaults(teacher_cfg.get('family')).get('reader', 'mmpretrain')
+    if reader == 'esvit_swin':
         backbone.arch = tiny_swin_arch(backbone.arch['depths'])
         esvit_checkpoint(path, backbone.arch, window_size=backbone.window_size, img_size=image,
                          stage_cfgs=backbone.get('stage_cfgs'))
     else:
         backbone.arch = tiny_vit_arch(32, 2, 2)
-        if teacher_cfg.reader == 'clip':
+        if reader == 'clip':
             torch.save(clip_visual_state_dict(width=32, layers=2, patch=backbone.patch_size, image=image), path)
-        elif teacher_cfg.reader == 'dinov2':
+        elif reader == 'dinov2':
             torch.save(dinov2_state_dict(hidden=32, layers=2, patch=backbone.patch_size, image=image), path)
-        elif teacher_cfg.reader == 'timm_vit':
+        elif reader == 'timm_vit':
             torch.save({'model': timm_vit_state_dict(width=32, depth=2, patch=backbone.patch_size, image=image)}, path)
         else:
-            raise NotImplementedError(f'no tiny checkpoint for teacher reader {teacher_cfg.reader}')
+            raise NotImplementedError(f'no tiny checkpoint for teacher reader {reader}')
     teacher_cfg.checkpoint = path
 
 
@@ -147,8 +149,10 @@ def test_fd_configs_encode_table_4():
     student, teacher, model = cfg.model.student, cfg.model.teacher, cfg.model
     assert (student.arch, student.patch_size, student.pos_embed, student.drop_path_rate) == \
         ('base', 16, 'shared_rpb', 0.2)
-    assert student.layer_scale_init_value == 0.1 and teacher.type == 'BackboneTeacher' and teacher.reader == 'clip'
-    assert teacher.backbone.layer_cfgs.act_cfg.type == 'mmpretrain.QuickGELU' and teacher.backbone.pre_norm
+    # OpenAI CLIP (QuickGELU, pre-norm, eps 1e-5, CLIP's statistics): the 'clip' family's defaults, built in
+    # tests/models/teachers/test_backbone_teacher.py
+    assert student.layer_scale_init_value == 0.1 and teacher.type == 'BackboneTeacher' and teacher.family == 'clip'
+    assert 'reader' not in teacher and 'mean' not in teacher
     assert model.loss == dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0)
     assert model.target_norm == 'ln'
 
@@ -174,7 +178,7 @@ def test_variant_configs_of_the_supplement():
         assert load(f'fd_clip-vit-b16_vit-b16-{pos_embed}-dp0.2_16xb128-300e_in1k.py').model.student.pos_embed == pos_embed
     for family, dp in (('mae', 0.2), ('dino', 0.3), ('deit', 0.3)):  # DINO / DeiT: the official yaml files' 0.3
         cfg = load(f'fd_{family}-vit-b16_vit-b16-dp{dp}_16xb128-300e_in1k.py')
-        assert cfg.model.teacher.reader == 'timm_vit' and 'layer_cfgs' not in cfg.model.teacher.backbone
+        assert cfg.model.teacher.family == 'timm_vit' and 'layer_cfgs' not in cfg.model.teacher.backbone
         assert cfg.model.student.drop_path_rate == dp
 
 

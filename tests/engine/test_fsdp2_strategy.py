@@ -66,10 +66,10 @@ def test_mixed_precision_follows_the_precision_rule(monkeypatch):
     assert mixed_precision_policy(None, 'cpu') is None
 
 
-def write_init_checkpoint(tmp_path) -> str:
+def write_init_checkpoint(tmp_path, fd_config: str = FD_CONFIG) -> str:
     """The tiny distiller's initial weights, so that both runs start from the same ones (runners draw the
     random init at different moments)."""
-    cfg = shrink(Config.fromfile(FD_CONFIG), tmp_path)
+    cfg = shrink(Config.fromfile(fd_config), tmp_path)
     init_default_scope('mmpretrain')
     model = MODELS.build(cfg.model)
     path = str(tmp_path / 'init.pth')
@@ -77,8 +77,9 @@ def write_init_checkpoint(tmp_path) -> str:
     return path
 
 
-def write_config(tmp_path, name: str, sharded: bool, deterministic: bool = True, epochs: int = EPOCHS) -> str:
-    cfg = shrink(Config.fromfile(FD_CONFIG), tmp_path)
+def write_config(tmp_path, name: str, sharded: bool, deterministic: bool = True, epochs: int = EPOCHS,
+                 fd_config: str = FD_CONFIG) -> str:
+    cfg = shrink(Config.fromfile(fd_config), tmp_path)
     cfg.load_from = str(tmp_path / 'init.pth')
     cfg.randomness = dict(seed=0)
     # The two runners draw from the global generators at other moments (the model is built in __init__ or in
@@ -229,3 +230,42 @@ def test_kill_9_then_resume_ends_like_the_uninterrupted_sharded_run(runs):
         assert torch.equal(resumed['state_dict'][key], value), key
     for index, state in uninterrupted['optimizer']['state'].items():
         assert torch.equal(resumed['optimizer']['state'][index]['exp_avg_sq'], state['exp_avg_sq'])
+
+
+def test_units_come_from_the_model_for_any_student_and_teacher_count(tmp_path):
+    """No module name is written into the strategy: FDViT, Swin and the fine-tuning classifier all shard."""
+    from mmpretrain.models import ImageClassifier
+
+    from fdclip_mm.engine.fsdp2_strategy import auto_shard_units, frozen_shard_units
+    from fdclip_mm.models.algorithms import FeatureDistiller
+    from ..conftest import tiny_teacher_cfg
+    clip = tiny_teacher_cfg('clip', str(tmp_path / 'clip.pth'), width=32, patch=8, image=32)
+    dino = tiny_teacher_cfg('timm_vit', str(tmp_path / 'dino.pth'), width=48, patch=16, image=32)
+    fdvit = dict(type='FDViT', arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+                 img_size=32, patch_size=8)
+    two_teachers = FeatureDistiller(student=fdvit, teachers=[dict(teacher=clip, name='clip'),
+                                                             dict(teacher=dino, name='dino')])
+    assert auto_shard_units(two_teachers) == ['student.layers.0', 'student.layers.1', 'projectors.0',
+                                              'projectors.1', 'student']
+    assert frozen_shard_units(two_teachers) == ['teachers.*', 'teachers.0.backbone.layers.*',
+                                                'teachers.1.backbone.layers.*']
+    swin = FeatureDistiller(student=dict(type='mmpretrain.SwinTransformer', arch=dict(
+        embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2]), img_size=32, out_indices=(3, )), teacher=clip)
+    # not the stages: mmpretrain's Swin calls stage.downsample from its own forward, outside the stage's
+    assert auto_shard_units(swin) == [
+        'student.stages.0.blocks.0', 'student.stages.1.blocks.0', 'student.stages.2.blocks.0',
+        'student.stages.2.blocks.1', 'student.stages.3.blocks.0', 'projectors.0', 'student']
+    classifier = ImageClassifier(backbone=dict(fdvit, type='fdclip_mm.FDViT', out_type='avg_featmap'),
+                                 head=dict(type='LinearClsHead', num_classes=3, in_channels=32))
+    assert auto_shard_units(classifier) == ['backbone.layers.0', 'backbone.layers.1', 'backbone', 'head']
+
+
+@cpu_only
+def test_fsdp2_shards_a_swin_student_that_the_strategy_does_not_name(tmp_path):
+    swin_config = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_swin-t-dp0.1_16xb128-300e_in1k.py')
+    write_init_checkpoint(tmp_path, swin_config)
+    dist_train(tmp_path, write_config(tmp_path, 'swin', sharded=True, epochs=1, fd_config=swin_config), 'swin')
+    assert len(losses(tmp_path / 'swin')) > 0 and osp.isfile(tmp_path / 'swin' / 'epoch_1.pth')
+    for rank in (0, 1):
+        shards = json.load(open(tmp_path / 'swin' / f'shards_rank{rank}.json'))
+        assert 0.45 < shards['params_local'] / shards['params_full'] < 0.55, shards

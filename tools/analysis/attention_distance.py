@@ -15,7 +15,7 @@ import os.path as osp
 
 from fdclip_mm.analysis.model_spec import add_analysis_args, analyse_specs, parse_model_spec
 from fdclip_mm.analysis.plots import plot_attention_distances
-from fdclip_mm.analysis.reports import write_distance_csv, write_distance_json
+from fdclip_mm.analysis.attention_distance_files import write_distance_csv, write_distance_json
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 from mmengine.config import Config, DictAction
 
-from fdclip_mm.analysis.config_cost import cost_from_config, train_batch_size
+from fdclip_mm.analysis.training_cost_config import cost_from_config, train_batch_size
 from fdclip_mm.analysis.training_cost import format_cost, measure_run, paper_cost
 from fdclip_mm.engine import merge_cfg_options
 

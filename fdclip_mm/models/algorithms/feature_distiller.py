@@ -3,10 +3,8 @@ import logging
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-import torch.distributed as torch_dist
-from mmengine.logging import MessageHub, print_log
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
-from mmengine.optim import OptimWrapper
 from mmengine.structures import BaseDataElement
 from torch import nn
 
@@ -15,10 +13,10 @@ from ..builder import build_model, scoped
 from ..feature_map import (FeatureMap, backbone_features, feature_tokens, output_channels, resample_patches,
                            token_grid, tokens_to_feature_map)
 from ..teachers import BackboneTeacher
+from .legacy_keys import rename_single_projector
 from .teacher_target_cache import TeacherTargetCache
 
 TARGET_NORMS = ('ln', None)
-NONFINITE_LOSS_MODES = ('raise', 'skip')
 DEFAULT_LOSS = dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0)
 
 
@@ -50,8 +48,8 @@ class FeatureDistiller(BaseModel):
     loss and loss weight; the logs show one loss per teacher (``loss_<name>``) and the total is their weighted
     sum. Each teacher gets the image normalised with its own statistics.
 
-    Masked input (appendix C, ``FDViT`` students only): with ``mask_ratio > 0`` the student encodes only a
-    random subset of the patch tokens during training (MAE-style dropping, no mask token, class token kept,
+    Masked input (appendix C; students that declare ``encodes_token_subsets = True``, i.e. ``FDViT``): with
+    ``mask_ratio > 0`` the student encodes only a random subset of the patch tokens during training (MAE-style dropping, no mask token, class token kept,
     positions kept), the teacher sees the whole image, and the loss is taken on the kept tokens. Validation
     uses the full input.
 
@@ -71,12 +69,6 @@ class FeatureDistiller(BaseModel):
         mask_ratio: Fraction of patch tokens the student does not see in training (0.75 = 25% input).
         data_preprocessor: Defaults to :class:`DistillDataPreprocessor` with the teachers' statistics.
         init_cfg: mmengine init config.
-        nonfinite_loss: What a training step does with a NaN/inf loss (on any rank; all ranks agree):
-            ``'raise'`` stops with a ``FloatingPointError`` naming the iteration; ``'skip'`` clears the
-            gradients, leaves the parameters and optimizer state untouched, and counts the step in
-            ``skipped_nonfinite_steps``. Under DDP, skipping needs the wrapper that calls
-            :meth:`guarded_train_step` (``fdclip_mm.GuardedDistributedDataParallel``, the FD configs' default);
-            mmengine's plain wrapper would update with the bad loss, so the step raises instead.
         target_cache: A file of teacher tokens for fixed training views (see
             :mod:`~fdclip_mm.models.algorithms.teacher_target_cache`, written by
             ``tools/cache_teacher_targets.py``). Training steps then read the targets of each image (by its
@@ -95,10 +87,7 @@ class FeatureDistiller(BaseModel):
                  mask_ratio: float = 0.,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
-                 nonfinite_loss: str = 'raise',
                  target_cache: Optional[str] = None) -> None:
-        if nonfinite_loss not in NONFINITE_LOSS_MODES:
-            raise ValueError(f'nonfinite_loss must be one of {NONFINITE_LOSS_MODES}, got {nonfinite_loss!r}')
         if not 0. <= mask_ratio < 1.:
             raise ValueError(f'mask_ratio must be in [0, 1), got {mask_ratio}')
         specs = _teacher_specs(teacher, teachers, loss, target_norm)
@@ -114,10 +103,11 @@ class FeatureDistiller(BaseModel):
 
         self.student = build_model(student)
         self.student_dims = output_channels(self.student)
-        self.masks_tokens = callable(getattr(self.student, 'forward_features', None))
+        self.masks_tokens = bool(getattr(self.student, 'encodes_token_subsets', False))
         if mask_ratio > 0 and not self.masks_tokens:
             raise ValueError(f'mask_ratio={mask_ratio} needs a student that encodes a subset of its tokens '
-                             f'(FDViT); {type(self.student).__name__} sees whole images only')
+                             f'(encodes_token_subsets, e.g. FDViT); {type(self.student).__name__} sees whole '
+                             'images only')
         self.teachers = nn.ModuleList(teacher_modules)
         self.teacher_names = [spec['name'] for spec in specs]
         self.loss_weights = [float(spec['loss_weight']) for spec in specs]
@@ -127,15 +117,11 @@ class FeatureDistiller(BaseModel):
             for spec, t in zip(specs, teacher_modules))
         self.losses = nn.ModuleList(build_model(spec['loss']) for spec in specs)
         self.mask_ratio = mask_ratio
-        self.nonfinite_loss = nonfinite_loss
-        self.skipped_nonfinite_steps = 0
-        self._last_loss_finite = True
-        self._in_train_step = False
         self._checked_input_size = False
         self.target_cache = TeacherTargetCache(target_cache) if target_cache else None
         self._check_target_cache()
         self._register_state_dict_hook(_drop_teacher_keys)
-        self._register_load_state_dict_pre_hook(_rename_single_projector)
+        self._register_load_state_dict_pre_hook(rename_single_projector)
         self.register_load_state_dict_post_hook(_ignore_missing_teacher_keys)
 
     @property
@@ -178,16 +164,7 @@ class FeatureDistiller(BaseModel):
                          training: bool = False) -> List[FeatureMap]:
         """Each teacher's features of the batch (from ``target_cache`` in training steps when it is set)."""
         if training and self.target_cache is not None:
-            if not self.target_cache.checked:
-                raise RuntimeError(
-                    f'target_cache={self.target_cache.path!r}: the run\'s training pipeline and images were not '
-                    'checked against the cache (a random crop or flip would be regressed onto the targets of '
-                    'other views). Train with tools/train.py (its runners check it), or add '
-                    "custom_hooks=[dict(type='fdclip_mm.TargetCacheCheckHook')] to the config")
-            if not data_samples or any('img_path' not in s for s in data_samples):
-                raise ValueError('target_cache needs the img_path of every training sample (PackInputs keeps it)')
-            cached = self.target_cache.lookup([s.img_path for s in data_samples])
-            return [self.target_cache.features(cached.to(inputs['student'].device))]
+            return [self.target_cache.targets(data_samples, inputs['student'].device)]
         return [teacher(batch) for teacher, batch in zip(self.teachers, self.teacher_inputs(inputs))]
 
     def student_features(self, images: torch.Tensor) -> FeatureMap:
@@ -245,91 +222,46 @@ class FeatureDistiller(BaseModel):
             self._warn_if_crop_differs(tuple(images.shape[-2:]))
         targets = self.teacher_features(inputs, data_samples, training=True)
         if self.mask_ratio > 0:
-            return self._masked_losses(images, targets)
-        student = self.student_features(images)
-        losses = {}
-        for index, target in enumerate(targets):
-            with_cls = student.cls_token is not None and target.cls_token is not None
-            aligned = self.align_target(index, target, student.grid, with_cls)
-            pred = self.project(index, feature_tokens(student, with_cls))
-            losses[self.loss_name(index)] = self.loss_weights[index] * self.losses[index](pred, aligned)
-        return losses
+            ids_keep = self.sample_kept_patches(images)
+            tokens = self.student.forward_features(images, ids_keep)  # (B, 1 + K, C): class token, kept patches
+            grid, with_cls = token_grid(self.student, images.shape[-2:]), True
+        else:
+            ids_keep, student = None, self.student_features(images)
+            grid, with_cls = student.grid, student.cls_token is not None
+            tokens = feature_tokens(student, with_cls)
+        return {self.loss_name(index): self.teacher_loss(index, tokens, with_cls, grid, target, ids_keep)
+                for index, target in enumerate(targets)}
 
-    def _masked_losses(self, images: torch.Tensor, targets: List[FeatureMap]) -> Dict[str, torch.Tensor]:
-        ids_keep = self.sample_kept_patches(images)
-        tokens = self.student.forward_features(images, ids_keep)  # (B, 1 + K, C): class token, kept patches
-        grid = token_grid(self.student, images.shape[-2:])
-        losses = {}
-        for index, target in enumerate(targets):
-            with_cls = target.cls_token is not None
-            kept = torch.cat([torch.zeros_like(ids_keep[:, :1]), ids_keep + 1], dim=1) if with_cls else ids_keep
-            aligned = self.align_target(index, target, grid, with_cls)
-            aligned = aligned.gather(1, kept[..., None].expand(-1, -1, aligned.shape[-1]))
-            pred = self.project(index, tokens if with_cls else tokens[:, 1:])
-            losses[self.loss_name(index)] = self.loss_weights[index] * self.losses[index](pred, aligned)
-        return losses
+    def teacher_loss(self, index: int, tokens: torch.Tensor, student_cls: bool, grid: Tuple[int, int],
+                     target: FeatureMap, ids_keep: Optional[torch.Tensor] = None,
+                     per_sample: bool = False) -> torch.Tensor:
+        """Teacher ``index``'s weighted loss: its projector on the student's tokens against its whitened target.
 
-    def train_step(self, data: Union[dict, tuple, list],
-                   optim_wrapper: OptimWrapper) -> Dict[str, torch.Tensor]:
-        """mmengine's training step with a guard against a non-finite loss (see ``nonfinite_loss``)."""
-        return self.guarded_train_step(data, optim_wrapper, self)
-
-    def guarded_train_step(self, data: Union[dict, tuple, list], optim_wrapper: OptimWrapper,
-                           forward_module: nn.Module) -> Dict[str, torch.Tensor]:
-        """The training step; ``forward_module`` is this model or the DDP wrapper around it.
-
-        A skipped step under DDP (every rank skips: :meth:`parse_losses` all-reduces the verdict) still runs
-        a backward of zero through the trainable parameters, which completes the gradient reduction that
-        DDP's forward set up; the zero gradients are then cleared and no parameter or optimizer state moves.
+        Args:
+            index: The teacher.
+            tokens: The student's tokens (B, [1 +] P, C_s), its class token first when ``student_cls``.
+            student_cls: Whether ``tokens`` start with a class token.
+            grid: The student's patch grid.
+            target: The teacher's features.
+            ids_keep: (B, K) indices of the patches a masked student encoded (``tokens`` are then its class
+                token and those patches), or None for whole images.
+            per_sample: One loss per image (validation) instead of their mean.
         """
-        self._in_train_step = True
-        try:
-            with optim_wrapper.optim_context(forward_module):
-                data = self.data_preprocessor(data, True)
-                losses = forward_module._run_forward(data, mode='loss')
-            parsed_loss, log_vars = self.parse_losses(losses)
-        finally:
-            self._in_train_step = False
-        if self._last_loss_finite:
-            optim_wrapper.update_params(parsed_loss)
-            return log_vars
-        if forward_module is not self:
-            sum(p.sum() for p in self.parameters() if p.requires_grad).mul(0.).backward()
-        optim_wrapper.zero_grad()
-        self.skipped_nonfinite_steps += 1
-        print_log(f'skipped the update of {_iteration_name()}: non-finite loss {parsed_loss.item()} '
-                  f'({self.skipped_nonfinite_steps} step(s) skipped so far)',
-                  logger='current', level=logging.WARNING)
-        return {}  # nothing to log: a NaN would poison the smoothed loss in the logs
-
-    def parse_losses(self, losses: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """mmengine's loss parsing, then the non-finite check; every rank takes part in one all-reduce."""
-        loss, log_vars = super().parse_losses(losses)
-        finite = torch.isfinite(loss.detach()).all().to(torch.int32).reshape(1)
-        if torch_dist.is_available() and torch_dist.is_initialized() and torch_dist.get_world_size() > 1:
-            torch_dist.all_reduce(finite, op=torch_dist.ReduceOp.MIN)  # all ranks raise or skip together
-        self._last_loss_finite = bool(finite.item())
-        if self._last_loss_finite:
-            return loss, log_vars
-        if self.nonfinite_loss == 'raise':
-            raise FloatingPointError(f'non-finite loss at {_iteration_name()} (this rank: {loss.item()}); '
-                                     "stopping. Set model.nonfinite_loss='skip' to skip such steps instead.")
-        if not self._in_train_step:
-            raise FloatingPointError(
-                f'non-finite loss at {_iteration_name()}: nonfinite_loss=\'skip\' under DDP needs '
-                "model_wrapper_cfg=dict(type='fdclip_mm.GuardedDistributedDataParallel') (this wrapper would "
-                'update with the bad loss); stopping')
-        return loss, log_vars
+        with_cls = student_cls and target.cls_token is not None  # the class token counts when both have one
+        aligned = self.align_target(index, target, grid, with_cls)
+        if ids_keep is not None:
+            kept = torch.cat([torch.zeros_like(ids_keep[:, :1]), ids_keep + 1], dim=1) if with_cls else ids_keep
+            aligned = aligned.gather(1, kept[..., None].expand(-1, -1, aligned.shape[-1]))
+        pred = self.project(index, tokens if with_cls or not student_cls else tokens[:, 1:])
+        return self.loss_weights[index] * self.losses[index](pred, aligned, per_sample=per_sample)
 
     def predict(self, inputs: Dict[str, torch.Tensor], data_samples=None) -> List[BaseDataElement]:
         """Data samples with ``distill_loss``: each image's loss, summed over the teachers with their weights."""
         student = self.student_features(inputs['student'])
-        per_image = 0.
-        for index, target in enumerate(self.teacher_features(inputs)):
-            with_cls = student.cls_token is not None and target.cls_token is not None
-            aligned = self.align_target(index, target, student.grid, with_cls)
-            pred = self.project(index, feature_tokens(student, with_cls))
-            per_image = per_image + self.loss_weights[index] * self.losses[index](pred, aligned, per_sample=True)
+        with_cls = student.cls_token is not None
+        tokens = feature_tokens(student, with_cls)
+        per_image = sum(self.teacher_loss(index, tokens, with_cls, student.grid, target, per_sample=True)
+                        for index, target in enumerate(self.teacher_features(inputs)))
         if data_samples is None:
             data_samples = [BaseDataElement() for _ in range(per_image.shape[0])]
         for sample, value in zip(data_samples, per_image):
@@ -373,23 +305,9 @@ def _build_teacher(index: int, spec: dict) -> nn.Module:
         raise named from error
 
 
-def _iteration_name() -> str:
-    """The current training iteration as the logs count it (1-based), from mmengine's message hub."""
-    index = MessageHub.get_current_instance().get_info('iter')
-    if index is None:
-        return 'an unknown iteration'
-    return f'training iteration {index + 1} (runner.iter {index})'
-
-
 def _drop_teacher_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
     for key in [k for k in state_dict if k.startswith(prefix + 'teachers.')]:
         del state_dict[key]
-
-
-def _rename_single_projector(state_dict: dict, prefix: str, *args) -> None:
-    """Checkpoints of one-teacher distillers from before ``teachers=[...]`` name their projector ``projector``."""
-    for key in [k for k in state_dict if k.startswith(prefix + 'projector.')]:
-        state_dict[prefix + 'projectors.0.' + key[len(prefix + 'projector.'):]] = state_dict.pop(key)
 
 
 def _ignore_missing_teacher_keys(module: nn.Module, incompatible_keys) -> None:

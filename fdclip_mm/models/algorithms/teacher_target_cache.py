@@ -109,6 +109,23 @@ class TeacherTargetCache:
                              'tools/cache_teacher_targets.py')
         self.checked = True
 
+    def targets(self, data_samples, device: torch.device) -> FeatureMap:
+        """The cached teacher features of a training batch, looked up by each sample's ``img_path``.
+
+        Raises:
+            RuntimeError: The cache was not checked against the run (:meth:`check_run`).
+            ValueError: A sample has no ``img_path``.
+        """
+        if not self.checked:
+            raise RuntimeError(
+                f'target_cache={self.path!r}: the run\'s training pipeline and images were not checked against the '
+                'cache (a random crop or flip would be regressed onto the targets of other views). Train with '
+                "tools/train.py (its runners check it), or add custom_hooks=[dict(type='fdclip_mm."
+                "TargetCacheCheckHook')] to the config")
+        if not data_samples or any('img_path' not in s for s in data_samples):
+            raise ValueError('target_cache needs the img_path of every training sample (PackInputs keeps it)')
+        return self.features(self.lookup([s.img_path for s in data_samples]).to(device))
+
     def features(self, tokens: torch.Tensor) -> FeatureMap:
         """The :class:`FeatureMap` of looked-up ``tokens``."""
         return tokens_to_feature_map(tokens, self.grid, int(self.with_cls))

@@ -75,6 +75,8 @@ class FDViT(BaseModule):
                                              feedforward_channels=4096)),
     }
     num_extra_tokens = 1
+    #: ``forward_features(x, ids_keep)`` encodes a subset of the patch tokens (the distiller's masked input).
+    encodes_token_subsets = True
 
     def __init__(self,
                  arch: Union[str, dict] = 'base',

@@ -12,13 +12,11 @@ from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import MODELS
 from ..builder import build_model
 from ..feature_map import FeatureMap, backbone_features, output_channels, token_grid
+from ..image_statistics import IMAGENET_MEAN, IMAGENET_STD
 from .attention_probabilities import layer_attention_maps
 from .checkpoint_readers import read_teacher_checkpoint
+from .families import family_defaults
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
-CLIP_MEAN = (0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255)
-CLIP_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
 _DTYPES = {None: None, 'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 #: Buffers the backbone computes from its config (window indices, masks): not read from a checkpoint.
 COMPUTED_BUFFERS = ('relative_position_index', 'relative_coords_table', 'attn_mask')
@@ -38,11 +36,16 @@ class BackboneTeacher(BaseModule):
     it in eval mode, ``forward`` runs without a graph, and the distiller leaves it out of every checkpoint.
 
     Args:
-        backbone: mmpretrain backbone config, e.g. ``dict(type='mmpretrain.VisionTransformer', arch='b', ...)``.
+        backbone: mmpretrain backbone config, e.g. ``dict(type='mmpretrain.VisionTransformer', arch='b', ...)``;
+            with ``family``, only what differs from the family's defaults (``arch``, ``patch_size``, ...).
         checkpoint: The authors' file (never downloaded).
+        family: A teacher family of :data:`~fdclip_mm.models.teachers.families.TEACHER_FAMILIES` (``'clip'``,
+            ``'open_clip'``, ``'timm_vit'``, ``'dinov2'``, ``'esvit_swin'``): the defaults of ``reader``,
+            ``mean``, ``std`` and of the backbone config (e.g. CLIP's pre-norm, LayerNorm eps and QuickGELU).
         reader: Name of the reader that maps ``checkpoint`` into the backbone's keys: ``'clip'``,
-            ``'timm_vit'``, ``'dinov2'``, ``'esvit_swin'`` or ``'mmpretrain'``.
-        mean: Per-channel input mean on the 0-255 scale (RGB); ImageNet's by default.
+            ``'timm_vit'``, ``'dinov2'``, ``'esvit_swin'`` or ``'mmpretrain'``; defaults to the family's, else
+            ``'mmpretrain'``.
+        mean: Per-channel input mean on the 0-255 scale (RGB); the family's, else ImageNet's by default.
         std: Per-channel input std on the 0-255 scale (RGB).
         img_size: Input size (int or (h, w)) the teacher sees: an image of another size is resized to it
             (bicubic, antialiased), as the official code does for its L/14 teacher under a 256-pixel student;
@@ -64,9 +67,10 @@ class BackboneTeacher(BaseModule):
     def __init__(self,
                  backbone: dict,
                  checkpoint: str,
-                 reader: str = 'mmpretrain',
-                 mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD,
+                 family: Optional[str] = None,
+                 reader: Optional[str] = None,
+                 mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None,
                  img_size: Optional[Union[int, Sequence[int]]] = None,
                  dtype: Optional[str] = AUTO,
                  init_cfg: Optional[dict] = None) -> None:
@@ -74,9 +78,12 @@ class BackboneTeacher(BaseModule):
         if dtype not in _DTYPES and dtype != AUTO:
             raise ValueError(f'teacher dtype must be one of {[AUTO, *_DTYPES]}, got {dtype!r}')
         self.compute_dtype = _DTYPES[resolve_bf16(dtype, 'teacher dtype')]
-        self.mean = tuple(float(v) for v in mean)
-        self.std = tuple(float(v) for v in std)
-        backbone = dict(backbone)
+        defaults = family_defaults(family)
+        self.family = family
+        self.mean = tuple(float(v) for v in (mean or defaults.get('mean', IMAGENET_MEAN)))
+        self.std = tuple(float(v) for v in (std or defaults.get('std', IMAGENET_STD)))
+        reader = reader or defaults.get('reader', 'mmpretrain')
+        backbone = {**defaults.get('backbone', {}), **backbone}
         if img_size is None:
             img_size = backbone.get('img_size')
         elif 'img_size' not in backbone:

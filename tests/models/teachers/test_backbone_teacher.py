@@ -88,3 +88,18 @@ def test_several_outputs_are_refused(tiny_clip_checkpoint):
                          out_indices=(0, 1))
     with pytest.raises(ValueError, match='returned 2 outputs'):
         build(cfg)(torch.randn(1, 3, 32, 32))
+
+
+def test_a_family_gives_the_reader_statistics_and_backbone_defaults(tiny_clip_checkpoint):
+    from mmpretrain.models.utils import QuickGELU
+
+    from fdclip_mm.models.teachers import CLIP_MEAN, CLIP_STD
+    teacher = build(dict(type='fdclip_mm.BackboneTeacher', family='clip', checkpoint=tiny_clip_checkpoint,
+                         backbone=dict(arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32)))
+    assert teacher.reader == 'clip' and teacher.mean == CLIP_MEAN and teacher.std == CLIP_STD
+    backbone = teacher.backbone
+    assert backbone.pre_norm.eps == 1e-5 and isinstance(backbone.layers[0].ffn.layers[0][1], QuickGELU)
+    assert backbone.ln1.eps == 1e-5 and backbone.out_type == 'raw' and backbone.final_norm
+    with pytest.raises(KeyError, match=r"unknown teacher family 'openai'; choose one of \['clip', "):
+        build(dict(type='fdclip_mm.BackboneTeacher', family='openai', checkpoint=tiny_clip_checkpoint,
+                   backbone=dict(arch=tiny_vit_arch(32, 2, 2), patch_size=8)))

@@ -1,4 +1,5 @@
-"""A non-finite loss stops training naming the iteration, or (option) skips the step without any update."""
+"""A non-finite loss stops training naming the iteration, or (``optim_wrapper.nonfinite_loss='skip'``) skips the
+step without any update: the policy of our optimizer wrapper constructors, for any wrapper and model."""
 import hashlib
 import os.path as osp
 
@@ -9,8 +10,8 @@ from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 
-from ...configs.test_configs import REPO, shrink
-from .test_feature_distiller import batch, build
+from ..configs.test_configs import REPO, shrink
+from ..models.algorithms.test_feature_distiller import batch, build
 
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
 
@@ -28,9 +29,14 @@ def poison_loss(model, from_iter: int = 0) -> None:
     model.loss = loss
 
 
+def optim_wrapper(model, **options):
+    return build_optim_wrapper(model, dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+                                           constructor='fdclip_mm.TrainableOptimWrapperConstructor', **options))
+
+
 def test_nonfinite_loss_raises_naming_the_iteration(tiny_clip_checkpoint):
     model = build(tiny_clip_checkpoint).train()
-    optim = build_optim_wrapper(model, dict(optimizer=dict(type='AdamW', lr=1e-3)))
+    optim = optim_wrapper(model)  # 'raise' by default
     MessageHub.get_current_instance().update_info('iter', 6)
     poison_loss(model)
     message = r'non-finite loss at training iteration 7 \(runner.iter 6\)'
@@ -41,16 +47,16 @@ def test_nonfinite_loss_raises_naming_the_iteration(tiny_clip_checkpoint):
 
 def test_nonfinite_loss_skip_leaves_weights_and_optimizer_unchanged(tiny_clip_checkpoint):
     torch.manual_seed(0)
-    model = build(tiny_clip_checkpoint, nonfinite_loss='skip').train()
-    optim = build_optim_wrapper(model, dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)))
+    model = build(tiny_clip_checkpoint).train()
+    optim = optim_wrapper(model, nonfinite_loss='skip')
     assert 'loss' in model.train_step(batch(), optim)  # a good step: AdamW state exists from here on
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     steps = [float(s['step']) for s in optim.optimizer.state.values()]
     real_loss = model.loss
     poison_loss(model)
-    assert model.train_step(batch(seed=1), optim) == {}
-    assert model.train_step(batch(seed=2), optim) == {}
-    assert model.skipped_nonfinite_steps == 2
+    for seed in (1, 2):
+        assert torch.isnan(model.train_step(batch(seed=seed), optim)['loss'])  # logged as it was
+    assert optim.skipped_nonfinite_steps == 2
     for key, value in model.state_dict().items():
         assert torch.equal(value, weights[key]), key
     assert [float(s['step']) for s in optim.optimizer.state.values()] == steps
@@ -62,8 +68,33 @@ def test_nonfinite_loss_skip_leaves_weights_and_optimizer_unchanged(tiny_clip_ch
 
 
 def test_bad_nonfinite_loss_mode_is_a_build_error(tiny_clip_checkpoint):
-    with pytest.raises(ValueError, match='nonfinite_loss'):
-        build(tiny_clip_checkpoint, nonfinite_loss='ignore')
+    model = build(tiny_clip_checkpoint)
+    with pytest.raises(ValueError, match=r"optim_wrapper.nonfinite_loss must be one of \('raise', 'skip'\)"):
+        optim_wrapper(model, nonfinite_loss='ignore')
+
+
+def test_the_policy_fits_every_wrapper_and_the_layer_decay_constructor(tiny_clip_checkpoint):
+    """mmengine's AMP wrapper keeps its own behaviour and type; fine-tuning's constructor applies it too."""
+    from mmengine.optim import AmpOptimWrapper
+
+    from fdclip_mm.engine import CPUAmpOptimWrapper
+    from fdclip_mm.engine.nonfinite_loss import NonFiniteLossPolicy
+    model = build(tiny_clip_checkpoint).train()
+    amp = optim_wrapper(model, type='fdclip_mm.CPUAmpOptimWrapper', dtype='auto', nonfinite_loss='skip')
+    assert isinstance(amp, CPUAmpOptimWrapper) and isinstance(amp, AmpOptimWrapper)
+    assert isinstance(amp, NonFiniteLossPolicy) and type(amp).__name__ == 'CPUAmpOptimWrapper'
+    poison_loss(model)
+    assert torch.isnan(model.train_step(batch(), amp)['loss']) and amp.skipped_nonfinite_steps == 1
+    from mmpretrain.models import ImageClassifier
+    classifier = ImageClassifier(backbone=dict(type='fdclip_mm.FDViT', arch=dict(
+        embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64), img_size=32, patch_size=8,
+        out_type='avg_featmap', final_norm=False), head=dict(type='LinearClsHead', num_classes=3, in_channels=32))
+    layer_decay = build_optim_wrapper(classifier, dict(
+        optimizer=dict(type='AdamW', lr=1e-3), constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
+        paramwise_cfg=dict(layer_decay_rate=0.9)))
+    assert isinstance(layer_decay, NonFiniteLossPolicy) and layer_decay.nonfinite_loss == 'raise'
+    with pytest.raises(FloatingPointError, match='non-finite loss'):
+        layer_decay.update_params(torch.tensor(float('inf'), requires_grad=True))
 
 
 def test_runner_stops_and_last_good_checkpoint_stays_intact(tmp_path):

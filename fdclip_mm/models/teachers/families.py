@@ -1,12 +1,13 @@
-"""The teacher families as data: backbone config, checkpoint reader and input statistics of each.
+"""The teacher families as data: backbone defaults, checkpoint reader and input statistics of each.
 
-The configs spell these dicts out (``configs/_base_/models``, ``configs/fd``); :func:`teacher_config` builds the
-same dict from code, for tools, benchmarks and tests.
+The one place these facts live: ``BackboneTeacher(family=...)`` fills its reader, statistics and backbone
+defaults from :data:`TEACHER_FAMILIES` (the configs name the family and give only what differs: arch, patch,
+size), and :func:`teacher_config` writes such a config from code, for tools, benchmarks and tests.
 """
 import copy
 from typing import Optional, Sequence, Union
 
-from .backbone_teacher import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+from ..image_statistics import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
 _VIT = dict(type='mmpretrain.VisionTransformer', final_norm=True, out_type='raw')
 
@@ -46,9 +47,21 @@ def teacher_config(family: str,
     """
     if family not in TEACHER_FAMILIES:
         raise KeyError(f'unknown teacher family {family!r}; choose one of {sorted(TEACHER_FAMILIES)}')
-    preset = copy.deepcopy(TEACHER_FAMILIES[family])
-    backbone = dict(preset.pop('backbone'), arch=arch, **backbone_options)
+    backbone = dict(arch=arch, **backbone_options)
     if patch_size is not None:
         backbone['patch_size'] = patch_size
-    return dict(type='fdclip_mm.BackboneTeacher', backbone=backbone, checkpoint=checkpoint, img_size=img_size,
-                dtype=dtype, **preset)
+    return dict(type='fdclip_mm.BackboneTeacher', family=family, backbone=backbone, checkpoint=checkpoint,
+                img_size=img_size, dtype=dtype)
+
+
+def family_defaults(family: Optional[str]) -> dict:
+    """``reader``, ``mean``, ``std`` and ``backbone`` defaults of ``family`` (a copy; empty for None).
+
+    Raises:
+        KeyError: An unknown family, with the known ones.
+    """
+    if family is None:
+        return {}
+    if family not in TEACHER_FAMILIES:
+        raise KeyError(f'unknown teacher family {family!r}; choose one of {sorted(TEACHER_FAMILIES)}')
+    return copy.deepcopy(TEACHER_FAMILIES[family])
