@@ -25,7 +25,7 @@ from typing import Dict, Tuple
 import torch
 from mmpretrain.models.utils import resize_pos_embed
 
-from .classifier_checkpoint import add_head_norm
+from .to_classifier import add_head_norm
 
 Tensors = Dict[str, torch.Tensor]
 

@@ -3,7 +3,7 @@ import argparse
 import os.path as osp
 from typing import List, Optional, Sequence
 
-from .fd_checkpoint import resolve_checkpoint
+from .fd_to_backbone import resolve_checkpoint
 
 
 def check_output_path(dst: str, sources: Sequence[str], overwrite: bool = False) -> None:

@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoint, student_to_classifier_backbone
+from fdclip_mm.converters.to_classifier import save_classifier_checkpoint, student_to_classifier_backbone
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT

@@ -14,7 +14,7 @@ from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
 from fdclip_mm.converters import convert_fd_checkpoint
-from fdclip_mm.converters.classifier_checkpoint import convert_fd_to_classifier
+from fdclip_mm.converters.to_classifier import convert_fd_to_classifier
 from fdclip_mm.engine import is_cpu_only
 from fdclip_mm.engine.fsdp2_strategy import (mixed_precision_policy, optimizer_state_to_indices,
                                              optimizer_state_to_names, shard_units)

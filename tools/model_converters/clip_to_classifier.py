@@ -12,7 +12,7 @@ Example:
 import argparse
 import os.path as osp
 
-from fdclip_mm.converters.classifier_checkpoint import save_classifier_checkpoint
+from fdclip_mm.converters.to_classifier import save_classifier_checkpoint
 from fdclip_mm.converters.clip_to_vit import load_clip_as_vit
 from fdclip_mm.converters.output_path import parse_converter_args
 

@@ -12,7 +12,7 @@ Example:
 """
 import argparse
 
-from fdclip_mm.converters.classifier_checkpoint import convert_fd_to_classifier
+from fdclip_mm.converters.to_classifier import convert_fd_to_classifier
 from fdclip_mm.converters.output_path import parse_converter_args
 
 

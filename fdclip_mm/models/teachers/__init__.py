@@ -1,6 +1,6 @@
 from ..image_statistics import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 from .backbone_teacher import BackboneTeacher
-from .checkpoint_readers import READERS, read_teacher_checkpoint
+from .readers import READERS, read_teacher_checkpoint
 from .families import TEACHER_FAMILIES, teacher_config
 
 __all__ = ['BackboneTeacher', 'READERS', 'read_teacher_checkpoint', 'TEACHER_FAMILIES', 'teacher_config',

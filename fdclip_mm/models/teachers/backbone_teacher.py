@@ -14,7 +14,7 @@ from ..builder import build_model
 from ..feature_map import FeatureMap, backbone_features, output_channels, token_grid
 from ..image_statistics import IMAGENET_MEAN, IMAGENET_STD
 from .attention_probabilities import layer_attention_maps
-from .checkpoint_readers import read_teacher_checkpoint
+from .readers import read_teacher_checkpoint
 from .families import family_defaults
 
 _DTYPES = {None: None, 'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
@@ -28,7 +28,7 @@ class BackboneTeacher(BaseModule):
 
     The backbone is built from ``backbone`` (``VisionTransformer`` in CLIP, DINOv2, MAE / DINO / DeiT form,
     ``SwinTransformer``, ``ConvNeXt``, ``ResNet`` ...) and loaded exactly (no missing, unexpected or misshapen
-    tensor) from ``checkpoint`` through ``reader`` (see :mod:`.checkpoint_readers`). What it distils is that
+    tensor) from ``checkpoint`` through ``reader`` (see :mod:`.readers`). What it distils is that
     backbone's single output: a ViT's tokens after its final norm (``out_type='raw'``, ``final_norm=True``,
     ``out_indices=-1`` or another layer), a Swin / ConvNeXt stage after its norm, a ResNet stage.
 

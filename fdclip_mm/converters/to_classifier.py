@@ -15,7 +15,7 @@ import torch
 
 from fdclip_mm.checkpoint import read_state_dict
 
-from .fd_checkpoint import STUDENT_PREFIX, extract_student, resolve_checkpoint, save_state_dict
+from .fd_to_backbone import STUDENT_PREFIX, extract_student, resolve_checkpoint, save_state_dict
 
 SHARED_RPB_KEY = 'rel_pos_bias.relative_position_bias_table'
 LAYER_RPB_KEY = 'layers.{}.attn.rel_pos_bias.relative_position_bias_table'

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope, init_default_scope
 
-from fdclip_mm.converters.classifier_checkpoint import (LAYER_RPB_KEY, SHARED_RPB_KEY,
+from fdclip_mm.converters.to_classifier import (LAYER_RPB_KEY, SHARED_RPB_KEY,
                                                         convert_fd_to_classifier, expand_shared_rpb)
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict, load_clip_as_vit
 from fdclip_mm.models.algorithms import FeatureDistiller
