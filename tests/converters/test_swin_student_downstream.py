@@ -77,7 +77,7 @@ def test_dense_swin_fine_tunes_with_the_layer_decay_constructor(swin_student_che
 def test_convnext_student_loads_into_the_backbone_dense_configs_name(scope, tmp_path):
     """mmdet and mmseg have no ConvNeXt of their own: their configs name ``mmpretrain.ConvNeXt`` and read an
     mmpretrain checkpoint with ``prefix='backbone.'``, which is what the converter writes."""
-    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.registry import MODELS, DefaultScope
     arch = dict(depths=[1, 1, 1, 1], channels=[8, 16, 32, 64])
     teacher = tiny_teacher_cfg('clip', str(tmp_path / 'clip.pth'), patch=16, image=64)
     model = FeatureDistiller(student=dict(type='mmpretrain.ConvNeXt', arch=arch, out_indices=(3, ),
@@ -86,10 +86,10 @@ def test_convnext_student_loads_into_the_backbone_dense_configs_name(scope, tmp_
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), src)
     dst = str(tmp_path / 'convnext.pth')
     state = convert_fd_checkpoint(src, dst, out_indices=(0, 1, 2, 3))
-    init_default_scope(scope)
-    backbone = MODELS.build(dict(type='mmpretrain.ConvNeXt', arch=arch, out_indices=(0, 1, 2, 3),
-                                 gap_before_final_norm=False,
-                                 init_cfg=dict(type='Pretrained', checkpoint=dst, prefix='backbone.')))
+    with DefaultScope.overwrite_default_scope(scope):  # not left behind for later tests
+        backbone = MODELS.build(dict(type='mmpretrain.ConvNeXt', arch=arch, out_indices=(0, 1, 2, 3),
+                                     gap_before_final_norm=False,
+                                     init_cfg=dict(type='Pretrained', checkpoint=dst, prefix='backbone.')))
     backbone.init_weights()
     own = backbone.state_dict()
     assert set(own) == {key[len('backbone.'):] for key in state}

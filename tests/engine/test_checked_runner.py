@@ -139,3 +139,11 @@ def test_console_shows_no_config_dump_but_the_log_file_keeps_it(tmp_path, capsys
     assert 'Config:' not in console and 'System environment:' not in console
     assert 'Hooks will be executed' not in console and 'FileClient' not in console
     assert 'Iter(train) [2/2]' in console
+
+
+def test_a_torchscript_file_given_to_test_is_named_as_such(tmp_path):
+    """tools/test.py (CheckedRunner.load_checkpoint) on an OpenAI-style TorchScript archive says what it is."""
+    archive = tmp_path / 'ViT-B-16.pt'
+    torch.jit.save(torch.jit.trace(torch.nn.Linear(4, 2), torch.randn(1, 4)), str(archive))
+    with pytest.raises(CheckpointFileError, match=r'ViT-B-16.pt is a TorchScript archive .*teacher reader \'clip\''):
+        toy_runner(tmp_path, tmp_path / 'jit', load_from=str(archive)).test()
