@@ -8,7 +8,8 @@ Checked: building leaves the checkout as it was; the install changes no version 
 no ``pip check`` conflict; ``mim list`` and ``mim search`` work; mmdet's, mmseg's and mmpretrain's own
 ``tools/train.py`` (copied into a folder that holds nothing else of ours), ``mim train mmdet`` and ``mim test
 mmdet`` run configs that inherit ours and a config of mmdet's own bases with our modules; ``mim train fdclip_mm``
-runs our tool from the wheel. About 8 minutes on 2 cores, most of it installing the environment.
+(one process and, with ``--gpus 2 --launcher pytorch``, two) and ``mim test fdclip_mm`` run our tools from the
+wheel. About 4 minutes on 2 cores, most of it installing the environment.
 """
 import glob
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import re
 import textwrap
+import zipfile
 
 import pytest
 
@@ -122,8 +124,16 @@ def user_project(tmp_path_factory):
     root = tmp_path_factory.mktemp('user_project')
     before_build = checkout_files()
     sh([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', root / 'dist', REPO])
-    assert checkout_files() == before_build, 'building the wheel wrote into the checkout'
+    sh([sys.executable, 'setup.py', '-q', 'sdist', '-d', root / 'sdist'], cwd=REPO)
+    assert checkout_files() == before_build, 'building the wheel or the sdist wrote into the checkout'
     wheel = glob.glob(str(root / 'dist' / 'fdclip_mm-*.whl'))[0]
+    sdist = glob.glob(str(root / 'sdist' / 'fdclip_mm-*.tar.gz'))[0]
+    sh([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', root / 'from_sdist',
+        sdist])
+    from_sdist = glob.glob(str(root / 'from_sdist' / 'fdclip_mm-*.whl'))[0]
+    with zipfile.ZipFile(wheel) as direct, zipfile.ZipFile(from_sdist) as rebuilt:
+        assert sorted(direct.namelist()) == sorted(rebuilt.namelist())  # the sdist carries configs and tools
+        assert 'fdclip_mm/.mim/configs/fd/metafile.yml' in direct.namelist()
 
     venv = root / 'venv'
     sh([sys.executable, '-m', 'venv', venv])
@@ -208,9 +218,18 @@ def test_mmseg_and_mmpretrain_tools_run_configs_inheriting_ours(user_project, pr
     assert osp.isfile(project_dir / 'mmpretrain_inheriting' / 'epoch_1.pth')
 
 
-def test_mim_train_fdclip_mm_runs_our_tool_from_the_wheel(user_project, project_dir):
+def test_mim_train_and_test_fdclip_mm_run_our_tools_from_the_wheel(user_project, project_dir):
     mim = str(user_project['venv'] / 'bin' / 'mim')
     proc = run_in_project(user_project, project_dir, mim, 'train', 'fdclip_mm', 'finetune_inheriting.py',
                           '--work-dir', 'mim_fdclip_mm')
     assert osp.isfile(project_dir / 'mim_fdclip_mm' / 'epoch_1.pth')
     assert 'System environment' not in proc.stdout  # our CheckedRunner's quiet console: our tool ran
+    tested = run_in_project(user_project, project_dir, mim, 'test', 'fdclip_mm', 'finetune_inheriting.py',
+                            '--checkpoint', 'mim_fdclip_mm/epoch_1.pth', '--work-dir', 'mim_fdclip_mm_test')
+    assert 'accuracy/top1' in tested.stdout
+    # mim's distributed launch: 2 processes (gloo on a CPU-only machine), 5 images at batch 1 = 3 steps a rank
+    run_in_project(user_project, project_dir, mim, 'train', 'fdclip_mm', 'finetune_inheriting.py', '--gpus', '2',
+                   '--launcher', 'pytorch', '--work-dir', 'mim_fdclip_mm_dist', '--cfg-options',
+                   'train_dataloader.batch_size=1')
+    log = open(glob.glob(str(project_dir / 'mim_fdclip_mm_dist' / '*' / '*.log'))[0]).read()
+    assert 'Distributed training: True' in log and 'GPU number: 2' in log and 'Epoch(train) [1][3/3]' in log
