@@ -8,6 +8,7 @@ from mmengine.structures import BaseDataElement
 
 from fdclip_mm.models.algorithms.teacher_target_cache import TeacherTargetCache, pipeline_text, write_target_cache
 from fdclip_mm.models.feature_map import FeatureMap, feature_tokens
+from ...conftest import tiny_vit_arch
 from .test_feature_distiller import batch, build
 
 
@@ -26,6 +27,16 @@ def cache_of(model, inputs, path: str) -> str:
     write_target_cache(path, [s.img_path for s in samples(features.patches.shape[0])], features,
                        meta=dict(source='test', pipeline=PIPELINE))
     return path
+
+
+def cache_tool_config(teacher: dict, dataset: dict) -> dict:
+    """What tools/cache_teacher_targets.py reads of a config: the model and the training data."""
+    return dict(
+        default_scope='mmpretrain',
+        model=dict(type='fdclip_mm.FeatureDistiller', teacher=teacher,
+                   student=dict(type='FDViT', arch=tiny_vit_arch(48, 2, 2, mlp_ratio=2), img_size=32, patch_size=8)),
+        train_dataloader=dict(batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True),
+                              dataset=dataset))
 
 
 def load_tool(name: str):
@@ -104,16 +115,8 @@ def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny
     tool = load_tool('cache_teacher_targets')
     pipeline = PIPELINE
     config = tmp_path / 'cfg.py'
-    Config(dict(
-        default_scope='mmpretrain',
-        model=dict(type='fdclip_mm.FeatureDistiller',
-                   student=dict(type='FDViT', arch=dict(embed_dims=48, num_layers=2, num_heads=2,
-                                                        feedforward_channels=96), img_size=32, patch_size=8),
-                   teacher=tiny_clip_teacher),
-        train_dataloader=dict(batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True),
-                              dataset=dict(type='CustomDataset', data_root=image_folder, with_label=False,
-                                           pipeline=pipeline)),
-    )).dump(str(config))
+    Config(cache_tool_config(tiny_clip_teacher, dict(type='CustomDataset', data_root=image_folder,
+                                                     with_label=False, pipeline=pipeline))).dump(str(config))
     out = str(tmp_path / 'targets.pth')
     assert tool.main([str(config), '--out', out, '--batch-size', '2']) == 0
     cache = TeacherTargetCache(out)
@@ -147,16 +150,8 @@ def test_cache_tool_refuses_a_repeated_dataset_before_the_teacher_runs(tiny_clip
     from mmengine.config import Config
     tool = load_tool('cache_teacher_targets')
     config = tmp_path / 'cfg.py'
-    Config(dict(
-        default_scope='mmpretrain',
-        model=dict(type='fdclip_mm.FeatureDistiller',
-                   student=dict(type='FDViT', arch=dict(embed_dims=48, num_layers=2, num_heads=2,
-                                                        feedforward_channels=96), img_size=32, patch_size=8),
-                   teacher=tiny_clip_teacher),
-        train_dataloader=dict(batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True),
-                              dataset=dict(type='RepeatDataset', times=8, dataset=dict(
-                                  type='CustomDataset', data_root=image_folder, with_label=False, pipeline=PIPELINE))),
-    )).dump(str(config))
+    Config(cache_tool_config(tiny_clip_teacher, dict(type='RepeatDataset', times=8, dataset=dict(
+        type='CustomDataset', data_root=image_folder, with_label=False, pipeline=PIPELINE)))).dump(str(config))
     with pytest.raises(ValueError, match=r'\(RepeatDataset, times=8\) lists 96 items but 12 distinct images.*'
                                          r'train_dataloader.dataset.times=1'):
         tool.main([str(config), '--out', str(tmp_path / 'targets.pth')])
