@@ -122,14 +122,15 @@ class RunGuards:
     def dump_config(self) -> None:
         """mmengine's config dump, except over a different dump of an earlier run (see the module doc)."""
         filename = osp.basename(self.cfg.filename) if self.cfg.filename is not None else f'{self.timestamp}.py'
-        target = osp.join(self.work_dir, filename)
+        target, text = osp.join(self.work_dir, filename), self.cfg.dump()
         if osp.isfile(target) and not self.cfg.get('overwrite', False):
             with open(target) as f:
-                if f.read() == self.cfg.dump():
+                if f.read() == text:
                     return
             target = osp.join(self.log_dir, filename)
             self.logger.info(f'{self.work_dir} holds the config of an earlier run; this run\'s config is in {target}')
-        self.cfg.dump(target)
+        with open(target, 'w') as f:
+            f.write(text)
 
     def train(self):
         """Refuses to replace an earlier run's checkpoints (see the module doc), then trains."""

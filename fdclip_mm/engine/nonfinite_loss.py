@@ -52,7 +52,7 @@ def apply_nonfinite_loss_policy(optim_wrapper: OptimWrapper, mode: str) -> Optim
     Raises:
         ValueError: An unknown ``mode``.
     """
-    split_nonfinite_loss(dict(nonfinite_loss=mode))
+    check_nonfinite_loss_mode(mode)
     cls = type(optim_wrapper)
     if not isinstance(optim_wrapper, NonFiniteLossPolicy):
         if cls not in _GUARDED_CLASSES:
@@ -86,6 +86,11 @@ def split_nonfinite_loss(optim_wrapper_cfg: dict) -> tuple:
     """
     cfg = dict(optim_wrapper_cfg)
     mode = cfg.pop('nonfinite_loss', 'raise')
+    check_nonfinite_loss_mode(mode)
+    return cfg, mode
+
+
+def check_nonfinite_loss_mode(mode: str) -> None:
+    """Raises ``ValueError`` for a mode that is not one of :data:`NONFINITE_LOSS_MODES`."""
     if mode not in NONFINITE_LOSS_MODES:
         raise ValueError(f'optim_wrapper.nonfinite_loss must be one of {NONFINITE_LOSS_MODES}, got {mode!r}')
-    return cfg, mode

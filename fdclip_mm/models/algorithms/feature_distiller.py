@@ -49,9 +49,9 @@ class FeatureDistiller(BaseModel):
     sum. Each teacher gets the image normalised with its own statistics.
 
     Masked input (appendix C; students that declare ``encodes_token_subsets = True``, i.e. ``FDViT``): with
-    ``mask_ratio > 0`` the student encodes only a random subset of the patch tokens during training (MAE-style dropping, no mask token, class token kept,
-    positions kept), the teacher sees the whole image, and the loss is taken on the kept tokens. Validation
-    uses the full input.
+    ``mask_ratio > 0`` the student encodes only a random subset of the patch tokens during training (MAE-style
+    dropping, no mask token, class token kept, positions kept), the teacher sees the whole image, and the loss
+    is taken on the kept tokens. Validation uses the full input.
 
     The teachers are excluded from ``state_dict()`` (and so from every checkpoint the Runner writes) and
     ignored when loading: checkpoints hold the student and the projectors only.

@@ -94,11 +94,11 @@ class TeacherTargetCache:
             ValueError: The pipelines differ (the views would not be the cached ones: random crops and flips
                 regressed onto the targets of other views), or training images are missing from the cache.
         """
-        written = pipeline_text(self.meta['pipeline'])
-        if pipeline_text(pipeline) != written:
+        written, run = pipeline_text(self.meta['pipeline']), pipeline_text(pipeline)
+        if run != written:
             raise ValueError(
                 f'teacher target cache {self.path} holds the targets of the views of the training pipeline '
-                f'{written}, but this run trains on {pipeline_text(pipeline)}: the cached targets would be '
+                f'{written}, but this run trains on {run}: the cached targets would be '
                 'regressed from other views. Train with the pipeline the cache was written for (a deterministic '
                 'one), or rewrite the cache for this config with tools/cache_teacher_targets.py')
         missing = sorted(set(image_paths) - set(self.index))
