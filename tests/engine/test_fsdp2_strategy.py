@@ -234,6 +234,7 @@ def test_kill_9_then_resume_ends_like_the_uninterrupted_sharded_run(runs):
 
 def test_units_come_from_the_model_for_any_student_and_teacher_count(tmp_path):
     """No module name is written into the strategy: FDViT, Swin and the fine-tuning classifier all shard."""
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
 
     from fdclip_mm.engine.fsdp2_strategy import auto_shard_units, frozen_shard_units
@@ -255,8 +256,9 @@ def test_units_come_from_the_model_for_any_student_and_teacher_count(tmp_path):
     assert auto_shard_units(swin) == [
         'student.stages.0.blocks.0', 'student.stages.1.blocks.0', 'student.stages.2.blocks.0',
         'student.stages.2.blocks.1', 'student.stages.3.blocks.0', 'projectors.0', 'student']
-    classifier = ImageClassifier(backbone=dict(fdvit, type='fdclip_mm.FDViT', out_type='avg_featmap'),
-                                 head=dict(type='LinearClsHead', num_classes=3, in_channels=32))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope earlier tests left
+        classifier = ImageClassifier(backbone=dict(fdvit, type='fdclip_mm.FDViT', out_type='avg_featmap'),
+                                     head=dict(type='LinearClsHead', num_classes=3, in_channels=32))
     assert auto_shard_units(classifier) == ['backbone.layers.0', 'backbone.layers.1', 'backbone', 'head']
 
 

@@ -85,10 +85,13 @@ def test_the_policy_fits_every_wrapper_and_the_layer_decay_constructor(tiny_clip
     assert isinstance(amp, NonFiniteLossPolicy) and type(amp).__name__ == 'CPUAmpOptimWrapper'
     poison_loss(model)
     assert torch.isnan(model.train_step(batch(), amp)['loss']) and amp.skipped_nonfinite_steps == 1
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
-    classifier = ImageClassifier(backbone=dict(type='fdclip_mm.FDViT', arch=dict(
-        embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64), img_size=32, patch_size=8,
-        out_type='avg_featmap', final_norm=False), head=dict(type='LinearClsHead', num_classes=3, in_channels=32))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope earlier tests left
+        classifier = ImageClassifier(backbone=dict(type='fdclip_mm.FDViT', arch=dict(
+            embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64), img_size=32, patch_size=8,
+            out_type='avg_featmap', final_norm=False), head=dict(type='LinearClsHead', num_classes=3,
+                                                                in_channels=32))
     layer_decay = build_optim_wrapper(classifier, dict(
         optimizer=dict(type='AdamW', lr=1e-3), constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
         paramwise_cfg=dict(layer_decay_rate=0.9)))
