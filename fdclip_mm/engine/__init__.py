@@ -2,6 +2,7 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend, atomic_write
 from .attention_distance_hook import AttentionDistanceHook
 from .best_metrics_hook import BestMetricsHook
+from .block_compile import BlockCompileHook, compile_blocks, repeated_blocks
 from .checked_runner import CheckedFlexibleRunner, CheckedRunner, build_checked_runner, refuse_to_replace_run
 from .config_options import merge_cfg_options, move_data_root
 from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
@@ -16,11 +17,11 @@ from .target_cache_check_hook import TargetCacheCheckHook
 from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 
 __all__ = [
-    'apply_nonfinite_loss_policy', 'AtomicCheckpointHook', 'AtomicLocalBackend', 'atomic_write',
-    'AttentionDistanceHook', 'BestMetricsHook', 'build_checked_runner', 'CheckedFlexibleRunner', 'CheckedRunner',
-    'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper', 'destroy_cpu_process_group', 'DistributedLaunchRequired',
-    'FSDP2Strategy', 'get_rng_state', 'init_cpu_process_group', 'is_cpu_only', 'LayerDecayOptimWrapperConstructor',
-    'merge_cfg_options', 'move_data_root', 'prepare_cpu_distributed', 'refuse_to_replace_run', 'RNGStateHook',
-    'set_rng_state', 'TargetCacheCheckHook', 'TimmCosineAnnealingLR', 'TimmLinearWarmupLR',
-    'TrainableOptimWrapperConstructor'
+    'apply_nonfinite_loss_policy', 'atomic_write', 'AtomicCheckpointHook', 'AtomicLocalBackend',
+    'AttentionDistanceHook', 'BestMetricsHook', 'BlockCompileHook', 'build_checked_runner', 'CheckedFlexibleRunner',
+    'CheckedRunner', 'compile_blocks', 'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper', 'destroy_cpu_process_group',
+    'DistributedLaunchRequired', 'FSDP2Strategy', 'get_rng_state', 'init_cpu_process_group', 'is_cpu_only',
+    'LayerDecayOptimWrapperConstructor', 'merge_cfg_options', 'move_data_root', 'prepare_cpu_distributed',
+    'refuse_to_replace_run', 'repeated_blocks', 'RNGStateHook', 'set_rng_state', 'TargetCacheCheckHook',
+    'TimmCosineAnnealingLR', 'TimmLinearWarmupLR', 'TrainableOptimWrapperConstructor'
 ]

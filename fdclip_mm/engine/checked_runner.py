@@ -20,6 +20,9 @@ mmengine 0.10.7:
 - The config dump never replaces another run's: when the work dir already holds a different dump of the
   same config file (a resumed run with other options, a test run), the new one goes to the run's
   timestamped log folder; ``overwrite = True`` replaces it.
+- ``compile = True`` (or a dict of ``torch.compile`` arguments) compiles each repeated block of the model
+  (:class:`~fdclip_mm.engine.BlockCompileHook`), not mmengine's whole ``train_step``; checkpoints keep
+  their keys.
 - A distiller's teacher-target cache is checked against the run's training pipeline and images before the
   first step (:class:`~fdclip_mm.engine.TargetCacheCheckHook`, registered by these runners).
 - The console gets what a user reads (progress, metrics, warnings, parameter groups); the environment report,
@@ -40,6 +43,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from fdclip_mm.checkpoint import CheckpointFileError, load_state_dict_exactly, read_checkpoint
 from fdclip_mm.checkpoint import revise_keys as revise_state_dict_keys
 from fdclip_mm.registry import RUNNERS
+from .block_compile import BlockCompileHook, compile_args
 from .target_cache_check_hook import TargetCacheCheckHook
 
 CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
@@ -118,6 +122,16 @@ class RunGuards:
         super().register_hooks(default_hooks, custom_hooks)
         if not any(isinstance(hook, TargetCacheCheckHook) for hook in self._hooks):
             self.register_hook(TargetCacheCheckHook())
+        compile_cfg = self._compile_cfg()
+        if compile_args(compile_cfg) is not None and not any(isinstance(h, BlockCompileHook) for h in self._hooks):
+            self.register_hook(BlockCompileHook(compile_cfg))
+
+    def _compile_cfg(self):
+        """The run's ``compile`` setting (FlexibleRunner keeps its argument, Runner reads its config)."""
+        return getattr(self, '_compile', None) or self.cfg.get('compile')
+
+    def _maybe_compile(self, target: str) -> None:
+        """Nothing: :class:`~fdclip_mm.engine.BlockCompileHook` compiles the blocks (see the module doc)."""
 
     def dump_config(self) -> None:
         """mmengine's config dump, except over a different dump of an earlier run (see the module doc)."""
@@ -135,6 +149,7 @@ class RunGuards:
     def train(self):
         """Refuses to replace an earlier run's checkpoints (see the module doc), then trains."""
         refuse_to_replace_run(self.work_dir, self._resume, self.cfg.get('overwrite', False))
+        self._compile = False  # FlexibleRunner would hand it to the strategy to compile train_step
         return super().train()
 
     def load_or_resume(self) -> None:

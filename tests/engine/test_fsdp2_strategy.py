@@ -78,7 +78,7 @@ def write_init_checkpoint(tmp_path, fd_config: str = FD_CONFIG) -> str:
 
 
 def write_config(tmp_path, name: str, sharded: bool, deterministic: bool = True, epochs: int = EPOCHS,
-                 fd_config: str = FD_CONFIG) -> str:
+                 fd_config: str = FD_CONFIG, compile=None) -> str:
     cfg = shrink(Config.fromfile(fd_config), tmp_path)
     cfg.load_from = str(tmp_path / 'init.pth')
     cfg.randomness = dict(seed=0)
@@ -98,6 +98,8 @@ def write_config(tmp_path, name: str, sharded: bool, deterministic: bool = True,
     if sharded:
         cfg.merge_from_dict(FSDP2)
         cfg.model.student.with_cp = True  # activation checkpointing inside the sharded blocks (exact)
+    if compile is not None:
+        cfg.compile = compile
     path = str(tmp_path / f'{name}.py')
     cfg.dump(path)
     return path
@@ -157,6 +159,27 @@ def test_fsdp2_follows_ddp_and_shards_half_per_rank(runs):
         assert 0.45 < shards['optim_local'] / shards['optim_full'] < 0.55, shards
         replicated = json.load(open(ddp / f'shards_rank{rank}.json'))
         assert replicated['params_local'] == replicated['params_full'] == shards['params_full']
+
+
+@cpu_only
+def test_compiled_ddp_and_fsdp2_runs_follow_the_eager_ddp_run(runs):
+    """``compile`` with 2 gloo processes: DDP, and FSDP2 with activation checkpointing (aot_eager: dynamo and
+    AOTAutograd as inductor gets them, without its C++ build)."""
+    compile = dict(backend='aot_eager')
+    dist_train(runs, write_config(runs, 'ddp_compiled', sharded=False, compile=compile), 'ddp_compiled')
+    dist_train(runs, write_config(runs, 'fsdp2_compiled', sharded=True, compile=compile), 'fsdp2_compiled')
+    expected = torch.tensor(losses(runs / 'ddp'))
+    for name in ('ddp_compiled', 'fsdp2_compiled'):
+        log = open(glob_logs(runs / name)[0]).read()
+        assert "torch.compile {'backend': 'aot_eager'} of 4 blocks" in log, name
+        torch.testing.assert_close(torch.tensor(losses(runs / name)), expected, rtol=1e-4, atol=1e-5, msg=name)
+        assert checkpoint(runs / name, EPOCHS)['state_dict'].keys() == checkpoint(runs / 'ddp', EPOCHS)[
+            'state_dict'].keys()
+
+
+def glob_logs(work_dir):
+    import glob
+    return glob.glob(osp.join(work_dir, '*', '*.log'))
 
 
 @cpu_only

@@ -3,11 +3,11 @@ from typing import Optional
 
 import torch
 from mmcv.cnn import build_norm_layer
-from mmcv.cnn.bricks.drop import build_dropout
 from mmcv.cnn.bricks.transformer import FFN
 from torch import nn
 
 from .attention import Attention
+from .drop_path import DropPath
 from .rel_pos_bias import Grid, RelativePositionBias, select_token_bias
 
 
@@ -51,8 +51,7 @@ class ViTBlock(nn.Module):
         self.ln2 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=feedforward_channels, num_fcs=2,
                        ffn_drop=drop_rate, act_cfg=act_cfg, add_identity=False)
-        self.drop_path = build_dropout(dict(type='DropPath', drop_prob=drop_path_rate)) \
-            if drop_path_rate > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         if layer_scale_init_value > 0:
             self.gamma_1 = nn.Parameter(torch.full((embed_dims, ), float(layer_scale_init_value)))
             self.gamma_2 = nn.Parameter(torch.full((embed_dims, ), float(layer_scale_init_value)))

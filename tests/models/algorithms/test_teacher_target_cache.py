@@ -198,6 +198,15 @@ def test_a_run_reading_a_cache_is_checked_before_its_first_step(tiny_clip_teache
     log = open(glob.glob(str(tmp_path / 'ok' / '*' / '*.log'))[0]).read()
     assert f'Teacher targets come from {cache} (12 images' in log and runner.iter == 2
 
+    compiled_cfg = Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'compiled'), PIPELINE,
+                                         cache))
+    compiled_cfg.compile = dict(backend='aot_eager')  # the student's blocks compiled, the targets from the cache
+    compiled = build_checked_runner(compiled_cfg)
+    compiled.train()
+    log = open(glob.glob(str(tmp_path / 'compiled' / '*' / '*.log'))[0]).read()
+    assert 'Teacher targets come from' in log and "torch.compile {'backend': 'aot_eager'} of" in log
+    assert compiled.iter == 2
+
     random_run = build_checked_runner(Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'rnd'),
                                                             RANDOM_PIPELINE, cache)))
     with pytest.raises(ValueError, match='but this run trains on .*RandomResizedCrop'):

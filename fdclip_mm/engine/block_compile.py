@@ -1,0 +1,185 @@
+"""``torch.compile`` of a model's repeated blocks: what the ``compile`` config key does in our runners.
+
+mmengine 0.10.7's runners compile the whole ``train_step`` (data preprocessor, forward, loss, backward and the
+optimizer wrapper's update). We deliberately compile less: each block of every innermost ``nn.ModuleList``
+(a ViT's or a teacher's transformer blocks, a Swin stage's blocks) is compiled in place with
+``nn.Module.compile``. Blocks of one list share their code, so a 12-block student and a 12-block teacher
+compile a handful of graphs instead of one graph of 24 blocks (measured compile times in
+``benchmarks/README.md``); the step's Python (masking, the target cache, the loss, the optimizer) stays eager
+and works unchanged with DDP, FSDP2, activation checkpointing and several teachers; the module tree, and so
+every checkpoint key, stays what an eager run writes (no ``_orig_mod.``), so compiled and eager runs resume
+from each other's checkpoints.
+"""
+from typing import Dict, Iterator, List, Optional, Tuple, Union
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from torch import nn
+
+from fdclip_mm.registry import HOOKS
+
+#: The ``torch.compile`` arguments a ``compile=dict(...)`` config may set.
+COMPILE_ARGS = ('backend', 'mode', 'options', 'dynamic', 'fullgraph')
+#: Keys of mmengine's ``compile`` dict that regional compilation has no use for.
+MMENGINE_ONLY_KEYS = ('target', )
+
+
+def repeated_blocks(module: nn.Module, prefix: str = '') -> Iterator[Tuple[str, nn.Module]]:
+    """(name, block) for every item of every innermost ``nn.ModuleList`` of ``module`` whose items hold other
+    modules (lists of bare layers, e.g. a distiller's per-teacher ``nn.Linear`` projectors, are left out).
+
+    A list whose items hold lists (a Swin's stages) is not innermost: its items' own lists are.
+    """
+    for name, child in module.named_modules(prefix=prefix):
+        if isinstance(child, nn.ModuleList) and not any(
+                isinstance(inner, nn.ModuleList) for item in child for inner in item.modules()):
+            for index, item in enumerate(child):
+                if next(item.children(), None) is not None:
+                    yield f'{name}.{index}', item
+
+
+def compile_args(compile_cfg: Union[bool, dict, None]) -> Optional[dict]:
+    """The ``torch.compile`` keyword arguments of a ``compile`` config value; None when compilation is off.
+
+    Raises:
+        ValueError: ``compile`` is neither a bool nor a dict, or names an argument ``torch.compile`` lacks.
+    """
+    if compile_cfg is None or compile_cfg is False:
+        return None
+    if compile_cfg is True:
+        return {}
+    if not isinstance(compile_cfg, dict):
+        raise ValueError(f'compile must be True, False or a dict of torch.compile arguments, got {compile_cfg!r}')
+    args = {key: value for key, value in compile_cfg.items() if key not in MMENGINE_ONLY_KEYS}
+    unknown = sorted(set(args) - set(COMPILE_ARGS))
+    if unknown:
+        raise ValueError(f'compile={compile_cfg!r}: unknown key(s) {unknown}; the keys are {list(COMPILE_ARGS)} '
+                         "(torch.compile's arguments)")
+    return args
+
+
+def remove_zero_drop_paths(block: nn.Module) -> int:
+    """Replaces each ``DropPath`` of rate 0 inside ``block`` (mmcv's, mmpretrain's and timm's: a frozen
+    teacher's, a student built without stochastic depth) by ``nn.Identity``, which it equals; compiled, its
+    ``if drop_prob == 0.`` on a float attribute breaks the graph. Returns how many were replaced."""
+    zero = [name for name, module in block.named_modules()
+            if type(module).__name__ == 'DropPath' and getattr(module, 'drop_prob', None) == 0]
+    for name in zero:
+        parent, _, attr = name.rpartition('.')
+        setattr(block.get_submodule(parent) if parent else block, attr, nn.Identity())
+    return len(zero)
+
+
+def compile_blocks(model: nn.Module, args: dict) -> List[str]:
+    """Compiles every block of ``model`` (see :func:`repeated_blocks`) in place with ``torch.compile(**args)``
+    (after :func:`remove_zero_drop_paths`).
+
+    Returns:
+        The names of the compiled blocks.
+
+    Raises:
+        ValueError: ``model`` has no repeated blocks to compile.
+    """
+    names = []
+    for name, block in repeated_blocks(model):
+        remove_zero_drop_paths(block)
+        block.compile(**args)
+        names.append(name)
+    if not names:
+        raise ValueError(f'compile: {type(model).__name__} has no nn.ModuleList of blocks to compile; '
+                         'remove the compile key from the config')
+    return names
+
+
+def dynamo_counts() -> Dict[str, int]:
+    """Graphs compiled so far in this process and graph breaks by reason (first line of each)."""
+    from torch._dynamo.utils import counters
+    counts = {'graphs': counters['stats']['unique_graphs']}
+    for reason, count in counters['graph_break'].items():
+        line = reason.strip().splitlines()[0] if reason.strip() else reason
+        counts[f'break: {line}'] = counts.get(f'break: {line}', 0) + count
+    return counts
+
+
+def summarize_blocks(names: List[str]) -> str:
+    """``['student.layers.0', ..., 'student.layers.11']`` as ``'student.layers.0-11'`` (per list)."""
+    lists: Dict[str, List[str]] = {}
+    for name in names:
+        parent, index = name.rsplit('.', 1)
+        lists.setdefault(parent, []).append(index)
+    return ', '.join(f'{parent}.{ids[0]}-{ids[-1]}' if len(ids) > 1 else f'{parent}.{ids[0]}'
+                     for parent, ids in lists.items())
+
+
+@HOOKS.register_module()
+class BlockCompileHook(Hook):
+    """Compiles the model's repeated blocks before training and reports what compilation did.
+
+    ``fdclip_mm.CheckedRunner`` and ``fdclip_mm.CheckedFlexibleRunner`` register it for a config's
+    ``compile`` key (``True`` or a dict of ``torch.compile`` arguments) instead of compiling ``train_step``.
+    With another runner, add ``custom_hooks = [dict(type='fdclip_mm.BlockCompileHook', compile=...)]`` and
+    leave the config's ``compile`` key unset.
+
+    The blocks are compiled after the model is wrapped (DDP) or sharded (FSDP2) and its checkpoint loaded.
+    After the first iteration, the hook logs how many graphs were compiled and each graph break once; after
+    each epoch, the graphs compiled during it. A graph compiled after the first epoch means recompilation
+    in steady state (a changing shape or Python value): it is logged as a warning with the total. Graphs of
+    the validation loop (blocks in eval mode, compiled once) are not counted against training epochs.
+
+    Args:
+        compile: ``True`` or a dict of ``torch.compile`` arguments (``backend``, ``mode``, ``options``,
+            ``dynamic``, ``fullgraph``).
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, compile: Union[bool, dict] = True) -> None:
+        self.args = compile_args(compile)
+        self.blocks: List[str] = []
+        self._counts: Dict[str, int] = {}
+        self._reported_breaks: set = set()
+        self._first_iter_reported = False
+        self._epochs_seen = 0
+
+    def before_train(self, runner) -> None:
+        if self.args is None or self.blocks:
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        self.blocks = compile_blocks(model, self.args)
+        self._counts = dynamo_counts()
+        runner.logger.info(f'torch.compile {self.args or "(defaults)"} of {len(self.blocks)} blocks '
+                           f'({summarize_blocks(self.blocks)}); the first iterations compile them')
+
+    def _new_counts(self) -> Dict[str, int]:
+        now = dynamo_counts()
+        new = {key: now[key] - self._counts.get(key, 0) for key in now if now[key] != self._counts.get(key, 0)}
+        self._counts = now
+        return new
+
+    def _report(self, runner, when: str, warn_on_graphs: bool) -> None:
+        new = self._new_counts()
+        graphs = new.pop('graphs', 0)
+        for key in new:
+            if key not in self._reported_breaks:
+                self._reported_breaks.add(key)
+                runner.logger.warning(f'torch.compile graph break (logged once): {key[len("break: "):]}')
+        if graphs and warn_on_graphs:
+            runner.logger.warning(f'torch.compile: {graphs} graph(s) recompiled {when} (total '
+                                  f'{self._counts["graphs"]}): a shape or Python value changes between steps; '
+                                  'TORCH_LOGS=recompiles says which')
+        elif graphs:
+            runner.logger.info(f'torch.compile: {graphs} graph(s) compiled {when}')
+
+    def before_train_epoch(self, runner) -> None:
+        if self.blocks:
+            self._new_counts()  # graphs of validation (eval mode) are not the training epoch's
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.blocks and not self._first_iter_reported:
+            self._first_iter_reported = True
+            self._report(runner, 'in the first iteration', warn_on_graphs=False)
+
+    def after_train_epoch(self, runner) -> None:
+        if self.blocks:
+            self._report(runner, f"in epoch {runner.epoch + 1}", warn_on_graphs=self._epochs_seen > 0)
+            self._epochs_seen += 1
