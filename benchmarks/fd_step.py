@@ -16,9 +16,11 @@ Example (the numbers in benchmarks/README.md):
     python benchmarks/fd_step.py --arch base --img-size 224 --batch 8 --threads 2 --amp none bf16
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
+import sys
 import tempfile
 import time
 from typing import Callable, Dict, Optional, Tuple
@@ -31,6 +33,7 @@ from torch import nn
 
 from common import (AMP_DTYPES, WIDTHS, add_step_args, count_flops, machine_facts, machine_line, matmul_peak_flops,
                     print_table, summarize, time_interleaved)
+from fdclip_mm.engine import compile_blocks
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.teachers import teacher_config
 from fdclip_mm.registry import MODELS
@@ -122,7 +125,7 @@ def build_cases(args, ckpt: str, inputs: Dict[str, torch.Tensor]) -> Tuple[Dict[
     """Step functions for every case and precision, and the compile times of compiled cases."""
     width, _ = WIDTHS[args.arch]
     cases: Dict[str, Callable] = {}
-    compile_s = {}
+    compile_s: Dict[str, float] = {}
     stock, stock_loss = stock_mmpretrain_loss(args.arch, args.img_size, args.patch, width)
     stock.to(args.device)
     ours = build_distiller(args, ckpt, 'none').to(args.device).train()
@@ -131,15 +134,23 @@ def build_cases(args, ckpt: str, inputs: Dict[str, torch.Tensor]) -> Tuple[Dict[
         ckpt, width, layers, args.patch, args.img_size, {'bf16': 'bfloat16', 'fp16': 'float16'}[amp])).to(args.device)
         for amp in args.amp}
 
-    def distill(teacher: nn.Module, mask_ratio: float, model: nn.Module = ours) -> Callable[[], torch.Tensor]:
+    def distill(teacher: nn.Module, mask_ratio: float, model: nn.Module = ours,
+                owner: nn.Module = ours) -> Callable[[], torch.Tensor]:
         def loss() -> torch.Tensor:
-            ours.teachers[0], ours.mask_ratio = teacher, mask_ratio
+            owner.teachers[0], owner.mask_ratio = teacher, mask_ratio
             return model(inputs, mode='loss')['loss']
         return loss
 
-    compiled = None
-    if args.compile:
-        compiled = torch.compile(ours)
+    compiled = {}
+    if 'blocks' in args.compile:  # what compile=True does in our runners: each block compiled
+        blocks = copy.deepcopy(ours)
+        compile_blocks(blocks, dict(backend=args.compile_backend))
+        block_teachers = {amp: copy.deepcopy(teacher) for amp, teacher in teachers.items()}
+        for teacher in block_teachers.values():
+            compile_blocks(teacher, dict(backend=args.compile_backend))
+        compiled['fd_full_compiled_blocks'] = (blocks, blocks, block_teachers)
+    if 'model' in args.compile:  # the whole distiller as one graph, for comparison
+        compiled['fd_full_compiled_model'] = (torch.compile(ours, backend=args.compile_backend), ours, teachers)
     for amp in args.amp:
         tag = '' if len(args.amp) == 1 else f'[{amp}]'
         teacher = teachers[amp]
@@ -150,12 +161,13 @@ def build_cases(args, ckpt: str, inputs: Dict[str, torch.Tensor]) -> Tuple[Dict[
         cases['student_only' + tag] = make_step(
             ours.student.parameters(), lambda: ours.student.forward_features(inputs['student']).float().square().mean(),
             amp, args.device, args.adamw)
-        if compiled is not None:
-            step = make_step(ours.parameters(), distill(teacher, 0., compiled), amp, args.device, args.adamw)
+        for name, (model, owner, case_teachers) in compiled.items():
+            step = make_step(owner.parameters(), distill(case_teachers[amp], 0., model, owner), amp, args.device,
+                             args.adamw)
             start = time.perf_counter()
             step()
-            compile_s['fd_full_compiled' + tag] = time.perf_counter() - start
-            cases['fd_full_compiled' + tag] = step
+            compile_s[name + tag] = time.perf_counter() - start
+            cases[name + tag] = step
     return cases, compile_s
 
 
@@ -166,7 +178,10 @@ def main() -> None:
     parser.add_argument('--adamw', default='fused', choices=['fused', 'foreach', 'default'],
                         help='AdamW implementation of our cases (stock keeps torch\'s default)')
     parser.add_argument('--mask-ratio', type=float, default=0.75)
-    parser.add_argument('--compile', action='store_true', help='add a torch.compile\'d fd_full case')
+    parser.add_argument('--compile', nargs='*', choices=['blocks', 'model'], default=[],
+                        help='add compiled fd_full cases: each block (what compile=True does: "blocks") and the '
+                        'whole model ("model"); --compile alone adds both')
+    parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend of compiled cases')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--peak-size', type=int, default=None,
@@ -174,6 +189,8 @@ def main() -> None:
                         'use 512 on a CPU without native bf16, where a 2048^3 bf16 product takes a minute)')
     parser.add_argument('--out', default='work_dirs/benchmarks/fd_step.json')
     args = parser.parse_args()
+    if args.compile == []:
+        args.compile = ['blocks', 'model'] if '--compile' in sys.argv else []
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     width, layers = WIDTHS[args.arch]
@@ -185,7 +202,11 @@ def main() -> None:
         preprocess = build_distiller(args, ckpt, 'none').data_preprocessor.to(args.device)
         inputs = preprocess(dict(inputs=images.to(args.device)))['inputs']
         cases, compile_s = build_cases(args, ckpt, inputs)
-    flops = {name: count_flops(step) for name, step in cases.items()}
+    # compiled steps run kernels that FLOP counting cannot see: they do the math of fd_full
+    flops = {name: count_flops(step) for name, step in cases.items() if 'compiled' not in name}
+    for name in cases:
+        if 'compiled' in name:
+            flops[name] = flops['fd_full' + name[name.index('['):] if '[' in name else 'fd_full']
     size = args.peak_size or (8192 if args.device.startswith('cuda') else 2048)
     peaks = {amp: matmul_peak_flops(AMP_DTYPES[amp] or torch.float32, args.device, size) for amp in args.amp}
     times = time_interleaved(cases, args.warmup, args.iters, args.device)

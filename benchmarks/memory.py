@@ -24,7 +24,8 @@ import torch
 
 from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table
 
-CASES = ('fd_full', 'fd_full_cp', 'student_only', 'student_only_cp', 'stock_mmpretrain')  # BEiT has no with_cp
+CASES = ('fd_full', 'fd_full_cp', 'student_only', 'student_only_cp', 'stock_mmpretrain',  # BEiT has no with_cp
+         'fd_full_compiled', 'fd_full_cp_compiled')  # compile=True: each block compiled (in the warm-up step)
 
 
 def _rss_kib(field: str) -> int:
@@ -57,7 +58,7 @@ def run_case(args) -> Dict[str, float]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     width, layers = WIDTHS[args.arch]
-    with_cp = args.case.endswith('_cp')
+    with_cp = '_cp' in args.case
     images = torch.randn(args.batch, 3, args.img_size, args.img_size, device=args.device)
     inputs = dict(student=images, teacher=images)
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,6 +70,9 @@ def run_case(args) -> Dict[str, float]:
             step = make_step(module.parameters(), lambda: loss(inputs), args.amp, args.device)
         else:
             model = build_distiller(args, ckpt, args.amp, with_cp=with_cp).to(args.device).train()
+            if args.case.endswith('_compiled'):
+                from fdclip_mm.engine import compile_blocks
+                compile_blocks(model, {})
             if args.case.startswith('fd_full'):
                 step = make_step(model.parameters(), lambda: model(inputs, mode='loss')['loss'], args.amp,
                                  args.device, args.adamw)
@@ -109,9 +113,13 @@ def main() -> None:
         if case.endswith('_cp') and case[:-3] in results:
             row['peak_vs_no_cp'] = row['peak_mib'] / results[case[:-3]]['peak_mib']
             row['step_vs_no_cp'] = row['step_mib'] / results[case[:-3]]['step_mib']
+        eager = case[:-len('_compiled')]
+        if case.endswith('_compiled') and eager in results:
+            row['peak_vs_eager'] = row['peak_mib'] / results[eager]['peak_mib']
+            row['step_vs_eager'] = row['step_mib'] / results[eager]['step_mib']
     print(machine_line(machine_facts(args.device, args.threads)))
     print_table(list(results.values()), ['case', 'state_mib', 'step_mib', 'peak_mib', 'peak_vs_no_cp',
-                                          'step_vs_no_cp'])
+                                          'step_vs_no_cp', 'peak_vs_eager', 'step_vs_eager'])
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=results), f,

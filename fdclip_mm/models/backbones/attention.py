@@ -1,11 +1,36 @@
 """Multi-head self-attention with q/v biases and an optional additive position bias."""
-from typing import Optional, Tuple
+from functools import lru_cache
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ATTN_BACKENDS = ('auto', 'sdpa', 'explicit')
+ATTN_BACKENDS = ('auto', 'sdpa', 'explicit', 'flex')
+
+
+@lru_cache(maxsize=None)
+def compiled_flex_attention() -> Callable:
+    """``torch.compile``'d ``flex_attention`` (uncompiled, it materialises the scores and warns); compiled once
+    per process, on first use. Inside a compiled block it is inlined into the block's graph."""
+    from torch.nn.attention.flex_attention import flex_attention
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def bias_score_mod(bias: torch.Tensor) -> Callable:
+    """A FlexAttention ``score_mod`` adding ``bias`` (1 or B, heads, N, N) to the scaled logits; gradients flow
+    into ``bias`` (and through it into the RPB table it was gathered from)."""
+    if bias.shape[0] == 1:
+        return lambda score, b, h, q, kv: score + bias[0, h, q, kv]
+    return lambda score, b, h, q, kv: score + bias[b, h, q, kv]
+
+
+def flex_pays(q: torch.Tensor, bias: Optional[torch.Tensor], drop: float) -> bool:
+    """Whether ``auto`` runs FlexAttention: biased attention on CUDA, where SDPA never picks its FlashAttention
+    kernel for a float mask (it runs the memory-efficient or math kernel), and FlexAttention fuses the bias
+    into a flash-style kernel. Not with attention dropout (FlexAttention has none), not on CPU (no backward
+    in torch 2.14, and slower than SDPA for inference: ``benchmarks/README.md``)."""
+    return q.is_cuda and bias is not None and drop == 0.
 
 
 def sdpa_pays(q: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
@@ -22,7 +47,9 @@ def sdpa_pays(q: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
 class Attention(nn.Module):
     """Self-attention with two equivalent paths: ``scaled_dot_product_attention`` and explicit products.
 
-    The relative position bias enters SDPA as an additive float mask. The explicit path adds it to the
+    The relative position bias enters SDPA as an additive float mask, FlexAttention as a ``score_mod``
+    reading the bias tensor (class-token rows and columns and masked input's kept tokens included, since
+    the bias given is already the one of the attended tokens). The explicit path adds it to the
     logits (promoting them to the bias's float32 under autocast, as mmpretrain's BEiT does) and can return
     the per-head attention probabilities (``forward(..., return_attn=True)``, for analysis).
 
@@ -32,8 +59,9 @@ class Attention(nn.Module):
         qv_bias: Learnable biases for q and v, none for k (BEiT). Defaults to True.
         attn_drop: Dropout on the attention probabilities during training.
         proj_drop: Dropout after the output projection.
-        backend: ``'auto'`` (the faster path for the device and mode, see :func:`sdpa_pays`), ``'sdpa'``
-            or ``'explicit'``.
+        backend: ``'auto'`` (the faster path for the device and mode, see :func:`flex_pays` and
+            :func:`sdpa_pays`), ``'sdpa'``, ``'explicit'`` or ``'flex'`` (FlexAttention, the bias as a
+            ``score_mod``; no attention dropout).
     """
 
     def __init__(self,
@@ -91,9 +119,16 @@ class Attention(nn.Module):
         q, k, v = self._qkv(x)
         drop = self.attn_drop if self.training else 0.
         attn = None
-        use_sdpa = self.backend == 'sdpa' or (self.backend == 'auto' and sdpa_pays(q, bias))
-        if return_attn or not use_sdpa:
+        backend = self.backend
+        if backend == 'auto':
+            backend = 'flex' if flex_pays(q, bias, drop) else 'sdpa' if sdpa_pays(q, bias) else 'explicit'
+        if return_attn or backend == 'explicit':
             out, attn = self._explicit(q, k, v, bias, drop)
+        elif backend == 'flex':
+            if drop:
+                raise ValueError(f"attention backend 'flex' has no attention dropout (attn_drop={drop})")
+            score_mod = None if bias is None else bias_score_mod(bias)
+            out = compiled_flex_attention()(q, k, v, score_mod=score_mod)
         else:
             mask = None if bias is None else bias.to(q.dtype)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)

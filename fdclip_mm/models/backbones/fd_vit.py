@@ -63,6 +63,8 @@ class FDViT(BaseModule):
         norm_cfg: Norm config.
         act_cfg: FFN activation config.
         with_cp: Activation checkpointing of every block (saves memory, costs one more forward).
+        attn_backend: Attention implementation, see :class:`~fdclip_mm.models.backbones.Attention`
+            (``'auto'`` picks by device and mode).
         init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=...)``.
     """
     arch_zoo = {
@@ -95,6 +97,7 @@ class FDViT(BaseModule):
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  act_cfg: dict = dict(type='GELU'),
                  with_cp: bool = False,
+                 attn_backend: str = 'auto',
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self._parse_arch(arch)
@@ -138,7 +141,8 @@ class FDViT(BaseModule):
                 drop_rate=drop_rate,
                 attn_drop_rate=attn_drop_rate,
                 norm_cfg=norm_cfg,
-                act_cfg=act_cfg) for i in range(self.num_layers)
+                act_cfg=act_cfg,
+                attn_backend=attn_backend) for i in range(self.num_layers)
         ])
         self.final_norm = final_norm
         self.ln1 = build_norm_layer(norm_cfg, self.embed_dims)[1] if final_norm else None

@@ -29,6 +29,7 @@ class ViTBlock(nn.Module):
         attn_drop_rate: Dropout on attention probabilities.
         norm_cfg: Norm layer config.
         act_cfg: FFN activation config.
+        attn_backend: Attention implementation (see :class:`Attention`).
     """
 
     def __init__(self,
@@ -42,11 +43,12 @@ class ViTBlock(nn.Module):
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
-                 act_cfg: dict = dict(type='GELU')) -> None:
+                 act_cfg: dict = dict(type='GELU'),
+                 attn_backend: str = 'auto') -> None:
         super().__init__()
         self.ln1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = Attention(embed_dims, num_heads, qv_bias=qv_bias, attn_drop=attn_drop_rate,
-                              proj_drop=drop_rate)
+                              proj_drop=drop_rate, backend=attn_backend)
         self.attn.rel_pos_bias = RelativePositionBias(rel_pos_grid, num_heads) if rel_pos_grid else None
         self.ln2 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=feedforward_channels, num_fcs=2,

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from fdclip_mm.models.backbones.attention import Attention, sdpa_pays
+from fdclip_mm.models.backbones.attention import Attention, flex_pays, sdpa_pays
 from fdclip_mm.models.backbones.rel_pos_bias import RelativePositionBias, select_token_bias
 
 DIMS, HEADS, GRID = 32, 4, (3, 4)
@@ -116,3 +116,52 @@ def test_auto_backend_takes_explicit_products_for_a_biased_training_step_on_cpu(
 def test_unknown_backend():
     with pytest.raises(ValueError, match='backend'):
         Attention(DIMS, HEADS, backend='flash')
+
+
+@pytest.mark.parametrize('bias_kind', ['none', 'shared', 'per_sample'])
+def test_flex_attention_gives_the_explicit_values(bias_kind):
+    """FlexAttention (compiled, inference: torch 2.14 has no FlexAttention backward on CPU) with the bias as a
+    score_mod: class-token rows and columns, and each masked sample's own kept tokens."""
+    torch.manual_seed(0)
+    kept = TOKENS - 5 if bias_kind == 'per_sample' else TOKENS
+    x = torch.randn(3, kept, DIMS)
+    ids = torch.stack([torch.randperm(TOKENS)[:kept] for _ in range(3)]) if bias_kind == 'per_sample' else None
+    bias = None if bias_kind == 'none' else rpb(ids)
+    flex = randomized(Attention(DIMS, HEADS, backend='flex')).eval()
+    explicit = Attention(DIMS, HEADS, backend='explicit').eval()
+    explicit.load_state_dict(flex.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(flex(x, bias), explicit(x, bias), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='FlexAttention has no backward on CPU (torch 2.14)')
+@pytest.mark.parametrize('bias_kind', ['shared', 'per_sample'])
+def test_flex_attention_gradients_reach_the_bias_on_cuda(bias_kind):
+    """Run by benchmarks/gpu_check.sh: values and gradients (input, bias, parameters) of the flex path against
+    the explicit one, in float32 on the GPU."""
+    torch.manual_seed(0)
+    kept = TOKENS - 5 if bias_kind == 'per_sample' else TOKENS
+    x = torch.randn(3, kept, DIMS, device='cuda')
+    ids = torch.stack([torch.randperm(TOKENS)[:kept] for _ in range(3)]) if bias_kind == 'per_sample' else None
+    bias = rpb(ids).cuda()
+    flex = randomized(Attention(DIMS, HEADS, backend='flex')).cuda()
+    explicit = Attention(DIMS, HEADS, backend='explicit').cuda()
+    explicit.load_state_dict(flex.state_dict())
+    out_flex, grads_flex = run(flex, x, bias)
+    out_explicit, grads_explicit = run(explicit, x, bias)
+    torch.testing.assert_close(out_flex, out_explicit, atol=1e-4, rtol=1e-4)
+    for fast, slow in zip(grads_flex, grads_explicit):
+        assert fast is not None and fast.abs().sum() > 0
+        torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-3)
+
+
+def test_auto_backend_takes_flex_for_biased_attention_on_cuda_only():
+    cuda = type('FakeCudaTensor', (), dict(is_cuda=True))()
+    cpu = torch.empty(1)
+    bias = torch.zeros(1)
+    assert flex_pays(cuda, bias, 0.)
+    assert not flex_pays(cuda, None, 0.)  # no bias: SDPA's FlashAttention kernel
+    assert not flex_pays(cuda, bias, 0.1)  # FlexAttention has no attention dropout
+    assert not flex_pays(cpu, bias, 0.)
+    with pytest.raises(ValueError, match="'flex' has no attention dropout"):
+        Attention(DIMS, HEADS, attn_drop=0.1, backend='flex').train()(torch.randn(1, TOKENS, DIMS), rpb())
