@@ -40,15 +40,19 @@ def get_rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restores the states written by :func:`get_rng_state`."""
+    """Restores the states written by :func:`get_rng_state`.
+
+    The tensors may come on any device: a resume on a GPU reads the checkpoint with ``map_location`` on the
+    GPU (mmengine's ``'default'``), while the generators take CPU byte tensors and NumPy its host array.
+    """
     version, internal, gauss_next = state['python']
     random.setstate((version, tuple(internal), gauss_next))
     numpy_state = state['numpy']
-    np.random.set_state((numpy_state['name'], numpy_state['keys'].numpy().astype(np.uint32), numpy_state['pos'],
-                         numpy_state['has_gauss'], numpy_state['cached_gaussian']))
-    torch.set_rng_state(state['torch'])
+    np.random.set_state((numpy_state['name'], numpy_state['keys'].cpu().numpy().astype(np.uint32),
+                         numpy_state['pos'], numpy_state['has_gauss'], numpy_state['cached_gaussian']))
+    torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        torch.cuda.set_rng_state_all([device_state.cpu() for device_state in state['cuda']])
 
 
 @HOOKS.register_module()
