@@ -7,6 +7,7 @@ silent overwrite of an earlier run; another registered ``runner_type`` is built 
 work dir that holds a run is refused before anything is written. ``fdclip_mm`` is imported
 first so that our modules are registered, Runner checkpoints can be resumed under
 ``torch.load(weights_only=True)`` and CPU-only machines can use ``--launcher pytorch|slurm|mpi`` and ``--amp``.
+``--amp`` picks its dtype by hardware (:func:`adapt_amp_to_device`).
 
 Examples:
     python tools/train.py configs/fd/fd_clip-vit-b16_vit-b16-dp0.3_16xb128-300e_in1k.py
@@ -22,15 +23,18 @@ import shlex
 import signal
 import sys
 import warnings
+from typing import Optional
 
 # mmengine 0.10.7 imports setuptools' deprecated pkg_resources: not the user's to act on.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.device import get_device  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
 import fdclip_mm  # noqa: F401,E402  (registers our modules)
 from fdclip_mm.engine import (DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group,  # noqa: E402
                               is_cpu_only, merge_cfg_options, prepare_cpu_distributed, refuse_to_replace_run)
+from fdclip_mm.precision import resolve_amp  # noqa: E402
 
 AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper',
                 'fdclip_mm.CPUAmpOptimWrapper')
@@ -60,8 +64,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='enable automatic mixed precision training (float16 on GPU; on CPU bfloat16 where the CPU '
-        'runs it natively, float32 elsewhere)')
+        help='enable automatic mixed precision training: bfloat16 where the device runs it natively (GPUs '
+        'of compute capability >= 8.0, CPUs with AVX512-BF16/AMX), float16 with dynamic loss scaling on '
+        'older GPUs (V100), float32 on other CPUs')
     parser.add_argument(
         '--no-validate', action='store_true', help='do not evaluate checkpoints during training')
     parser.add_argument(
@@ -94,6 +99,8 @@ def parse_args() -> argparse.Namespace:
 def enable_amp(cfg: Config) -> None:
     """Switch the optimizer wrapper to mmengine's ``AmpOptimWrapper`` (dynamic loss scaling by default).
 
+    Its dtype is decided by :func:`adapt_amp_to_device` when the config is complete.
+
     Args:
         cfg: The config; ``cfg.optim_wrapper`` is modified in place.
     """
@@ -103,27 +110,48 @@ def enable_amp(cfg: Config) -> None:
     cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
 
-def adapt_amp_to_cpu(cfg: Config) -> None:
-    """On a CPU-only machine, replace ``AmpOptimWrapper`` by ``fdclip_mm.CPUAmpOptimWrapper``.
+def amp_device_type() -> str:
+    """The device mmengine will train on: ``'cpu'`` on a CPU-only machine, else ``'cuda'``, ``'npu'``, ..."""
+    return 'cpu' if is_cpu_only() else get_device()
 
-    mmengine's ``AmpOptimWrapper`` refuses to run without an accelerator, and CPU autocast supports
-    bfloat16 only (float16, ``AmpOptimWrapper``'s GPU default, is not used on CPU). The CPU wrapper's dtype
-    is ``'auto'`` (bfloat16 where the CPU runs it natively, float32 elsewhere) unless the config asks for
-    ``'bfloat16'``. With an accelerator the config is left as it is.
+
+def adapt_amp_to_device(cfg: Config, device_type: Optional[str] = None) -> None:
+    """Fit an AMP optimizer wrapper of the config (``--amp`` or written there) to the device.
+
+    * CPU: ``fdclip_mm.CPUAmpOptimWrapper`` replaces ``AmpOptimWrapper``: mmengine's refuses to run without an
+      accelerator, and CPU autocast supports bfloat16 only (a float16 dtype is replaced by ``'auto'``). Its
+      dtype is ``'auto'`` (bfloat16 where the CPU runs it natively, float32 elsewhere) unless the config asks
+      for ``'bfloat16'``.
+    * CUDA: ``AmpOptimWrapper``, whose dtype ``'auto'`` or unset is resolved by
+      :func:`fdclip_mm.precision.resolve_amp`: bfloat16 without loss scaling on GPUs with native bf16
+      (compute capability >= 8.0), float16 with dynamic loss scaling on older ones (V100). An explicit dtype
+      stays.
+    * Other accelerators: ``AmpOptimWrapper`` with its default dtype where the config says ``'auto'``.
 
     Args:
         cfg: The config; ``cfg.optim_wrapper`` is modified in place.
+        device_type: The training device; default: the one mmengine uses (:func:`amp_device_type`).
     """
     optim_wrapper = cfg.get('optim_wrapper')
-    if not is_cpu_only() or optim_wrapper is None or optim_wrapper.get('type') not in AMP_WRAPPERS:
+    if optim_wrapper is None or optim_wrapper.get('type') not in AMP_WRAPPERS:
         return
+    device_type = device_type or amp_device_type()
     dtype = optim_wrapper.get('dtype')
-    if dtype not in (None, 'auto', 'bfloat16'):
-        print_log(f"CPU autocast supports bfloat16 only; dtype={dtype!r} is replaced by 'auto'.",
-                  logger='current')
-        dtype = None
-    optim_wrapper.type = 'fdclip_mm.CPUAmpOptimWrapper'
-    optim_wrapper.dtype = dtype or 'auto'
+    if device_type == 'cpu':
+        if dtype not in (None, 'auto', 'bfloat16'):
+            print_log(f"CPU autocast supports bfloat16 only; dtype={dtype!r} is replaced by 'auto'.",
+                      logger='current')
+            dtype = None
+        optim_wrapper.type = 'fdclip_mm.CPUAmpOptimWrapper'
+        optim_wrapper.dtype = dtype or 'auto'
+        return
+    optim_wrapper.type = 'AmpOptimWrapper'
+    dtype, loss_scale = resolve_amp(dtype, optim_wrapper.get('loss_scale', 'dynamic'), device_type)
+    optim_wrapper.loss_scale = loss_scale
+    if dtype is None:
+        optim_wrapper.pop('dtype', None)
+    else:
+        optim_wrapper.dtype = dtype
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
@@ -169,7 +197,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.overwrite = True
 
     merge_cfg_options(cfg, args.cfg_options)
-    adapt_amp_to_cpu(cfg)
+    adapt_amp_to_device(cfg)
     return cfg
 
 

@@ -8,5 +8,6 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
-# Mixed precision as in the paper's runs (fp16 with dynamic loss scaling on V100/A100; bf16 works too).
+# Mixed precision; tools/train.py picks the dtype by hardware (README "Precision"): bf16 without loss scaling
+# on GPUs with native bf16 (A100, H100), fp16 with dynamic loss scaling on V100 as in the paper's runs.
 optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')

@@ -263,14 +263,63 @@ def test_train_amp_args(toy_dir):
     if is_cpu_only():  # bf16 where the CPU runs it natively, fp32 elsewhere
         assert cfg.optim_wrapper.type == 'fdclip_mm.CPUAmpOptimWrapper'
         assert cfg.optim_wrapper.dtype == 'auto'
-    else:  # float16 with dynamic loss scaling, as in mmpretrain / mmdet
-        assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
-        assert 'dtype' not in cfg.optim_wrapper
+    else:  # bf16 without loss scaling on GPUs with native bf16, fp16 with dynamic loss scaling on older ones
+        native = tuple(torch.cuda.get_device_capability()) >= (8, 0)
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+        assert cfg.optim_wrapper.dtype == ('bfloat16' if native else 'float16')
     # an AmpOptimWrapper written in the config itself is adapted too
     cfg = tool.merge_args(toy_cfg(toy_dir), train_args(cfg_options={
         'optim_wrapper.type': 'AmpOptimWrapper', 'optim_wrapper.dtype': 'float16'}))
     expected = 'fdclip_mm.CPUAmpOptimWrapper' if is_cpu_only() else 'AmpOptimWrapper'
     assert cfg.optim_wrapper.type == expected
+
+
+@pytest.mark.parametrize('gpu, dtype, loss_scale, log', [
+    (('Tesla V100-SXM2-32GB', (7, 0)), 'float16', 'dynamic',
+     "AMP dtype 'auto': float16 autocast with dynamic loss scaling on cuda "
+     '(Tesla V100-SXM2-32GB, compute capability 7.0, no native bf16)'),
+    (('NVIDIA H100 80GB HBM3', (9, 0)), 'bfloat16', {'enabled': False},
+     "AMP dtype 'auto': bfloat16 autocast with no loss scaling on cuda "
+     '(NVIDIA H100 80GB HBM3, compute capability 9.0, native bf16)'),
+])
+def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, log):
+    """``--amp`` (or an AMP wrapper in the config) on CUDA, the GPU faked: the optimizer wrapper config, the log
+    line, and that mmengine's ``AmpOptimWrapper`` takes the config (no CUDA call is made)."""
+    from mmengine.optim import AmpOptimWrapper, build_optim_wrapper
+
+    from fdclip_mm import precision
+    name, capability = gpu
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)  # as on a V100
+    messages = []
+    monkeypatch.setattr(precision, 'print_log', lambda msg, **kwargs: messages.append(msg))
+    precision._log_once.cache_clear()
+    tool = load_tool('train')
+    monkeypatch.setattr(tool, 'is_cpu_only', lambda: False)
+    monkeypatch.setattr(tool, 'get_device', lambda: 'cuda')
+
+    cfg = tool.merge_args(toy_cfg(toy_dir), train_args(amp=True))
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.dtype == dtype and cfg.optim_wrapper.loss_scale == loss_scale
+    assert messages == [log]
+    # in the config: an unset or 'auto' dtype is resolved alike, the CPU wrapper becomes mmengine's
+    for options in ({'optim_wrapper.type': 'AmpOptimWrapper'},
+                    {'optim_wrapper.type': 'AmpOptimWrapper', 'optim_wrapper.dtype': 'auto'},
+                    {'optim_wrapper.type': 'fdclip_mm.CPUAmpOptimWrapper', 'optim_wrapper.dtype': 'auto'}):
+        cfg = tool.merge_args(toy_cfg(toy_dir), train_args(cfg_options=options))
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper', options
+        assert cfg.optim_wrapper.dtype == dtype and cfg.optim_wrapper.loss_scale == loss_scale, options
+    explicit = tool.merge_args(toy_cfg(toy_dir), train_args(amp=True, cfg_options={'optim_wrapper.dtype': 'float16'}))
+    assert explicit.optim_wrapper.dtype == 'float16' and explicit.optim_wrapper.loss_scale == 'dynamic'
+    plain = tool.merge_args(toy_cfg(toy_dir), train_args())
+    assert plain.optim_wrapper.type == 'OptimWrapper' and 'dtype' not in plain.optim_wrapper
+
+    wrapper = build_optim_wrapper(torch.nn.Linear(2, 2), cfg.optim_wrapper)
+    assert isinstance(wrapper, AmpOptimWrapper) and wrapper.cast_dtype is getattr(torch, dtype)
+    assert wrapper.loss_scaler.is_enabled() is (dtype == 'float16')
+    precision._log_once.cache_clear()
 
 
 def test_test_merge_args(toy_dir):

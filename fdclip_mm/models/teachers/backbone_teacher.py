@@ -8,7 +8,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from fdclip_mm.checkpoint import load_state_dict_exactly
-from fdclip_mm.precision import AUTO, resolve_bf16
+from fdclip_mm.precision import AUTO, resolve_low_precision
 from fdclip_mm.registry import MODELS
 from ..builder import build_model
 from ..feature_map import FeatureMap, backbone_features, output_channels, token_grid
@@ -53,8 +53,9 @@ class BackboneTeacher(BaseModule):
             A backbone config without ``img_size`` is built for it (a ViT's position embedding is resized
             once, at build time). None: the backbone config's ``img_size`` if it sets one, else the images as
             they come.
-        dtype: ``'auto'`` (default): ``'bfloat16'`` where the device runs bf16 natively (CUDA with bf16, a CPU
-            with AVX512-BF16 or AMX), None elsewhere (see :mod:`fdclip_mm.precision`). ``'bfloat16'`` /
+        dtype: ``'auto'`` (default): ``'bfloat16'`` where the device runs bf16 natively (CUDA with compute
+            capability >= 8.0, a CPU with AVX512-BF16 or AMX), ``'float16'`` on older GPUs (V100, as the
+            official code), None on other CPUs (see :mod:`fdclip_mm.precision`). ``'bfloat16'`` /
             ``'float16'`` hold the weights in that type and run without autocast; ``'float32'`` holds and runs
             fp32 even under autocast; None keeps fp32 weights and follows the caller's autocast.
         init_cfg: Unused: the weights come from ``checkpoint``.
@@ -77,7 +78,7 @@ class BackboneTeacher(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if dtype not in _DTYPES and dtype != AUTO:
             raise ValueError(f'teacher dtype must be one of {[AUTO, *_DTYPES]}, got {dtype!r}')
-        self.compute_dtype = _DTYPES[resolve_bf16(dtype, 'teacher dtype')]
+        self.compute_dtype = _DTYPES[resolve_low_precision(dtype, 'teacher dtype')]
         defaults = family_defaults(family)
         self.family = family
         self.mean = tuple(float(v) for v in (mean or defaults.get('mean', IMAGENET_MEAN)))
