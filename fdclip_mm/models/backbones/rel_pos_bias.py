@@ -19,8 +19,11 @@ def num_relative_distances(grid: Grid) -> int:
 
 
 @lru_cache(maxsize=16)
-def relative_position_index(grid: Grid) -> torch.Tensor:
-    """Index into the RPB table for each (query, key) pair of ``1 + h*w`` tokens, class token first."""
+def relative_position_index(grid: Grid, device: torch.device = torch.device('cpu')) -> torch.Tensor:
+    """Index into the RPB table for each (query, key) pair of ``1 + h*w`` tokens, class token first; cached per
+    grid and device (a detector's varying input sizes do not copy it to the GPU at every step)."""
+    if device != torch.device('cpu'):
+        return relative_position_index(grid).to(device)
     h, w = grid
     coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')).flatten(1)
     rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
@@ -128,7 +131,7 @@ class RelativePositionBias(nn.Module):
         table, index = self.relative_position_bias_table, self.relative_position_index
         if grid != self.grid:
             table = fit_rel_pos_bias_table(table, self.grid, grid)
-            index = relative_position_index(grid).to(table.device)
+            index = relative_position_index(grid, table.device)
         n = index.shape[0]
         return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
 
