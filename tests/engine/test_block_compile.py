@@ -205,3 +205,17 @@ def test_graphs_compiled_after_the_first_epoch_are_reported_as_recompilation():
     epoch(5)  # a new batch size in steady state
     level, message = runner.logger.lines[-1]
     assert level == 'warning' and re.match(r'torch.compile: \d graph\(s\) recompiled in epoch 3', message), message
+
+
+def test_a_fine_tuning_run_compiles_its_backbone_blocks(tmp_path):
+    """Fine-tuning (mmpretrain's ImageClassifier, our FDViT, layer decay, mixup) with ``compile``."""
+    from ..configs.test_finetune_configs import shrink as shrink_finetune
+    from fdclip_mm.engine import build_checked_runner
+    cfg = shrink_finetune(Config.fromfile(osp.join(REPO, 'configs', 'finetune_in1k',
+                                                   'fd-clip-vit-b16_16xb128-100e_in1k.py')), tmp_path)
+    cfg.compile = dict(backend='aot_eager')
+    runner = build_checked_runner(cfg)
+    runner.train()
+    log = run_log(cfg.work_dir)
+    assert re.search(r"torch.compile \{'backend': 'aot_eager'\} of \d+ blocks \(backbone.layers.0-", log), log[-2000:]
+    assert runner.message_hub.get_scalar('train/loss').current() > 0
