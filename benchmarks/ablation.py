@@ -4,8 +4,9 @@
 1. ``before``: SDPA attention everywhere, a float32 teacher under autocast, ``torch.optim.AdamW`` defaults;
 2. ``+explicit_attn``: the attention backend ``'auto'`` (explicit products for a biased training step on CPU);
 3. ``+bf16_teacher``: the teacher's weights held in bf16 (``teacher.dtype='bfloat16'``), run without autocast;
-4. ``+fused_adamw``: ``AdamW(fused=True)`` (= our step in ``fd_step.py``);
-5. ``+compile`` (with ``--compile``): the student's blocks compiled with ``torch.compile`` (compile time reported).
+4. ``+fused_adamw``: ``AdamW(fused=True)`` (= our step in ``fd_step.py``).
+
+Compilation is measured by ``fd_step.py --compile`` (each block, as ``compile=True`` does, and the whole model).
 
 Example:
     python benchmarks/ablation.py --arch base --img-size 224 --batch 8 --threads 2 --amp bf16
@@ -15,7 +16,6 @@ import json
 import os
 import os.path as osp
 import tempfile
-import time
 from typing import Callable, Dict
 
 import torch
@@ -31,7 +31,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_step_args(parser)
     parser.add_argument('--amp', default='bf16', choices=sorted(AMP_DTYPES))
-    parser.add_argument('--compile', action='store_true')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--out', default='work_dirs/benchmarks/ablation.json')
@@ -50,38 +49,26 @@ def main() -> None:
     images = torch.randint(0, 256, (args.batch, 3, args.img_size, args.img_size), dtype=torch.uint8)
     inputs = model.data_preprocessor(dict(inputs=images.to(args.device)))['inputs']
     blocks = list(model.student.layers)
-    plain_forward = {id(b): b.forward for b in blocks}
 
-    def configure(backend: str, teacher: str, compiled: bool) -> None:
+    def configure(backend: str, teacher: str) -> None:
         model.teachers[0] = teachers[teacher]
         for block in blocks:
             block.attn.backend = backend
-            block.forward = compiled_forward[id(block)] if compiled else plain_forward[id(block)]
 
-    if args.compile:  # one code object, one graph per block instance: keep all of them compiled
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 2 * len(blocks))
-    compiled_forward = {id(b): torch.compile(b.forward) for b in blocks} if args.compile else {}
     settings = {
-        'before': ('sdpa', 'fp32', False, 'default'),
-        '+explicit_attn': ('auto', 'fp32', False, 'default'),
-        '+bf16_teacher': ('auto', 'low' if low else 'fp32', False, 'default'),
-        '+fused_adamw': ('auto', 'low' if low else 'fp32', False, 'fused'),
+        'before': ('sdpa', 'fp32', 'default'),
+        '+explicit_attn': ('auto', 'fp32', 'default'),
+        '+bf16_teacher': ('auto', 'low' if low else 'fp32', 'default'),
+        '+fused_adamw': ('auto', 'low' if low else 'fp32', 'fused'),
     }
-    if args.compile:
-        settings['+compile'] = ('auto', 'low' if low else 'fp32', True, 'fused')
     cases: Dict[str, Callable] = {}
-    for name, (backend, teacher, compiled, adamw) in settings.items():
+    for name, (backend, teacher, adamw) in settings.items():
         step = make_step(model.parameters(), lambda: model(inputs, mode='loss')['loss'], args.amp, args.device, adamw)
 
-        def configured(step=step, options=(backend, teacher, compiled)) -> None:
+        def configured(step=step, options=(backend, teacher)) -> None:
             configure(*options)
             step()
         cases[name] = configured
-    compile_s = None
-    if args.compile:
-        start = time.perf_counter()
-        cases['+compile']()
-        compile_s = time.perf_counter() - start
 
     times = time_interleaved(cases, args.warmup, args.iters, args.device)
     rows, first = [], None
@@ -90,10 +77,8 @@ def main() -> None:
         first = first or row['median_s']
         row['speedup_vs_before'] = first / row['median_s']
         rows.append(row)
-    if compile_s is not None:
-        rows[-1]['compile_s'] = compile_s
     print(machine_line(machine_facts(args.device, args.threads)))
-    print_table(rows, ['case', 'median_s', 'img_per_s', 'speedup_vs_before', 'compile_s'])
+    print_table(rows, ['case', 'median_s', 'img_per_s', 'speedup_vs_before'])
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=rows), f, indent=2)

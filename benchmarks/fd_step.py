@@ -20,7 +20,6 @@ import copy
 import json
 import os
 import os.path as osp
-import sys
 import tempfile
 import time
 from typing import Callable, Dict, Optional, Tuple
@@ -178,7 +177,7 @@ def main() -> None:
     parser.add_argument('--adamw', default='fused', choices=['fused', 'foreach', 'default'],
                         help='AdamW implementation of our cases (stock keeps torch\'s default)')
     parser.add_argument('--mask-ratio', type=float, default=0.75)
-    parser.add_argument('--compile', nargs='*', choices=['blocks', 'model'], default=[],
+    parser.add_argument('--compile', nargs='*', choices=['blocks', 'model'], default=None,
                         help='add compiled fd_full cases: each block (what compile=True does: "blocks") and the '
                         'whole model ("model"); --compile alone adds both')
     parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend of compiled cases')
@@ -189,8 +188,7 @@ def main() -> None:
                         'use 512 on a CPU without native bf16, where a 2048^3 bf16 product takes a minute)')
     parser.add_argument('--out', default='work_dirs/benchmarks/fd_step.json')
     args = parser.parse_args()
-    if args.compile == []:
-        args.compile = ['blocks', 'model'] if '--compile' in sys.argv else []
+    args.compile = [] if args.compile is None else args.compile or ['blocks', 'model']
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     width, layers = WIDTHS[args.arch]

@@ -7,7 +7,7 @@ prints its own table), then saves all their results in one JSON file.
 Examples:
     # the 2-core CPU numbers of benchmarks/README.md
     python benchmarks/suite.py --arch base --img-size 224 --batch 8 --threads 2 --amp none bf16
-    # one H200 (benchmarks/run_h200.sh)
+    # one GPU (benchmarks/gpu_check.sh runs this and more)
     python benchmarks/suite.py --device cuda --arch base --img-size 224 --batch 256 --amp bf16 \\
         --warmup 5 --iters 20 --threads 16
 """
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument('--amp', nargs='+', default=['none', 'bf16'])
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--iters', type=int, default=3)
-    parser.add_argument('--compile', action='store_true', help='add a torch.compile\'d case to the step table')
+    parser.add_argument('--compile', action='store_true', help='add the compiled cases to the step table')
     parser.add_argument('--skip', nargs='*', default=[], choices=['step', 'memory', 'data'])
     parser.add_argument('--work-dir', default='work_dirs/benchmarks')
     args = parser.parse_args()
