@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 DEMO_CONFIG := configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py
 DEMO_WORK_DIR := work_dirs/demo
 
-.PHONY: setup demo test finetune-digits dense-demo reproduce
+.PHONY: setup demo test docs finetune-digits dense-demo reproduce
 
 setup:
 	bash scripts/setup_env.sh
@@ -16,7 +16,7 @@ demo: setup
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR) --resume
 	$(PY) tools/model_converters/fd_to_backbone.py $(DEMO_WORK_DIR) $(DEMO_WORK_DIR)/student_backbone.pth --overwrite
 
-## reproduce: FD's claims at laptop scale on real data (README "Small-scale reproduction"): Fashion-MNIST (Debian's
+## reproduce: FD's claims at laptop scale on real data (docs/en/user_guides/reproduction.md): Fashion-MNIST (Debian's
 ## package) + the real DINOv2 ViT-S/14; writes work_dirs/reproduce/REPORT.md. An interrupted run continues.
 reproduce: setup
 	$(PY) scripts/fetch_demo_data.py
@@ -26,6 +26,10 @@ reproduce: setup
 ## test: the whole test suite on CPU
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider
+
+## docs: build the documentation (docs/en, Sphinx + myst-parser) with warnings as errors into docs/en/_build/html
+docs: setup
+	$(PY) -m sphinx -W --keep-going -b html docs/en docs/en/_build/html
 
 ## finetune-digits: fetch scikit-learn's digits as an image folder and fine-tune a tiny FDViT classifier on CPU
 DIGITS_CONFIG := configs/demo/finetune_fdvit-t8-4l_digits.py

@@ -20,7 +20,6 @@ from typing import Callable, Dict
 
 import torch
 
-
 from common import (AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, summarize,
                     time_interleaved)
 from fd_step import build_distiller, clip_teacher_cfg, make_step, random_clip_checkpoint
@@ -44,8 +43,9 @@ def main() -> None:
         ckpt = osp.join(tmp, 'clip.pth')
         random_clip_checkpoint(ckpt, width, layers, args.patch, args.img_size)
         model = build_distiller(args, ckpt, 'none').to(args.device).train()
-        teachers = dict(fp32=model.teacher, low=MODELS.build(clip_teacher_cfg(
-            ckpt, width, layers, args.patch, args.img_size, low)).to(args.device))
+        teachers = dict(
+            fp32=model.teacher,
+            low=MODELS.build(clip_teacher_cfg(ckpt, width, layers, args.patch, args.img_size, low)).to(args.device))
     images = torch.randint(0, 256, (args.batch, 3, args.img_size, args.img_size), dtype=torch.uint8)
     inputs = model.data_preprocessor(dict(inputs=images.to(args.device)))['inputs']
     blocks = list(model.student.layers)
@@ -68,6 +68,7 @@ def main() -> None:
         def configured(step=step, options=(backend, teacher)) -> None:
             configure(*options)
             step()
+
         cases[name] = configured
 
     times = time_interleaved(cases, args.warmup, args.iters, args.device)

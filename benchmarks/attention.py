@@ -67,9 +67,13 @@ def compare(attns: Dict[str, Attention], x: torch.Tensor, bias: torch.Tensor, tr
             grads[name] = xg.grad
         results[name] = dict(out=out.detach())
     reference = results['explicit']['out']
-    return {name: dict(max_abs_out=(r['out'] - reference).abs().max().item(),
-                       max_abs_grad=(grads[name] - grads['explicit']).abs().max().item() if name in grads else None)
-            for name, r in results.items()}
+    return {
+        name:
+        dict(
+            max_abs_out=(r['out'] - reference).abs().max().item(),
+            max_abs_grad=(grads[name] - grads['explicit']).abs().max().item() if name in grads else None)
+        for name, r in results.items()
+    }
 
 
 def main() -> None:
@@ -100,7 +104,7 @@ def main() -> None:
     for amp in args.amp:
         for name in BACKENDS:
             if name in train_backends:
-                cases[f"{name} fwd+bwd [{amp}]"] = make_case(attns[name], x.clone().requires_grad_(), bias, amp, True)
+                cases[f'{name} fwd+bwd [{amp}]'] = make_case(attns[name], x.clone().requires_grad_(), bias, amp, True)
             cases[f'{name} fwd [{amp}]'] = make_case(attns[name], x, bias, amp, False)
     times = time_interleaved(cases, args.warmup, args.iters, args.device)
     rows = []
@@ -111,22 +115,30 @@ def main() -> None:
         rows.append(row)
     differences = compare(attns, x.detach(), bias, train_backends)
     kernels = sdpa_kernels_accepting_a_float_mask(
-        x.new_empty(args.batch, heads, tokens, 64, dtype=torch.bfloat16).normal_(),
-        bias.to(torch.bfloat16)) if device.type == 'cuda' else None
+        x.new_empty(args.batch, heads, tokens, 64, dtype=torch.bfloat16).normal_(), bias.to(
+            torch.bfloat16)) if device.type == 'cuda' else None
 
     print(machine_line(machine_facts(args.device, args.threads)))
     print(f'one attention layer: batch {args.batch}, {tokens} tokens, width {width}, {heads} heads, shared RPB')
     print_table(rows, ['case', 'median_s', 'img_per_s', 'vs_explicit'])
-    print('largest difference from the explicit path (float32): ' + ', '.join(
-        f"{name} out {d['max_abs_out']:.2e}" + (f" grad {d['max_abs_grad']:.2e}" if d['max_abs_grad'] is not None
-                                                else '') for name, d in differences.items()))
+    print('largest difference from the explicit path (float32): ' +
+          ', '.join(f"{name} out {d['max_abs_out']:.2e}" +
+                    (f" grad {d['max_abs_grad']:.2e}" if d['max_abs_grad'] is not None else '')
+                    for name, d in differences.items()))
     if kernels is not None:
-        print('SDPA kernels that accept the biased call (bf16): ' + ', '.join(
-            f'{k} {"yes" if ok else "no"}' for k, ok in kernels.items()))
+        print('SDPA kernels that accept the biased call (bf16): ' + ', '.join(f'{k} {"yes" if ok else "no"}'
+                                                                              for k, ok in kernels.items()))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=rows,
-                       differences=differences, sdpa_kernels=kernels), f, indent=2)
+        json.dump(
+            dict(
+                args=vars(args),
+                machine=machine_facts(args.device, args.threads),
+                results=rows,
+                differences=differences,
+                sdpa_kernels=kernels),
+            f,
+            indent=2)
     print(f'saved {args.out}')
 
 

@@ -30,7 +30,9 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_interleaved(steps: Dict[str, Callable[[], None]], warmup: int, iters: int,
+def time_interleaved(steps: Dict[str, Callable[[], None]],
+                     warmup: int,
+                     iters: int,
                      device: str = 'cpu') -> Dict[str, List[float]]:
     """Step times per case, the cases taking turns so that load changes on a shared machine hit all alike."""
     for step in steps.values():
@@ -82,9 +84,14 @@ def machine_facts(device: str, threads: int) -> dict:
             cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
     except OSError:
         pass
-    facts = dict(cpu=cpu, cpu_capability=torch.backends.cpu.get_cpu_capability(),
-                 cpu_native_bf16=cpu_has_native_bf16(), cpu_count=os.cpu_count(), threads=threads,
-                 torch=torch.__version__, load_avg=os.getloadavg() if hasattr(os, 'getloadavg') else None)
+    facts = dict(
+        cpu=cpu,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        cpu_native_bf16=cpu_has_native_bf16(),
+        cpu_count=os.cpu_count(),
+        threads=threads,
+        torch=torch.__version__,
+        load_avg=os.getloadavg() if hasattr(os, 'getloadavg') else None)
     if device.startswith('cuda'):
         facts['gpu'] = torch.cuda.get_device_name(device)
     return facts

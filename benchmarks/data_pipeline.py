@@ -23,7 +23,6 @@ from mmengine.config import Config
 from mmengine.dataset import Compose, default_collate
 from mmengine.registry import DefaultScope
 
-
 from common import machine_facts, machine_line, print_table
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -56,8 +55,9 @@ def main() -> None:
     if not files:
         raise FileNotFoundError(f'no images match {args.images}; fetch them with scripts/fetch_dense_data.py')
 
-    import fdclip_mm  # noqa: F401  (registers fdclip_mm.* transforms)
     from mmpretrain.utils import register_all_modules
+
+    import fdclip_mm  # noqa: F401  (registers fdclip_mm.* transforms)
     register_all_modules(init_default_scope=False)
     pipeline_cfg = Config.fromfile(args.config).train_pipeline
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -72,11 +72,13 @@ def main() -> None:
     samples = [dict(img_path=f) for f in files]
 
     def run_stage(pipeline: Compose) -> Callable[[], int]:
+
         def run() -> int:
             for _ in range(args.passes):
                 for sample in samples:
                     pipeline(dict(sample))
             return args.passes * len(samples)
+
         return run
 
     def run_all() -> int:
@@ -101,8 +103,8 @@ def main() -> None:
     print_table(rows, ['stage', 'img_per_s', 'ms_per_img'])
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(args=vars(args), files=files, machine=machine_facts('cpu', args.threads), results=rows), f,
-                  indent=2)
+        json.dump(
+            dict(args=vars(args), files=files, machine=machine_facts('cpu', args.threads), results=rows), f, indent=2)
     print(f'saved {args.out}')
 
 

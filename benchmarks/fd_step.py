@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from mmpretrain.models import BEiTPretrainViT, VisionTransformer
 from torch import nn
 
-
 from common import (AMP_DTYPES, WIDTHS, add_step_args, count_flops, machine_facts, machine_line, matmul_peak_flops,
                     print_table, summarize, time_interleaved)
 from fdclip_mm.engine import compile_blocks
@@ -41,9 +40,15 @@ from fdclip_mm.registry import MODELS
 def random_clip_checkpoint(path: str, width: int, layers: int, patch: int, image: int) -> None:
     """An OpenAI-layout CLIP visual tower with random weights (the benchmark needs shapes, not skills)."""
     grid = image // patch
-    sd = {'conv1.weight': torch.randn(width, 3, patch, patch) * .02, 'class_embedding': torch.randn(width) * .02,
-          'positional_embedding': torch.randn(grid * grid + 1, width) * .02, 'ln_pre.weight': torch.ones(width),
-          'ln_pre.bias': torch.zeros(width), 'ln_post.weight': torch.ones(width), 'ln_post.bias': torch.zeros(width)}
+    sd = {
+        'conv1.weight': torch.randn(width, 3, patch, patch) * .02,
+        'class_embedding': torch.randn(width) * .02,
+        'positional_embedding': torch.randn(grid * grid + 1, width) * .02,
+        'ln_pre.weight': torch.ones(width),
+        'ln_pre.bias': torch.zeros(width),
+        'ln_post.weight': torch.ones(width),
+        'ln_post.bias': torch.zeros(width)
+    }
     for i in range(layers):
         p = f'transformer.resblocks.{i}.'
         for name, shape in (('attn.in_proj_weight', (3 * width, width)), ('attn.out_proj.weight', (width, width)),
@@ -57,14 +62,16 @@ def random_clip_checkpoint(path: str, width: int, layers: int, patch: int, image
     torch.save({'visual.' + k: v.half() for k, v in sd.items()}, path)
 
 
-def clip_teacher_cfg(ckpt: str, width: int, layers: int, patch: int, img_size: int,
-                     dtype: Optional[str]) -> dict:
+def clip_teacher_cfg(ckpt: str, width: int, layers: int, patch: int, img_size: int, dtype: Optional[str]) -> dict:
     """The ``BackboneTeacher`` config of a :func:`random_clip_checkpoint` file (OpenAI CLIP form)."""
     arch = dict(embed_dims=width, num_layers=layers, num_heads=width // 64, feedforward_channels=4 * width)
     return teacher_config('clip', ckpt, arch=arch, patch_size=patch, img_size=img_size, dtype=dtype)
 
 
-def make_step(params, loss_fn: Callable[[], torch.Tensor], amp: str, device: str,
+def make_step(params,
+              loss_fn: Callable[[], torch.Tensor],
+              amp: str,
+              device: str,
               adamw: str = 'default') -> Callable[[], None]:
     """One optimizer step: autocast forward, backward, grad clipping at 3.0, AdamW, zeroing."""
     params = [p for p in params if p.requires_grad]
@@ -87,17 +94,31 @@ def stock_mmpretrain_loss(arch: str, img_size: int, patch: int, teacher_dims: in
     """The FD loss built from stock mmpretrain modules; returns (module to optimise, loss function of inputs)."""
     from fdclip_mm.models.backbones import FDViT
     arch = dict(FDViT.arch_zoo[arch])
-    student = BEiTPretrainViT(arch=arch, img_size=img_size, patch_size=patch, drop_path_rate=0.2, out_type='raw',
-                              final_norm=True, use_abs_pos_emb=False, use_rel_pos_bias=False,
-                              use_shared_rel_pos_bias=True, layer_scale_init_value=0.1,
-                              norm_cfg=dict(type='LN', eps=1e-6))
-    teacher = VisionTransformer(arch=arch, img_size=img_size, patch_size=patch, pre_norm=True, out_type='raw',
-                                final_norm=True, norm_cfg=dict(type='LN', eps=1e-5),
-                                layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')))
+    student = BEiTPretrainViT(
+        arch=arch,
+        img_size=img_size,
+        patch_size=patch,
+        drop_path_rate=0.2,
+        out_type='raw',
+        final_norm=True,
+        use_abs_pos_emb=False,
+        use_rel_pos_bias=False,
+        use_shared_rel_pos_bias=True,
+        layer_scale_init_value=0.1,
+        norm_cfg=dict(type='LN', eps=1e-6))
+    teacher = VisionTransformer(
+        arch=arch,
+        img_size=img_size,
+        patch_size=patch,
+        pre_norm=True,
+        out_type='raw',
+        final_norm=True,
+        norm_cfg=dict(type='LN', eps=1e-5),
+        layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')))
     teacher.requires_grad_(False)
     teacher.eval()  # mmpretrain's backbones return None from train()/eval()
-    module = nn.ModuleDict(dict(student=student, projector=nn.Linear(student.embed_dims, teacher_dims),
-                                teacher=teacher))
+    module = nn.ModuleDict(
+        dict(student=student, projector=nn.Linear(student.embed_dims, teacher_dims), teacher=teacher))
 
     def loss(inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
@@ -108,13 +129,21 @@ def stock_mmpretrain_loss(arch: str, img_size: int, patch: int, teacher_dims: in
     return module, loss
 
 
-def build_distiller(args, ckpt: str, amp: str, with_cp: bool = False,
+def build_distiller(args,
+                    ckpt: str,
+                    amp: str,
+                    with_cp: bool = False,
                     teacher_dtype: Optional[str] = 'auto') -> FeatureDistiller:
     """Our distiller as the configs build it; ``teacher_dtype='auto'`` holds the teacher in the AMP dtype."""
     if teacher_dtype == 'auto':
         teacher_dtype = {'bf16': 'bfloat16', 'fp16': 'float16'}.get(amp)
-    student = dict(type='FDViT', arch=args.arch, img_size=args.img_size, patch_size=args.patch, drop_path_rate=0.2,
-                   with_cp=with_cp)
+    student = dict(
+        type='FDViT',
+        arch=args.arch,
+        img_size=args.img_size,
+        patch_size=args.patch,
+        drop_path_rate=0.2,
+        with_cp=with_cp)
     width, layers = WIDTHS[args.arch]
     teacher = clip_teacher_cfg(ckpt, width, layers, args.patch, args.img_size, teacher_dtype)
     return FeatureDistiller(student=student, teacher=teacher)
@@ -129,15 +158,25 @@ def build_cases(args, ckpt: str, inputs: Dict[str, torch.Tensor]) -> Tuple[Dict[
     stock.to(args.device)
     ours = build_distiller(args, ckpt, 'none').to(args.device).train()
     width, layers = WIDTHS[args.arch]
-    teachers = {amp: ours.teacher if AMP_DTYPES[amp] is None else MODELS.build(clip_teacher_cfg(
-        ckpt, width, layers, args.patch, args.img_size, {'bf16': 'bfloat16', 'fp16': 'float16'}[amp])).to(args.device)
-        for amp in args.amp}
+    teachers = {
+        amp:
+        ours.teacher if AMP_DTYPES[amp] is None else MODELS.build(
+            clip_teacher_cfg(ckpt, width, layers, args.patch, args.img_size, {
+                'bf16': 'bfloat16',
+                'fp16': 'float16'
+            }[amp])).to(args.device)
+        for amp in args.amp
+    }
 
-    def distill(teacher: nn.Module, mask_ratio: float, model: nn.Module = ours,
+    def distill(teacher: nn.Module,
+                mask_ratio: float,
+                model: nn.Module = ours,
                 owner: nn.Module = ours) -> Callable[[], torch.Tensor]:
+
         def loss() -> torch.Tensor:
             owner.teachers[0], owner.mask_ratio = teacher, mask_ratio
             return model(inputs, mode='loss')['loss']
+
         return loss
 
     compiled = {}
@@ -155,11 +194,13 @@ def build_cases(args, ckpt: str, inputs: Dict[str, torch.Tensor]) -> Tuple[Dict[
         teacher = teachers[amp]
         cases['stock_mmpretrain' + tag] = make_step(stock.parameters(), lambda: stock_loss(inputs), amp, args.device)
         cases['fd_full' + tag] = make_step(ours.parameters(), distill(teacher, 0.), amp, args.device, args.adamw)
-        cases[f'fd_masked_{1 - args.mask_ratio:.0%}' + tag] = make_step(
-            ours.parameters(), distill(teacher, args.mask_ratio), amp, args.device, args.adamw)
-        cases['student_only' + tag] = make_step(
-            ours.student.parameters(), lambda: ours.student.forward_features(inputs['student']).float().square().mean(),
-            amp, args.device, args.adamw)
+        cases[f'fd_masked_{1 - args.mask_ratio:.0%}' + tag] = make_step(ours.parameters(),
+                                                                        distill(teacher, args.mask_ratio), amp,
+                                                                        args.device, args.adamw)
+        cases['student_only' +
+              tag] = make_step(ours.student.parameters(),
+                               lambda: ours.student.forward_features(inputs['student']).float().square().mean(), amp,
+                               args.device, args.adamw)
         for name, (model, owner, case_teachers) in compiled.items():
             step = make_step(owner.parameters(), distill(case_teachers[amp], 0., model, owner), amp, args.device,
                              args.adamw)
@@ -174,18 +215,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_step_args(parser)
     parser.add_argument('--amp', nargs='+', default=['bf16'], choices=sorted(AMP_DTYPES))
-    parser.add_argument('--adamw', default='fused', choices=['fused', 'foreach', 'default'],
-                        help='AdamW implementation of our cases (stock keeps torch\'s default)')
+    parser.add_argument(
+        '--adamw',
+        default='fused',
+        choices=['fused', 'foreach', 'default'],
+        help='AdamW implementation of our cases (stock keeps torch\'s default)')
     parser.add_argument('--mask-ratio', type=float, default=0.75)
-    parser.add_argument('--compile', nargs='*', choices=['blocks', 'model'], default=None,
-                        help='add compiled fd_full cases: each block (what compile=True does: "blocks") and the '
-                        'whole model ("model"); --compile alone adds both')
+    parser.add_argument(
+        '--compile',
+        nargs='*',
+        choices=['blocks', 'model'],
+        default=None,
+        help='add compiled fd_full cases: each block (what compile=True does: "blocks") and the '
+        'whole model ("model"); --compile alone adds both')
     parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend of compiled cases')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--iters', type=int, default=3)
-    parser.add_argument('--peak-size', type=int, default=None,
-                        help='side of the matrix product that measures the peak (default 8192 on CUDA, 2048 on CPU; '
-                        'use 512 on a CPU without native bf16, where a 2048^3 bf16 product takes a minute)')
+    parser.add_argument(
+        '--peak-size',
+        type=int,
+        default=None,
+        help='side of the matrix product that measures the peak (default 8192 on CUDA, 2048 on CPU; '
+        'use 512 on a CPU without native bf16, where a 2048^3 bf16 product takes a minute)')
     parser.add_argument('--out', default='work_dirs/benchmarks/fd_step.json')
     args = parser.parse_args()
     args.compile = [] if args.compile is None else args.compile or ['blocks', 'model']
@@ -213,8 +264,11 @@ def main() -> None:
     for name, case_times in times.items():
         amp = next((a for a in args.amp if name.endswith(f'[{a}]')), args.amp[0])
         row = summarize(case_times, args.batch)
-        row.update(case=name, gflop_per_step=flops[name] / 1e9,
-                   mfu=flops[name] / row['median_s'] / peaks[amp], compile_s=compile_s.get(name))
+        row.update(
+            case=name,
+            gflop_per_step=flops[name] / 1e9,
+            mfu=flops[name] / row['median_s'] / peaks[amp],
+            compile_s=compile_s.get(name))
         results[name] = row
     for amp in args.amp:
         tag = '' if len(args.amp) == 1 else f'[{amp}]'
@@ -224,13 +278,20 @@ def main() -> None:
                 row['time_vs_fd_full'] = row['median_s'] / full['median_s']
                 row['speedup_vs_stock'] = results['stock_mmpretrain' + tag]['median_s'] / row['median_s']
     print(machine_line(machine_facts(args.device, args.threads)))
-    print_table(list(results.values()), ['case', 'median_s', 'img_per_s', 'time_vs_fd_full', 'speedup_vs_stock',
-                                          'gflop_per_step', 'mfu', 'compile_s'])
+    print_table(
+        list(results.values()),
+        ['case', 'median_s', 'img_per_s', 'time_vs_fd_full', 'speedup_vs_stock', 'gflop_per_step', 'mfu', 'compile_s'])
     print('matmul peak GFLOP/s: ' + ', '.join(f'{a} {p / 1e9:.0f}' for a, p in peaks.items()))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=results,
-                       matmul_peak_flops=peaks), f, indent=2)
+        json.dump(
+            dict(
+                args=vars(args),
+                machine=machine_facts(args.device, args.threads),
+                results=results,
+                matmul_peak_flops=peaks),
+            f,
+            indent=2)
     print(f'saved {args.out}')
 
 

@@ -43,13 +43,34 @@ REPO = osp.dirname(HERE)
 def sizes(tiny: bool, device: str) -> dict:
     """Model, input and batch sizes of the benchmark and training steps."""
     if tiny:
-        return dict(arch='tiny', img=32, batches=[2], amp='none', threads=1, warmup=1, iters=2, peak=256,
-                    compile_backend='aot_eager', train_img=32, train_arch=dict(embed_dims=32, num_layers=2,
-                                                                               num_heads=2,
-                                                                               feedforward_channels=64),
-                    train_images=8, train_batch=2)
-    return dict(arch='base', img=224, batches=[128, 256], amp='bf16', threads=16, warmup=3, iters=10, peak=None,
-                compile_backend='inductor', train_img=224, train_arch='small', train_images=256, train_batch=64)
+        return dict(
+            arch='tiny',
+            img=32,
+            batches=[2],
+            amp='none',
+            threads=1,
+            warmup=1,
+            iters=2,
+            peak=256,
+            compile_backend='aot_eager',
+            train_img=32,
+            train_arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+            train_images=8,
+            train_batch=2)
+    return dict(
+        arch='base',
+        img=224,
+        batches=[128, 256],
+        amp='bf16',
+        threads=16,
+        warmup=3,
+        iters=10,
+        peak=None,
+        compile_backend='inductor',
+        train_img=224,
+        train_arch='small',
+        train_images=256,
+        train_batch=64)
 
 
 def write_images(root: str, count: int, size: int, seed: int) -> None:
@@ -59,13 +80,14 @@ def write_images(root: str, count: int, size: int, seed: int) -> None:
     os.makedirs(root, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (size + 32, size + 32, 3), dtype=np.uint8)).save(
-            osp.join(root, f'img_{i:04d}.jpg'))
+        Image.fromarray(rng.integers(0, 256, (size + 32, size + 32, 3),
+                                     dtype=np.uint8)).save(osp.join(root, f'img_{i:04d}.jpg'))
 
 
 def write_train_config(work: str, s: dict) -> str:
     """A small FD config (the paper's main config, smaller student, random CLIP teacher, generated images)."""
     from mmengine.config import Config
+
     from fd_step import clip_teacher_cfg, random_clip_checkpoint
     image = s['train_img']
     teacher_ckpt = osp.join(work, 'clip_teacher.pth')
@@ -76,15 +98,25 @@ def write_train_config(work: str, s: dict) -> str:
     patch = 16 if image >= 64 else 8
     cfg.model.student.update(arch=s['train_arch'], img_size=image, patch_size=patch)
     cfg.model.teacher = clip_teacher_cfg(teacher_ckpt, 64, 2, patch, image, 'auto')
-    pipeline = [dict(type='fdclip_mm.CheckedLoadImageFromFile'), dict(type='RandomResizedCrop', scale=image),
-                dict(type='RandomFlip', prob=0.5, direction='horizontal'), dict(type='PackInputs')]
-    val_pipeline = [dict(type='fdclip_mm.CheckedLoadImageFromFile'), dict(type='CenterCrop', crop_size=image),
-                    dict(type='PackInputs')]
-    for loader, split, steps in ((cfg.train_dataloader, 'train', pipeline), (cfg.val_dataloader, 'val',
-                                                                              val_pipeline)):
+    pipeline = [
+        dict(type='fdclip_mm.CheckedLoadImageFromFile'),
+        dict(type='RandomResizedCrop', scale=image),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+        dict(type='PackInputs')
+    ]
+    val_pipeline = [
+        dict(type='fdclip_mm.CheckedLoadImageFromFile'),
+        dict(type='CenterCrop', crop_size=image),
+        dict(type='PackInputs')
+    ]
+    for loader, split, steps in ((cfg.train_dataloader, 'train', pipeline), (cfg.val_dataloader, 'val', val_pipeline)):
         loader.update(batch_size=s['train_batch'], num_workers=2, persistent_workers=False)
-        loader.dataset = dict(type='mmpretrain.CustomDataset', data_root=osp.join(work, 'images'),
-                              data_prefix=split, with_label=False, pipeline=steps)
+        loader.dataset = dict(
+            type='mmpretrain.CustomDataset',
+            data_root=osp.join(work, 'images'),
+            data_prefix=split,
+            with_label=False,
+            pipeline=steps)
     cfg.test_dataloader = cfg.val_dataloader
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=2, val_interval=2)
     cfg.param_scheduler = [dict(type='CosineAnnealingLR', T_max=2, by_epoch=True, begin=0, end=2)]
@@ -104,7 +136,11 @@ class Check:
         os.makedirs(logs, exist_ok=True)
         self.rows: List[dict] = []
 
-    def step(self, name: str, cmd: List[str], timeout: int, env: Optional[dict] = None,
+    def step(self,
+             name: str,
+             cmd: List[str],
+             timeout: int,
+             env: Optional[dict] = None,
              skip: Optional[str] = None) -> bool:
         if skip:
             self.rows.append(dict(step=name, status='skipped', seconds=0., note=skip))
@@ -114,8 +150,13 @@ class Check:
         start = time.perf_counter()
         with open(osp.join(self.logs, f'{name}.log'), 'w') as log:
             try:
-                done = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
-                                      env=dict(os.environ, **(env or {})))
+                done = subprocess.run(
+                    cmd,
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                    env=dict(os.environ, **(env or {})))
                 status = 'ok' if done.returncode == 0 else f'failed (exit {done.returncode})'
             except subprocess.TimeoutExpired:
                 status = f'failed (over {timeout} s)'
@@ -132,8 +173,10 @@ class Check:
         for row in self.rows:
             text = open(osp.join(self.logs, f"{row['step']}.log")).read() if row['status'] != 'skipped' else ''
             if row['step'].startswith(('fd_step', 'attention', 'memory')):
-                tables = [line for line in text.splitlines() if line.startswith(('|', 'machine:', 'matmul',
-                                                                                   'largest', 'SDPA', 'one '))]
+                tables = [
+                    line for line in text.splitlines()
+                    if line.startswith(('|', 'machine:', 'matmul', 'largest', 'SDPA', 'one '))
+                ]
                 lines += ['', f"### {row['step']}", ''] + tables
             if row['status'].startswith('failed'):
                 lines += ['', f"### {row['step']}: end of its log", '', '```'] + text.splitlines()[-40:] + ['```']
@@ -156,8 +199,10 @@ def compare_resume(work: str, out: str) -> int:
     states = first.get('rng_states') or first.get('meta', {}).get('rng_states')
     has_cuda_state = any('cuda' in s for s in (states or [])) if isinstance(states, list) else \
         bool(states and 'cuda' in states)
-    diffs = {k: (resumed['state_dict'][k].float() - v.float()).abs().max().item()
-             for k, v in whole['state_dict'].items()}
+    diffs = {
+        k: (resumed['state_dict'][k].float() - v.float()).abs().max().item()
+        for k, v in whole['state_dict'].items()
+    }
     worst = max(diffs, key=diffs.get)
     report = dict(cuda_rng_states_saved=has_cuda_state, max_abs_weight_diff=diffs[worst], worst_key=worst)
     with open(osp.join(out, 'resume.json'), 'w') as f:
@@ -187,29 +232,49 @@ def main(argv: Optional[List[str]] = None) -> int:
     s = sizes(args.tiny, args.device)
     py = sys.executable
     check = Check(out, osp.join(work, 'logs'))
-    bench = [py, osp.join(HERE, 'fd_step.py'), '--device', args.device, '--arch', s['arch'], '--img-size',
-             str(s['img']), '--amp', s['amp'], '--threads', str(s['threads']), '--warmup', str(s['warmup']),
-             '--iters', str(s['iters']), '--compile-backend', s['compile_backend']]
+    bench = [
+        py,
+        osp.join(HERE, 'fd_step.py'), '--device', args.device, '--arch', s['arch'], '--img-size',
+        str(s['img']), '--amp', s['amp'], '--threads',
+        str(s['threads']), '--warmup',
+        str(s['warmup']), '--iters',
+        str(s['iters']), '--compile-backend', s['compile_backend']
+    ]
     bench += ['--peak-size', str(s['peak'])] if s['peak'] else []
 
-    check.step('env', [py, '-c', 'import torch, mmengine, mmcv, mmpretrain, fdclip_mm; '
-                                 'print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and '
-                                 'torch.cuda.get_device_name(), mmengine.__version__, mmcv.__version__, '
-                                 'mmpretrain.__version__)'], 60)
-    check.step('flex_tests', [py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
-                              'flex' if args.device == 'cuda' else 'flex_attention_gradients',
-                              'tests/models/backbones/test_attention.py'], 240)
+    check.step('env', [
+        py, '-c', 'import torch, mmengine, mmcv, mmpretrain, fdclip_mm; '
+        'print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and '
+        'torch.cuda.get_device_name(), mmengine.__version__, mmcv.__version__, '
+        'mmpretrain.__version__)'
+    ], 60)
+    check.step('flex_tests', [
+        py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k',
+        'flex' if args.device == 'cuda' else 'flex_attention_gradients', 'tests/models/backbones/test_attention.py'
+    ], 240)
     for index, batch in enumerate(s['batches']):
         compile_cases = ['blocks', 'model'] if index == 0 else ['blocks']
-        check.step(f'fd_step_b{batch}', bench + ['--batch', str(batch), '--compile', *compile_cases, '--out',
-                                                 osp.join(out, f'fd_step_b{batch}.json')], 300)
-    check.step('attention', [py, osp.join(HERE, 'attention.py'), '--device', args.device, '--arch', s['arch'],
-                             '--img-size', str(s['img']), '--batch', str(s['batches'][0]), '--amp', s['amp'],
-                             '--threads', str(s['threads']), '--out', osp.join(out, 'attention.json')], 180)
-    check.step('memory', [py, osp.join(HERE, 'memory.py'), '--device', args.device, '--arch', s['arch'],
-                          '--img-size', str(s['img']), '--batch', str(s['batches'][0]), '--amp', s['amp'],
-                          '--threads', str(s['threads']), '--cases', 'fd_full', 'fd_full_cp', 'fd_full_compiled',
-                          '--out', osp.join(out, 'memory.json')], 240)
+        check.step(
+            f'fd_step_b{batch}', bench +
+            ['--batch',
+             str(batch), '--compile', *compile_cases, '--out',
+             osp.join(out, f'fd_step_b{batch}.json')], 300)
+    check.step('attention', [
+        py,
+        osp.join(HERE, 'attention.py'), '--device', args.device, '--arch', s['arch'], '--img-size',
+        str(s['img']), '--batch',
+        str(s['batches'][0]), '--amp', s['amp'], '--threads',
+        str(s['threads']), '--out',
+        osp.join(out, 'attention.json')
+    ], 180)
+    check.step('memory', [
+        py,
+        osp.join(HERE, 'memory.py'), '--device', args.device, '--arch', s['arch'], '--img-size',
+        str(s['img']), '--batch',
+        str(s['batches'][0]), '--amp', s['amp'], '--threads',
+        str(s['threads']), '--cases', 'fd_full', 'fd_full_cp', 'fd_full_compiled', '--out',
+        osp.join(out, 'memory.json')
+    ], 240)
 
     config = write_train_config(work, s)
     train = [py, osp.join(REPO, 'tools', 'train.py'), config]
@@ -217,20 +282,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     fp16 = ['--cfg-options', 'optim_wrapper.dtype=float16'] if args.device == 'cuda' else []
     check.step('train_fp16', train + ['--work-dir', osp.join(work, 'fp16')] + amp + fp16, 240)
     check.step('train_bf16', train + ['--work-dir', osp.join(work, 'bf16')] + amp, 240)
-    check.step('resume_first_epoch', train + ['--work-dir', osp.join(work, 'resume')] + amp +
-               ['--cfg-options', 'train_cfg.max_epochs=1'], 240)
+    check.step('resume_first_epoch',
+               train + ['--work-dir', osp.join(work, 'resume')] + amp + ['--cfg-options', 'train_cfg.max_epochs=1'],
+               240)
     if check.step('resume', train + ['--work-dir', osp.join(work, 'resume'), '--resume'] + amp, 240):
-        check.step('resume_equals_uninterrupted', [py, osp.abspath(__file__), '--compare-resume', work, '--out',
-                                                   out], 60)
+        check.step('resume_equals_uninterrupted',
+                   [py, osp.abspath(__file__), '--compare-resume', work, '--out', out], 60)
     dist = ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), config, '1']
     port = dict(PORT=str(29500 + os.getpid() % 1000), PYTHON=py)
     check.step('torchrun_ddp', dist + ['--work-dir', osp.join(work, 'ddp')] + amp, 240, env=port)
-    fsdp2 = ['--cfg-options', 'runner_type=FlexibleRunner', 'strategy.type=fdclip_mm.FSDP2Strategy',
-             'model_wrapper_cfg=None']
+    fsdp2 = [
+        '--cfg-options', 'runner_type=FlexibleRunner', 'strategy.type=fdclip_mm.FSDP2Strategy', 'model_wrapper_cfg=None'
+    ]
     check.step('torchrun_fsdp2', dist + ['--work-dir', osp.join(work, 'fsdp2')] + amp + fsdp2, 240, env=port)
-    check.step('mask_rcnn', [py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/tools/test_mmdet_project.py',
-                             '-k', 'test_mmdet_train_tool_trains_fdclip_model'], 300,
-               skip=mask_rcnn_skip_reason(args.device))
+    check.step(
+        'mask_rcnn', [
+            py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/tools/test_mmdet_project.py', '-k',
+            'test_mmdet_train_tool_trains_fdclip_model'
+        ],
+        300,
+        skip=mask_rcnn_skip_reason(args.device))
     device = f'{args.device}{" (tiny dry run)" if args.tiny else ""}'
     ok = check.write_summary(f'# GPU check, {time.strftime("%Y-%m-%d %H:%M")}, device {device}')
     return 0 if ok else 1

@@ -21,11 +21,16 @@ from typing import Dict
 
 import torch
 
-
 from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table
 
-CASES = ('fd_full', 'fd_full_cp', 'student_only', 'student_only_cp', 'stock_mmpretrain',  # BEiT has no with_cp
-         'fd_full_compiled', 'fd_full_cp_compiled')  # compile=True: each block compiled (in the warm-up step)
+CASES = (
+    'fd_full',
+    'fd_full_cp',
+    'student_only',
+    'student_only_cp',
+    'stock_mmpretrain',  # BEiT has no with_cp
+    'fd_full_compiled',
+    'fd_full_cp_compiled')  # compile=True: each block compiled (in the warm-up step)
 
 
 def _rss_kib(field: str) -> int:
@@ -74,14 +79,14 @@ def run_case(args) -> Dict[str, float]:
                 from fdclip_mm.engine import compile_blocks
                 compile_blocks(model, {})
             if args.case.startswith('fd_full'):
-                step = make_step(model.parameters(), lambda: model(inputs, mode='loss')['loss'], args.amp,
-                                 args.device, args.adamw)
+                step = make_step(model.parameters(), lambda: model(inputs, mode='loss')['loss'], args.amp, args.device,
+                                 args.adamw)
             else:
                 student = model.student
                 del model.teachers
                 step = make_step(student.parameters(),
-                                 lambda: student.forward_features(inputs['student']).float().square().mean(),
-                                 args.amp, args.device, args.adamw)
+                                 lambda: student.forward_features(inputs['student']).float().square().mean(), args.amp,
+                                 args.device, args.adamw)
     step()
     state = current_and_reset(args.device)
     step()
@@ -103,8 +108,8 @@ def main() -> None:
         return
 
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
-    base = [sys.executable, osp.abspath(__file__)] + [
-        f'--{k.replace("_", "-")}={v}' for k, v in vars(args).items() if k not in ('cases', 'case', 'out')]
+    base = [sys.executable, osp.abspath(__file__)
+            ] + [f'--{k.replace("_", "-")}={v}' for k, v in vars(args).items() if k not in ('cases', 'case', 'out')]
     results = {}
     for case in args.cases:
         done = subprocess.run(base + [f'--case={case}'], env=env, capture_output=True, text=True, check=True)
@@ -118,12 +123,14 @@ def main() -> None:
             row['peak_vs_eager'] = row['peak_mib'] / results[eager]['peak_mib']
             row['step_vs_eager'] = row['step_mib'] / results[eager]['step_mib']
     print(machine_line(machine_facts(args.device, args.threads)))
-    print_table(list(results.values()), ['case', 'state_mib', 'step_mib', 'peak_mib', 'peak_vs_no_cp',
-                                          'step_vs_no_cp', 'peak_vs_eager', 'step_vs_eager'])
+    print_table(
+        list(results.values()), [
+            'case', 'state_mib', 'step_mib', 'peak_mib', 'peak_vs_no_cp', 'step_vs_no_cp', 'peak_vs_eager',
+            'step_vs_eager'
+        ])
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=results), f,
-                  indent=2)
+        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=results), f, indent=2)
     print(f'saved {args.out}')
 
 

@@ -16,14 +16,13 @@ from typing import Dict
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-
 from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table
 from fd_step import build_distiller, make_step, random_clip_checkpoint, stock_mmpretrain_loss
 
 GROUPS = {
-    'matmul': ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm', 'aten::mkldnn_convolution',
-               'aten::convolution_backward', 'aten::_scaled_dot_product_flash_attention_for_cpu',
-               'aten::_scaled_dot_product_flash_attention_for_cpu_backward'),
+    'matmul':
+    ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm', 'aten::mkldnn_convolution', 'aten::convolution_backward',
+     'aten::_scaled_dot_product_flash_attention_for_cpu', 'aten::_scaled_dot_product_flash_attention_for_cpu_backward'),
     'copy/cast': ('aten::copy_', 'aten::_to_copy', 'aten::clone', 'aten::contiguous', 'aten::cat'),
 }
 
@@ -70,9 +69,10 @@ def main() -> None:
     inputs = ours.data_preprocessor(dict(inputs=images.to(args.device)))['inputs']
     stock, stock_loss = stock_mmpretrain_loss(args.arch, args.img_size, args.patch, width)
     stock.to(args.device)
-    steps = dict(fd_full=make_step(ours.parameters(), lambda: ours(inputs, mode='loss')['loss'], args.amp,
-                                   args.device, args.adamw),
-                 stock_mmpretrain=make_step(stock.parameters(), lambda: stock_loss(inputs), args.amp, args.device))
+    steps = dict(
+        fd_full=make_step(ours.parameters(), lambda: ours(inputs, mode='loss')['loss'], args.amp, args.device,
+                          args.adamw),
+        stock_mmpretrain=make_step(stock.parameters(), lambda: stock_loss(inputs), args.amp, args.device))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith('cuda') else [])
     summary = {}
     for name, step in steps.items():
@@ -91,8 +91,7 @@ def main() -> None:
                 ['case', 'total_s', 'matmul_share', 'copy/cast_share', 'optimizer_share', 'other_share'])
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=summary), f,
-                  indent=2)
+        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=summary), f, indent=2)
     print(f'saved {args.out}')
 
 

@@ -24,7 +24,6 @@ import time
 
 import torch
 
-
 from common import machine_facts, machine_line, print_table
 from memory import current_and_reset, peak
 
@@ -34,8 +33,8 @@ CASES = {'single': 1, 'ddp': 2, 'fsdp2': 2, 'fsdp2_teacher': 2}
 def run_case(args) -> dict:
     """One rank of one case (this process); returns its measurements."""
     import torch.distributed as dist
-    from fd_step import clip_teacher_cfg, random_clip_checkpoint
 
+    from fd_step import clip_teacher_cfg, random_clip_checkpoint
     from fdclip_mm.engine.fsdp2_strategy import auto_shard_units, frozen_shard_units, shard_model
     from fdclip_mm.models.algorithms import FeatureDistiller
 
@@ -49,8 +48,8 @@ def run_case(args) -> dict:
         random_clip_checkpoint(ckpt, args.width, args.layers, args.patch, args.img_size)
     if distributed:
         dist.barrier()
-    arch = dict(embed_dims=args.width, num_layers=args.layers, num_heads=args.width // 64,
-                feedforward_channels=4 * args.width)
+    arch = dict(
+        embed_dims=args.width, num_layers=args.layers, num_heads=args.width // 64, feedforward_channels=4 * args.width)
     model = FeatureDistiller(
         student=dict(type='FDViT', arch=arch, img_size=args.img_size, patch_size=args.patch, drop_path_rate=0.1),
         teacher=clip_teacher_cfg(ckpt, args.width, args.layers, args.patch, args.img_size, None)).train()
@@ -83,9 +82,14 @@ def run_case(args) -> dict:
         step()
         times.append(time.perf_counter() - start)
     local = sum(p.to_local().numel() if hasattr(p, 'to_local') else p.numel() for p in params)
-    result = dict(case=args.case, rank=dist.get_rank() if distributed else 0, state_mib=state,
-                  peak_mib=peak('cpu'), step_s=statistics.median(times), params_local=local,
-                  params_full=sum(p.numel() for p in params))
+    result = dict(
+        case=args.case,
+        rank=dist.get_rank() if distributed else 0,
+        state_mib=state,
+        peak_mib=peak('cpu'),
+        step_s=statistics.median(times),
+        params_local=local,
+        params_full=sum(p.numel() for p in params))
     if distributed:
         dist.destroy_process_group()
     return result
@@ -115,13 +119,17 @@ def main() -> None:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', OMP_NUM_THREADS=str(args.threads))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        options = [f'--{k.replace("_", "-")}={v}' for k, v in vars(args).items()
-                   if k not in ('cases', 'case', 'tmp', 'out')] + [f'--tmp={tmp}']
+        options = [
+            f'--{k.replace("_", "-")}={v}' for k, v in vars(args).items() if k not in ('cases', 'case', 'tmp', 'out')
+        ] + [f'--tmp={tmp}']
         for case in args.cases:
             script = [osp.abspath(__file__), *options, f'--case={case}']
             if CASES[case] > 1:
-                command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', str(CASES[case]),
-                           '--master_port', str(29600 + len(rows)), *script]
+                command = [
+                    sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+                    str(CASES[case]), '--master_port',
+                    str(29600 + len(rows)), *script
+                ]
             else:
                 command = [sys.executable, *script]
             print(f'[run] {case}', flush=True)
@@ -136,8 +144,8 @@ def main() -> None:
             row['step_vs_single'] = row['step_s'] / single['step_s']
     facts = machine_facts('cpu', args.threads)
     print(machine_line(facts))
-    print_table(rows, ['case', 'rank', 'params_share', 'state_mib', 'peak_mib', 'step_s', 'state_vs_single',
-                       'step_vs_single'])
+    print_table(
+        rows, ['case', 'rank', 'params_share', 'state_mib', 'peak_mib', 'step_s', 'state_vs_single', 'step_vs_single'])
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(args=vars(args), machine=facts, results=rows), f, indent=2)

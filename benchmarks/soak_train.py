@@ -50,8 +50,8 @@ class FdclipSoakMemoryHook(Hook):
     def _record(self, runner, done: int) -> None:
         iterator = getattr(runner.train_loop.dataloader, '_iterator', None)  # persistent workers live here
         workers = [w.pid for w in getattr(iterator, '_workers', [])]
-        self.records.append(dict(iter=done, rank=proc_memory_kib(os.getpid()),
-                                 workers=[proc_memory_kib(pid) for pid in workers]))
+        self.records.append(
+            dict(iter=done, rank=proc_memory_kib(os.getpid()), workers=[proc_memory_kib(pid) for pid in workers]))
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         done = runner.iter + 1  # runner.iter counts from 0 and moves on after this hook
@@ -66,15 +66,16 @@ class FdclipSoakMemoryHook(Hook):
 
 def tiny_config(work_dir: str, steps: int, workers: int, batch: int, checkpoint_interval: int) -> str:
     """Write the shrunk FD config (and its teacher checkpoint and images) under ``work_dir``."""
-    import numpy as np
     import mmcv
+    import numpy as np
     import torch
     from mmengine.config import Config
+
     from tests.conftest import clip_visual_state_dict
 
     cfg = Config.fromfile(FD_CONFIG)
-    cfg.model.student.update(arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
-                             img_size=32, patch_size=8)
+    cfg.model.student.update(
+        arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64), img_size=32, patch_size=8)
     teacher = osp.join(work_dir, 'teacher.pth')
     torch.save(clip_visual_state_dict(width=32, layers=2, patch=8, image=32), teacher)
     cfg.model.teacher.update(checkpoint=teacher)
@@ -87,10 +88,14 @@ def tiny_config(work_dir: str, steps: int, workers: int, batch: int, checkpoint_
     pipeline = cfg.train_dataloader.dataset.pipeline
     pipeline[1].scale = 32
     # InfiniteSampler: mmengine's iteration loop pauses 2 s at each end of a finite sampler's epoch
-    cfg.train_dataloader.update(batch_size=batch, num_workers=workers, persistent_workers=True,
-                                pin_memory=False, sampler=dict(type='InfiniteSampler', shuffle=True))
-    cfg.train_dataloader.dataset = dict(type='mmpretrain.CustomDataset', data_root=work_dir,
-                                        data_prefix='images', with_label=False, pipeline=pipeline)
+    cfg.train_dataloader.update(
+        batch_size=batch,
+        num_workers=workers,
+        persistent_workers=True,
+        pin_memory=False,
+        sampler=dict(type='InfiniteSampler', shuffle=True))
+    cfg.train_dataloader.dataset = dict(
+        type='mmpretrain.CustomDataset', data_root=work_dir, data_prefix='images', with_label=False, pipeline=pipeline)
     cfg.optim_wrapper.type = 'OptimWrapper'
     cfg.optim_wrapper.pop('loss_scale', None)
     cfg.param_scheduler = [dict(type='CosineAnnealingLR', T_max=steps, by_epoch=False, eta_min=2e-5)]
@@ -136,11 +141,13 @@ def main() -> None:
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='fdclip_soak_')
     os.makedirs(work_dir, exist_ok=True)
     config = tiny_config(work_dir, args.steps, args.workers, args.batch, args.checkpoint_interval)
-    env = dict(os.environ, PORT=str(free_port()), PYTHON=sys.executable, OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join(p for p in (osp.dirname(osp.abspath(__file__)),
-                                                     os.environ.get('PYTHONPATH')) if p))
-    cmd = ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), config, '2',
-           '--work-dir', osp.join(work_dir, 'run')]
+    env = dict(
+        os.environ,
+        PORT=str(free_port()),
+        PYTHON=sys.executable,
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=os.pathsep.join(p for p in (osp.dirname(osp.abspath(__file__)), os.environ.get('PYTHONPATH')) if p))
+    cmd = ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), config, '2', '--work-dir', osp.join(work_dir, 'run')]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f'training failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')

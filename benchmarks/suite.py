@@ -44,8 +44,10 @@ def main() -> None:
     parser.add_argument('--work-dir', default='work_dirs/benchmarks')
     args = parser.parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
-    common = [f'--arch={args.arch}', f'--img-size={args.img_size}', f'--patch={args.patch}', f'--batch={args.batch}',
-              f'--threads={args.threads}', f'--device={args.device}']
+    common = [
+        f'--arch={args.arch}', f'--img-size={args.img_size}', f'--patch={args.patch}', f'--batch={args.batch}',
+        f'--threads={args.threads}', f'--device={args.device}'
+    ]
     results = {}
     if 'step' not in args.skip:
         print('== training step ==', flush=True)
@@ -54,8 +56,7 @@ def main() -> None:
                                  osp.join(args.work_dir, 'fd_step.json'))
     if 'memory' not in args.skip:
         print('== peak memory of one step ==', flush=True)
-        results['memory'] = run('memory.py', common + [f'--amp={args.amp[-1]}'],
-                                osp.join(args.work_dir, 'memory.json'))
+        results['memory'] = run('memory.py', common + [f'--amp={args.amp[-1]}'], osp.join(args.work_dir, 'memory.json'))
     if 'data' not in args.skip:
         print('== data pipeline, one worker ==', flush=True)
         results['data_pipeline'] = run('data_pipeline.py', ['--threads=1'], osp.join(args.work_dir, 'data.json'))

@@ -110,11 +110,13 @@ def _log_once(message: str, level: int = logging.INFO) -> None:
 def warn_if_bf16_is_slow(device_type: str, what: str) -> None:
     """Warns (once per message) that an explicit bf16 choice runs emulated on this device."""
     if device_type == 'cpu' and not cpu_has_native_bf16():
-        _log_once(f'{what} is bfloat16, but this CPU ({describe_cpu()}) has no native bf16: expect it to run '
-                  "many times slower than float32; use 'auto' to pick by hardware.", logging.WARNING)
+        _log_once(
+            f'{what} is bfloat16, but this CPU ({describe_cpu()}) has no native bf16: expect it to run '
+            "many times slower than float32; use 'auto' to pick by hardware.", logging.WARNING)
     elif device_type == 'cuda' and torch.cuda.is_available() and not cuda_has_native_bf16():
-        _log_once(f'{what} is bfloat16, but this GPU ({describe_cuda()}) has no native bf16: expect it to '
-                  "run slower than float16; use 'auto' to pick by hardware.", logging.WARNING)
+        _log_once(
+            f'{what} is bfloat16, but this GPU ({describe_cuda()}) has no native bf16: expect it to '
+            "run slower than float16; use 'auto' to pick by hardware.", logging.WARNING)
 
 
 def _auto_dtype(device_type: str, float16: bool) -> Optional[str]:
@@ -152,8 +154,7 @@ def resolve_bf16(choice: Optional[str], what: str, device_type: Optional[str] = 
     return _resolve(choice, what, device_type, float16=False)
 
 
-def resolve_low_precision(choice: Optional[str], what: str,
-                          device_type: Optional[str] = None) -> Optional[str]:
+def resolve_low_precision(choice: Optional[str], what: str, device_type: Optional[str] = None) -> Optional[str]:
     """Resolves ``'auto'`` to ``'bfloat16'``, ``'float16'`` (CUDA without bf16) or None (float32).
 
     For the frozen teacher's weights and for CUDA autocast: bf16 where the device runs it natively, fp16 on
@@ -166,13 +167,14 @@ def resolve_low_precision(choice: Optional[str], what: str,
         device_type: ``'cpu'`` or ``'cuda'``; default: CUDA when visible, else CPU.
 
     Returns:
-        The dtype name, or None for float32. The decision is logged once, e.g. ``teacher dtype 'auto':
-        float16 on cuda (Tesla V100-SXM2-32GB, compute capability 7.0, no native bf16)``.
+        The dtype name, or None for float32. The decision is logged once, e.g.
+        ``teacher dtype 'auto': float16 on cuda (Tesla V100-SXM2-32GB, compute capability 7.0, ...)``.
     """
     return _resolve(choice, what, device_type, float16=True)
 
 
-def resolve_amp(dtype: Union[str, torch.dtype, None], loss_scale: LossScale = 'dynamic',
+def resolve_amp(dtype: Union[str, torch.dtype, None],
+                loss_scale: LossScale = 'dynamic',
                 device_type: str = 'cuda') -> Tuple[Optional[str], LossScale]:
     """Autocast dtype and loss scaling of mmengine's ``AmpOptimWrapper`` on ``device_type``.
 

@@ -51,11 +51,11 @@ VAL_PHOTOS = ('chelsea', 'coffee', 'rocket')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default=osp.join(REPO_ROOT, 'data', 'demo'), help='demo data folder')
-    parser.add_argument('--cache', default=None, help='download cache (default: $FDCLIP_CACHE or '
-                        '~/.cache/fdclip_mm/downloads)')
+    parser.add_argument(
+        '--cache', default=None, help='download cache (default: $FDCLIP_CACHE or '
+        '~/.cache/fdclip_mm/downloads)')
     return parser.parse_args(argv)
 
 
@@ -167,8 +167,7 @@ def write_readme(out_dir: str) -> None:
         f'  Photos bundled with scikit-image {skimage.__version__} (skimage.data), converted to RGB PNG.',
         '  Source and licence as stated in the skimage.data docstrings:',
     ]
-    lines += [f'  {name}.png  <- skimage/data/{filename}: {licence}'
-              for name, (filename, licence) in PHOTOS.items()]
+    lines += [f'  {name}.png  <- skimage/data/{filename}: {licence}' for name, (filename, licence) in PHOTOS.items()]
     os.makedirs(out_dir, exist_ok=True)
     with open(dst, 'w', encoding='utf-8') as f:
         f.write('\n'.join(lines) + '\n')

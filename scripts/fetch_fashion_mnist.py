@@ -46,8 +46,7 @@ IDX_SHA256 = {
     't10k-images-idx3-ubyte.gz': 'cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa',
     't10k-labels-idx1-ubyte.gz': '8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05',
 }
-CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag',
-           'Ankle boot')
+CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 VAL_PER_CLASS = 500
 LABELLED_PER_CLASS = {'labelled_1k': 100, 'labelled_5k': 500}
 SPLIT_SEED = 0
@@ -56,8 +55,9 @@ SPLIT_SEED = 0
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default=osp.join(REPO_ROOT, 'data', 'fashion_mnist'), help='output folder')
-    parser.add_argument('--cache', default=None, help='download cache (default: $FDCLIP_CACHE or '
-                        '~/.cache/fdclip_mm/downloads)')
+    parser.add_argument(
+        '--cache', default=None, help='download cache (default: $FDCLIP_CACHE or '
+        '~/.cache/fdclip_mm/downloads)')
     return parser.parse_args(argv)
 
 

@@ -113,7 +113,8 @@ if [ "$installed_key" != "$FDCLIP_PLAN_MMCV_KEY" ] || ! "$venv/bin/python" -c "$
 fi
 
 echo "[setup] installing the OpenMMLab stack and test tools"
-pip_quiet install -q -c "$pins" -r "$root/requirements/runtime.txt" -r "$root/requirements/tests.txt"
+pip_quiet install -q -c "$pins" -r "$root/requirements/runtime.txt" -r "$root/requirements/tests.txt" \
+  -r "$root/requirements/docs.txt"
 
 echo "[setup] installing fdclip_mm (editable)"
 pip_quiet install -q -c "$pins" --no-deps --no-build-isolation -e "$root"

@@ -109,10 +109,14 @@ def torch_facts() -> Optional[dict]:
     except ImportError:
         return None
     nvidia = osp.join(osp.dirname(osp.dirname(torch.__file__)), 'nvidia')
-    header_dirs = sorted(osp.join(nvidia, name, 'include') for name in (os.listdir(nvidia) if osp.isdir(nvidia) else [])
-                         if osp.isdir(osp.join(nvidia, name, 'include')))
-    return dict(version=torch.__version__, cuda=torch.version.cuda, archs=list(torch.cuda.get_arch_list()),
-                header_dirs=header_dirs)
+    header_dirs = sorted(
+        osp.join(nvidia, name, 'include') for name in (os.listdir(nvidia) if osp.isdir(nvidia) else [])
+        if osp.isdir(osp.join(nvidia, name, 'include')))
+    return dict(
+        version=torch.__version__,
+        cuda=torch.version.cuda,
+        archs=list(torch.cuda.get_arch_list()),
+        header_dirs=header_dirs)
 
 
 def runs_on(archs: Sequence[str], capability: Capability) -> bool:
@@ -186,8 +190,13 @@ def arch_list(env: Dict[str, str], gpus: Sequence[Gpu]) -> str:
     return ';'.join(f'{major}.{minor}' for major, minor in sorted({g.capability for g in gpus}))
 
 
-def mmcv_plan(env: Dict[str, str], device: str, gpus: Sequence[Gpu], torch: dict,
-              nvcc: Optional[Tuple[int, int]], cuda_home: Optional[str] = None, python: Optional[str] = None) -> dict:
+def mmcv_plan(env: Dict[str, str],
+              device: str,
+              gpus: Sequence[Gpu],
+              torch: dict,
+              nvcc: Optional[Tuple[int, int]],
+              cuda_home: Optional[str] = None,
+              python: Optional[str] = None) -> dict:
     """How mmcv 2.1.0 is installed for the torch in ``torch`` (see :func:`torch_facts`).
 
     Returns:
@@ -207,8 +216,15 @@ def mmcv_plan(env: Dict[str, str], device: str, gpus: Sequence[Gpu], torch: dict
         return dict(kind='lite', build_env={'MMCV_WITH_OPS': '0'}, cache_key=f'{key}-lite', prebuilt_index='')
     if device == 'cpu':
         # the CPU machine's key of earlier versions; no GPU seen, so mmcv's setup.py builds no CUDA kernels
-        return dict(kind='cpu-ops', build_env={'MMCV_WITH_OPS': '1', 'FORCE_CUDA': '0', 'CUDA_VISIBLE_DEVICES': ''},
-                    cache_key=key, prebuilt_index=prebuilt_mmcv_index(torch['version'], None) or '')
+        return dict(
+            kind='cpu-ops',
+            build_env={
+                'MMCV_WITH_OPS': '1',
+                'FORCE_CUDA': '0',
+                'CUDA_VISIBLE_DEVICES': ''
+            },
+            cache_key=key,
+            prebuilt_index=prebuilt_mmcv_index(torch['version'], None) or '')
     cuda = torch.get('cuda')
     if not cuda:
         raise PlanError(f'torch {torch["version"]} is a CPU build: set FDCLIP_TORCH_INDEX to a CUDA one, '
@@ -236,8 +252,11 @@ def mmcv_plan(env: Dict[str, str], device: str, gpus: Sequence[Gpu], torch: dict
         # packages (nvcc, runtime) lacks; torch's own nvidia-* wheels carry them.
         if not osp.isfile(osp.join(cuda_home, 'include', 'cusparse.h')) and torch.get('header_dirs'):
             build_env['CPATH'] = os.pathsep.join([*torch['header_dirs'], *filter(None, [env.get('CPATH')])])
-    return dict(kind='cuda-ops', build_env=build_env, cache_key=f'{key}-cu{cuda.replace(".", "")}-sm{sm}',
-                prebuilt_index=prebuilt_mmcv_index(torch['version'], cuda) or '')
+    return dict(
+        kind='cuda-ops',
+        build_env=build_env,
+        cache_key=f'{key}-cu{cuda.replace(".", "")}-sm{sm}',
+        prebuilt_index=prebuilt_mmcv_index(torch['version'], cuda) or '')
 
 
 def shell(assignments: Dict[str, str]) -> str:
@@ -250,16 +269,17 @@ def exports(build_env: Dict[str, str]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('phase', choices=('torch', 'mmcv', 'show'),
-                        help='torch / mmcv: shell assignments for setup_env.sh; show: the whole plan, readable')
+    parser.add_argument(
+        'phase',
+        choices=('torch', 'mmcv', 'show'),
+        help='torch / mmcv: shell assignments for setup_env.sh; show: the whole plan, readable')
     args = parser.parse_args(argv)
     env = dict(os.environ)
     gpus = query_gpus()
     try:
         plan = torch_plan(env, gpus, driver_cuda_version())
         if args.phase == 'torch':
-            print(shell({'FDCLIP_PLAN_DEVICE': plan['device'], 'FDCLIP_PLAN_TORCH_INDEX': plan['torch_index']}),
-                  end='')
+            print(shell({'FDCLIP_PLAN_DEVICE': plan['device'], 'FDCLIP_PLAN_TORCH_INDEX': plan['torch_index']}), end='')
             return 0
         facts = torch_facts()
         if args.phase == 'show':
@@ -279,9 +299,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'[setup] error: {error}', file=sys.stderr)
         return 2
     if args.phase == 'mmcv':
-        print(shell({'FDCLIP_PLAN_MMCV_KIND': mmcv['kind'], 'FDCLIP_PLAN_MMCV_KEY': mmcv['cache_key'],
-                     'FDCLIP_PLAN_MMCV_EXPORTS': exports(mmcv['build_env']),
-                     'FDCLIP_PLAN_MMCV_PREBUILT': mmcv['prebuilt_index']}), end='')
+        print(
+            shell({
+                'FDCLIP_PLAN_MMCV_KIND': mmcv['kind'],
+                'FDCLIP_PLAN_MMCV_KEY': mmcv['cache_key'],
+                'FDCLIP_PLAN_MMCV_EXPORTS': exports(mmcv['build_env']),
+                'FDCLIP_PLAN_MMCV_PREBUILT': mmcv['prebuilt_index']
+            }),
+            end='')
         return 0
     print(f'mmcv: {mmcv["kind"]}; build: {" ".join(f"{k}={v}" for k, v in mmcv["build_env"].items())}')
     print(f'mmcv cache key: {mmcv["cache_key"]}')

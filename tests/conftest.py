@@ -11,8 +11,12 @@ import torch
 os.environ['FDCLIP_CPU_BF16'] = '0'
 
 
-def clip_visual_state_dict(width: int = 32, layers: int = 2, patch: int = 8, image: int = 32,
-                           out_dim: int = 16, seed: int = 0) -> dict:
+def clip_visual_state_dict(width: int = 32,
+                           layers: int = 2,
+                           patch: int = 8,
+                           image: int = 32,
+                           out_dim: int = 16,
+                           seed: int = 0) -> dict:
     """Random weights of an OpenAI-layout CLIP visual tower (``visual.`` keys, as in ``ViT-B-16.pt``)."""
     gen = torch.Generator().manual_seed(seed)
 
@@ -49,8 +53,7 @@ def clip_visual_state_dict(width: int = 32, layers: int = 2, patch: int = 8, ima
     return {'visual.' + k: v for k, v in sd.items()}
 
 
-def dinov2_state_dict(hidden: int = 32, layers: int = 2, patch: int = 14, image: int = 28,
-                      seed: int = 0) -> dict:
+def dinov2_state_dict(hidden: int = 32, layers: int = 2, patch: int = 14, image: int = 28, seed: int = 0) -> dict:
     """Random weights in Hugging Face ``Dinov2Model`` naming (the layout of the demo's real teacher)."""
     gen = torch.Generator().manual_seed(seed)
 
@@ -93,8 +96,8 @@ def timm_vit_state_dict(width: int = 32, depth: int = 2, patch: int = 8, image: 
     """Random weights of a timm ``VisionTransformer`` (the layout MAE, DINO and DeiT publish)."""
     from timm.models.vision_transformer import VisionTransformer
     torch.manual_seed(seed)
-    model = VisionTransformer(img_size=image, patch_size=patch, embed_dim=width, depth=depth, num_heads=2,
-                              num_classes=0)
+    model = VisionTransformer(
+        img_size=image, patch_size=patch, embed_dim=width, depth=depth, num_heads=2, num_classes=0)
     return model.state_dict()
 
 
@@ -181,8 +184,16 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_teacher_cfg(family: str, path: str, width: int = 32, layers: int = 2, heads: int = 2, patch: int = 8,
-                     image: int = 32, img_size=None, seed: int = 0, dtype=None) -> dict:
+def tiny_teacher_cfg(family: str,
+                     path: str,
+                     width: int = 32,
+                     layers: int = 2,
+                     heads: int = 2,
+                     patch: int = 8,
+                     image: int = 32,
+                     img_size=None,
+                     seed: int = 0,
+                     dtype=None) -> dict:
     """Writes a random checkpoint of ``family`` in its published layout to ``path``; returns the teacher config.
 
     ``family``: ``'clip'`` (OpenAI layout), ``'dinov2'`` (Hugging Face names) or ``'timm_vit'`` (``{'model': ...}``).
@@ -193,15 +204,22 @@ def tiny_teacher_cfg(family: str, path: str, width: int = 32, layers: int = 2, h
     elif family == 'dinov2':
         torch.save(dinov2_state_dict(hidden=width, layers=layers, patch=patch, image=image, seed=seed), path)
     elif family == 'timm_vit':
-        torch.save({'model': timm_vit_state_dict(width=width, depth=layers, patch=patch, image=image, seed=seed)},
-                   path)
+        torch.save({'model': timm_vit_state_dict(width=width, depth=layers, patch=patch, image=image, seed=seed)}, path)
     else:
         raise NotImplementedError(f'no tiny checkpoint for teacher family {family}')
-    return teacher_config(family, path, arch=tiny_vit_arch(width, layers, heads), patch_size=patch,
-                          img_size=img_size if img_size is not None else image, dtype=dtype)
+    return teacher_config(
+        family,
+        path,
+        arch=tiny_vit_arch(width, layers, heads),
+        patch_size=patch,
+        img_size=img_size if img_size is not None else image,
+        dtype=dtype)
 
 
-def swin_authors_state_dict(arch: dict, window_size: int = 7, img_size: int = 224, stage_cfgs=None,
+def swin_authors_state_dict(arch: dict,
+                            window_size: int = 7,
+                            img_size: int = 224,
+                            stage_cfgs=None,
                             seed: int = 0) -> dict:
     """Random Swin weights in its authors' layout (microsoft/Swin-Transformer, EsViT), buffers included.
 
@@ -211,8 +229,12 @@ def swin_authors_state_dict(arch: dict, window_size: int = 7, img_size: int = 22
     """
     from mmpretrain.models import SwinTransformer
     torch.manual_seed(seed)
-    model = SwinTransformer(arch=arch, img_size=img_size, window_size=window_size,
-                            stage_cfgs=stage_cfgs or dict(), out_indices=(len(arch['depths']) - 1, ))
+    model = SwinTransformer(
+        arch=arch,
+        img_size=img_size,
+        window_size=window_size,
+        stage_cfgs=stage_cfgs or dict(),
+        out_indices=(len(arch['depths']) - 1, ))
     last = len(arch['depths']) - 1
     out = {}
     for key, value in model.state_dict().items():
@@ -230,7 +252,11 @@ def swin_authors_state_dict(arch: dict, window_size: int = 7, img_size: int = 22
     return out
 
 
-def esvit_checkpoint(path: str, arch: dict, window_size: int = 7, img_size: int = 224, stage_cfgs=None,
+def esvit_checkpoint(path: str,
+                     arch: dict,
+                     window_size: int = 7,
+                     img_size: int = 224,
+                     stage_cfgs=None,
                      seed: int = 0) -> dict:
     """An EsViT ``checkpoint_best.pth`` look-alike: DDP-prefixed student and teacher, projection heads included.
 
@@ -238,8 +264,11 @@ def esvit_checkpoint(path: str, arch: dict, window_size: int = 7, img_size: int 
     """
     backbone = swin_authors_state_dict(arch, window_size, img_size, stage_cfgs, seed)
     width = arch['embed_dims'] * 2**(len(arch['depths']) - 1)
-    heads = {'head.mlp.0.weight': torch.randn(16, width), 'head.last_layer.weight_g': torch.ones(1, 8),
-             'head_dense.mlp.0.weight': torch.randn(16, width)}
+    heads = {
+        'head.mlp.0.weight': torch.randn(16, width),
+        'head.last_layer.weight_g': torch.ones(1, 8),
+        'head_dense.mlp.0.weight': torch.randn(16, width)
+    }
     wrapped = {'module.backbone.' + k: v for k, v in backbone.items()}
     wrapped.update({'module.' + k: v for k, v in heads.items()})
     torch.save(dict(student=wrapped, teacher={'backbone.' + k: v for k, v in backbone.items()}, epoch=300), path)

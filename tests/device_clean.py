@@ -29,8 +29,8 @@ from torch.utils._pytree import tree_leaves
 aten = torch.ops.aten
 COPY_OPS = frozenset({aten.copy_.default, aten._to_copy.default})
 #: Ops whose second argument is a list of indices that CUDA accepts on the CPU.
-INDEX_OPS = frozenset({aten.index.Tensor, aten.index_put.default, aten.index_put_.default,
-                       aten._index_put_impl_.default})
+INDEX_OPS = frozenset(
+    {aten.index.Tensor, aten.index_put.default, aten.index_put_.default, aten._index_put_impl_.default})
 META = torch.device('meta')
 
 
@@ -83,11 +83,14 @@ def stepped_parameters(model: nn.Module, optim_wrapper: OptimWrapper) -> Set[str
 def trainable(model: nn.Module, but: Iterable[str] = ()) -> Set[str]:
     """Names of the parameters that require grad, less those starting with a prefix in ``but``."""
     prefixes = tuple(but)
-    return {name for name, p in model.named_parameters()
-            if p.requires_grad and not (prefixes and name.startswith(prefixes))}
+    return {
+        name
+        for name, p in model.named_parameters() if p.requires_grad and not (prefixes and name.startswith(prefixes))
+    }
 
 
-def meta_train_step(model: nn.Module, data: dict,
+def meta_train_step(model: nn.Module,
+                    data: dict,
                     make_optim_wrapper: Callable[[nn.Module], OptimWrapper] = adamw) -> Dict[str, object]:
     """``model.train_step(data, optim_wrapper)`` on the meta device under :class:`RefuseCPUTensors`.
 

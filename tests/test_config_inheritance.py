@@ -22,19 +22,24 @@ def test_base_config_names_installed_configs_only():
 
 def test_an_unmodified_mmengine_parses_a_config_inheriting_ours(tmp_path):
     """A fresh interpreter with nothing of ours imported, as mmdet's tools/train.py parses a user's config."""
-    (tmp_path / 'user.py').write_text(textwrap.dedent("""
+    (tmp_path / 'user.py').write_text(
+        textwrap.dedent("""
         _base_ = __import__('fdclip_mm').base_config('demo/upernet_fdvit-t14-6l_labelme-ade.py')
         model = dict(backbone=dict(init_cfg=None))
     """))
     code = ('import sys; from mmengine.config import Config; assert "fdclip_mm" not in sys.modules; '
             'cfg = Config.fromfile(sys.argv[1]); '
             'print(cfg.model.backbone.type, cfg.model.backbone.init_cfg, cfg.custom_imports.imports)')
-    proc = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'user.py')], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'user.py')],
+                          capture_output=True,
+                          text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ['fdclip_mm.FDViT', 'None', "['fdclip_mm']"]
     (tmp_path / 'scoped.py').write_text("_base_ = 'fdclip_mm::demo/upernet_fdvit-t14-6l_labelme-ade.py'\n")
-    plain = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'scoped.py')], capture_output=True, text=True,
+    plain = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'scoped.py')],
+                           capture_output=True,
+                           text=True,
                            timeout=120)
     assert 'mmengine does not support to load fdclip_mm config' in plain.stderr  # why base_config exists
     # an editable install (this checkout's .venv) has the configs where base_config points, not in site-packages

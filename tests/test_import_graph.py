@@ -35,8 +35,9 @@ def imports_of(name: str, path: str, modules: Dict[str, str]) -> Set[str]:
             else:
                 module = node.module or ''
             # `from pkg import sub` imports the submodule when there is one, else a name of pkg's __init__
-            targets = [f'{module}.{alias.name}' if f'{module}.{alias.name}' in modules else module
-                       for alias in node.names]
+            targets = [
+                f'{module}.{alias.name}' if f'{module}.{alias.name}' in modules else module for alias in node.names
+            ]
         else:
             continue
         found.update(t for t in targets if t in modules and t != name)

@@ -13,8 +13,10 @@ from fdclip_mm.registry import MODELS
 @pytest.fixture
 def native_bf16(monkeypatch):
     """Pretend the CPU has (True) or lacks (False) native bf16."""
+
     def set_native(value: bool) -> None:
         monkeypatch.setenv('FDCLIP_CPU_BF16', '1' if value else '0')
+
     return set_native
 
 
@@ -92,6 +94,7 @@ H100 = ('NVIDIA H100 80GB HBM3', (9, 0))
 def fake_gpu(monkeypatch):
     """Pretend a CUDA device with the given (name, capability) is visible; torch's emulation-inclusive
     ``is_bf16_supported`` answers True, as it does on a real V100, and must not decide."""
+
     def set_gpu(gpu) -> None:
         name, capability = gpu
         monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
@@ -99,6 +102,7 @@ def fake_gpu(monkeypatch):
         monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
         monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)
         monkeypatch.setattr(torch.version, 'hip', None)
+
     return set_gpu
 
 
@@ -138,8 +142,10 @@ def test_cuda_log_lines_name_the_gpu(fake_gpu, log_lines):
     fake_gpu(V100)
     precision.resolve_low_precision('auto', 'teacher dtype')
     precision.resolve_low_precision('auto', 'teacher dtype')
-    assert log_lines == ["teacher dtype 'auto': float16 on cuda "
-                         '(Tesla V100-SXM2-32GB, compute capability 7.0, no native bf16)']
+    assert log_lines == [
+        "teacher dtype 'auto': float16 on cuda "
+        '(Tesla V100-SXM2-32GB, compute capability 7.0, no native bf16)'
+    ]
     fake_gpu(H100)
     precision.resolve_bf16('auto', 'FSDP2 param_dtype')
     assert log_lines[-1] == ("FSDP2 param_dtype 'auto': bfloat16 on cuda "

@@ -22,10 +22,8 @@ from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import Runner
 
 import fdclip_mm  # noqa: F401  (registers our modules)
-
 from fdclip_mm.engine import merge_cfg_options
-from fdclip_mm.models.algorithms.teacher_target_cache import (dataset_image_paths, training_pipeline,
-                                                              write_target_cache)
+from fdclip_mm.models.algorithms.teacher_target_cache import dataset_image_paths, training_pipeline, write_target_cache
 from fdclip_mm.models.feature_map import FeatureMap
 from fdclip_mm.registry import MODELS
 
@@ -75,8 +73,11 @@ def main(argv=None) -> int:
     model_cfg = cfg.model.copy()
     model_cfg.pop('target_cache', None)
     loader_cfg = cfg.train_dataloader.copy()
-    loader_cfg.update(batch_size=args.batch_size, persistent_workers=False, drop_last=False,
-                      sampler=dict(type='DefaultSampler', shuffle=False))
+    loader_cfg.update(
+        batch_size=args.batch_size,
+        persistent_workers=False,
+        drop_last=False,
+        sampler=dict(type='DefaultSampler', shuffle=False))
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmpretrain')):
         init_default_scope(cfg.get('default_scope', 'mmpretrain'))
         model = MODELS.build(model_cfg).eval()
@@ -94,12 +95,16 @@ def main(argv=None) -> int:
                 rate = len(keys) / max(time.time() - start, 1e-9)
                 print(f'[cache] {len(keys)}/{total} images, {rate:.1f} img/s', flush=True)
     teacher = cfg.model.teacher
-    meta = dict(teacher_type=teacher.get('type'), teacher_checkpoint=teacher.get('checkpoint'),
-                config=osp.abspath(args.config), dtype=str(model.teacher.compute_dtype or torch.float32),
-                img_size=list(data['inputs']['student'].shape[-2:]),
-                pipeline=training_pipeline(cfg.train_dataloader.dataset))
-    features = FeatureMap(torch.cat([c.patches for c in chunks]).half(),
-                          None if chunks[0].cls_token is None else torch.cat([c.cls_token for c in chunks]).half())
+    meta = dict(
+        teacher_type=teacher.get('type'),
+        teacher_checkpoint=teacher.get('checkpoint'),
+        config=osp.abspath(args.config),
+        dtype=str(model.teacher.compute_dtype or torch.float32),
+        img_size=list(data['inputs']['student'].shape[-2:]),
+        pipeline=training_pipeline(cfg.train_dataloader.dataset))
+    features = FeatureMap(
+        torch.cat([c.patches for c in chunks]).half(),
+        None if chunks[0].cls_token is None else torch.cat([c.cls_token for c in chunks]).half())
     write_target_cache(args.out, keys, features, meta, overwrite=args.overwrite)
     print(f'[done] {args.out}: {len(keys)} images, patch grid {features.grid}, {features.patches.shape[1]} channels, '
           f'{time.time() - start:.0f} s')

@@ -60,8 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--work-dir', default='work_dirs/reproduce')
     parser.add_argument('--data-root', default='data/fashion_mnist', help='scripts/fetch_fashion_mnist.py output')
-    parser.add_argument('--teacher', default='data/demo/weights/dinov2_vits14.pth',
-                        help='DINOv2 weights (scripts/fetch_demo_data.py)')
+    parser.add_argument(
+        '--teacher', default='data/demo/weights/dinov2_vits14.pth', help='DINOv2 weights (scripts/fetch_demo_data.py)')
     parser.add_argument('--stages', nargs='+', default=list(STAGE_GROUPS), choices=STAGE_GROUPS)
     parser.add_argument('--quick', action='store_true', help='a few hundred images, 1-2 epochs per stage')
     parser.add_argument('--threads', type=int, default=2, help='torch threads of every stage')
@@ -114,12 +114,16 @@ class Reproduction:
 
     def data_options(self) -> List[str]:
         """Point every loader at ``--data-root``; in quick mode also shrink them."""
-        options = [f'{loader}.dataset.data_root={self.data_root}'
-                   for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+        options = [
+            f'{loader}.dataset.data_root={self.data_root}'
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        ]
         if self.args.quick:
-            options += ['train_dataloader.batch_size=32', 'val_dataloader.dataset.indices=64',
-                        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
-                        'test_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False']
+            options += [
+                'train_dataloader.batch_size=32', 'val_dataloader.dataset.indices=64', 'train_dataloader.num_workers=0',
+                'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+                'train_dataloader.persistent_workers=False'
+            ]
         return options
 
     @functools.cached_property
@@ -127,8 +131,11 @@ class Reproduction:
         """The ViT arch of the ``--teacher`` file (ViT-S for the real DINOv2; tests give a smaller one)."""
         from fdclip_mm.converters.dinov2_weights import check_dinov2_state_dict, load_dinov2_checkpoint
         arch = check_dinov2_state_dict(load_dinov2_checkpoint(self.teacher), source=self.teacher)
-        return dict(embed_dims=arch.embed_dims, num_layers=arch.depth, num_heads=arch.num_heads,
-                    feedforward_channels=arch.mlp_dims)
+        return dict(
+            embed_dims=arch.embed_dims,
+            num_layers=arch.depth,
+            num_heads=arch.num_heads,
+            feedforward_channels=arch.mlp_dims)
 
     def arch_options(self, backbone: str) -> List[str]:
         """``--cfg-options`` that give the backbone at ``backbone`` (a config key) the teacher's arch."""
@@ -139,19 +146,24 @@ class Reproduction:
         return [f'model.teacher.checkpoint={self.teacher}', *self.arch_options('model.teacher.backbone')]
 
     def distill_options(self) -> List[str]:
-        options = self.data_options() + [*self.teacher_options(),
-                                         f'model.target_cache={self.path("teacher_targets.pth")}']
+        options = self.data_options() + [
+            *self.teacher_options(), f'model.target_cache={self.path("teacher_targets.pth")}'
+        ]
         if self.args.quick:
-            options += ['train_dataloader.dataset.indices=256', f'train_cfg.max_epochs={self.distill_epochs}',
-                        f'default_hooks.checkpoint.interval={self.distill_epochs}']
+            options += [
+                'train_dataloader.dataset.indices=256', f'train_cfg.max_epochs={self.distill_epochs}',
+                f'default_hooks.checkpoint.interval={self.distill_epochs}'
+            ]
         return options
 
     def finetune_options(self, seed: int) -> List[str]:
         options = self.data_options() + [f'randomness.seed={seed}']
         if self.args.quick:
-            options += [f'train_cfg.max_epochs={self.finetune_epochs}', f'train_cfg.val_interval={self.finetune_epochs}',
-                        f'default_hooks.checkpoint.interval={self.finetune_epochs}',
-                        'train_dataloader.dataset.indices=128', 'test_dataloader.dataset.indices=200']
+            options += [
+                f'train_cfg.max_epochs={self.finetune_epochs}', f'train_cfg.val_interval={self.finetune_epochs}',
+                f'default_hooks.checkpoint.interval={self.finetune_epochs}', 'train_dataloader.dataset.indices=128',
+                'test_dataloader.dataset.indices=200'
+            ]
         return options
 
     def checkpoint_of(self, run_dir: str) -> str:
@@ -161,9 +173,11 @@ class Reproduction:
     def train(self, name: str, config: str, run_dir: str, options: List[str]) -> None:
         """A ``tools/train.py`` stage with ``--resume``: a rerun continues a run cut short (its checkpoints are
         kept); the stage is done once the run finished, which ``run_dir/trained`` records."""
-        self.run_stage(name, osp.join(run_dir, TRAINED_MARK),
-                       ['tools/train.py', config, '--work-dir', run_dir, '--resume', '--cfg-options', *options],
-                       after=lambda: self.mark_trained(run_dir))
+        self.run_stage(
+            name,
+            osp.join(run_dir, TRAINED_MARK),
+            ['tools/train.py', config, '--work-dir', run_dir, '--resume', '--cfg-options', *options],
+            after=lambda: self.mark_trained(run_dir))
 
     def mark_trained(self, run_dir: str) -> None:
         """Writes ``run_dir/trained`` (the final checkpoint's path) after a training stage succeeded."""
@@ -172,8 +186,10 @@ class Reproduction:
 
     # ----------------------------------------------------------------------------------------- stages
     def targets(self) -> None:
-        command = ['tools/cache_teacher_targets.py', FD_CONFIG, '--out', self.path('teacher_targets.pth'),
-                   '--batch-size', '128', '--cfg-options', *self.distill_options()]
+        command = [
+            'tools/cache_teacher_targets.py', FD_CONFIG, '--out',
+            self.path('teacher_targets.pth'), '--batch-size', '128', '--cfg-options', *self.distill_options()
+        ]
         command.remove(f'model.target_cache={self.path("teacher_targets.pth")}')
         self.run_stage('targets', self.path('teacher_targets.pth'), command)
 
@@ -182,37 +198,43 @@ class Reproduction:
         run_dir = self.path('distill', variant)
         self.train(f'distill {variant}', config, run_dir, self.distill_options())
         weights = self.path('weights', f'fd_{variant}_cls.pth')
-        self.run_stage(f'convert {variant}', weights,
-                       ['tools/model_converters/fd_to_classifier.py', run_dir, weights])
+        self.run_stage(f'convert {variant}', weights, ['tools/model_converters/fd_to_classifier.py', run_dir, weights])
         return weights
 
     def teacher_weights(self) -> str:
         weights = self.path('weights', f'dinov2_cls_{IMG_SIZE}.pth')
-        self.run_stage('convert teacher', weights, ['tools/model_converters/dinov2_to_classifier.py', self.teacher,
-                                                    weights, '--img-size', str(IMG_SIZE)])
+        self.run_stage(
+            'convert teacher', weights,
+            ['tools/model_converters/dinov2_to_classifier.py', self.teacher, weights, '--img-size',
+             str(IMG_SIZE)])
         return weights
 
     def finetune(self, row: str, seed: int, config: str, options: List[str]) -> None:
         run_dir = self.path('finetune', row, f'seed{seed}')
         self.train(f'finetune {row} seed {seed}', config, run_dir, [*self.finetune_options(seed), *options])
         test_dir = osp.join(run_dir, 'test')
-        self.run_stage(f'test {row} seed {seed}', osp.join(test_dir, 'metrics_file'),
-                       ['tools/test.py', config, self.checkpoint_of(run_dir), '--work-dir', test_dir,
-                        '--cfg-options', *self.finetune_options(seed), *options],
-                       after=lambda: mark_metrics_file(test_dir))
+        self.run_stage(
+            f'test {row} seed {seed}',
+            osp.join(test_dir, 'metrics_file'), [
+                'tools/test.py', config,
+                self.checkpoint_of(run_dir), '--work-dir', test_dir, '--cfg-options', *self.finetune_options(seed),
+                *options
+            ],
+            after=lambda: mark_metrics_file(test_dir))
 
     def frozen(self) -> None:
         fd = self.checkpoint_of(self.path('distill', 'main'))
         limit = ['--num-train', '128', '--num-test', '200'] if self.args.quick else []
         common = self.teacher_options()
         self.run_stage('frozen features', self.path('frozen', 'frozen_features.json'), [
-            'tools/analysis/frozen_features.py', '--data-prefix', osp.join(self.data_root, 'images'),
-            '--train-ann', osp.join(self.data_root, 'meta', 'labelled_1k.txt'),
-            '--test-ann', osp.join(self.data_root, 'meta', 'test.txt'), *limit,
-            '--out', self.path('frozen', 'frozen_features.json'),
-            '--model', 'DINOv2 teacher', FD_CONFIG, 'part=teacher', *common,
-            '--model', 'FD student', FD_CONFIG, fd, 'part=student', *common,
-            '--model', 'random init', FD_CONFIG, 'part=student', *common])
+            'tools/analysis/frozen_features.py', '--data-prefix',
+            osp.join(self.data_root, 'images'), '--train-ann',
+            osp.join(self.data_root, 'meta', 'labelled_1k.txt'), '--test-ann',
+            osp.join(self.data_root, 'meta', 'test.txt'), *limit, '--out',
+            self.path('frozen', 'frozen_features.json'), '--model', 'DINOv2 teacher', FD_CONFIG, 'part=teacher',
+            *common, '--model', 'FD student', FD_CONFIG, fd, 'part=student', *common, '--model', 'random init',
+            FD_CONFIG, 'part=student', *common
+        ])
 
     def analysis(self) -> None:
         fd = self.checkpoint_of(self.path('distill', 'main'))
@@ -221,14 +243,21 @@ class Reproduction:
             ['--model', 'DINOv2 teacher', FD_CONFIG, 'part=teacher', *common],
             ['--model', 'FD student', FD_CONFIG, fd, 'part=student', *common],
             ['--model', 'random init', FD_CONFIG, 'part=student', *common],
-            ['--model', 'FD fine-tuned', FT_CONFIG, self.checkpoint_of(self.path('finetune', 'fd', 'seed0')),
-             'part=backbone', 'model.backbone.init_cfg=None'],
-            ['--model', 'scratch fine-tuned', FT_CONFIG,
-             self.checkpoint_of(self.path('finetune', 'scratch', 'seed0')), 'part=backbone',
-             'model.backbone.init_cfg=None'],
+            [
+                '--model', 'FD fine-tuned', FT_CONFIG,
+                self.checkpoint_of(self.path('finetune', 'fd', 'seed0')), 'part=backbone',
+                'model.backbone.init_cfg=None'
+            ],
+            [
+                '--model', 'scratch fine-tuned', FT_CONFIG,
+                self.checkpoint_of(self.path('finetune', 'scratch', 'seed0')), 'part=backbone',
+                'model.backbone.init_cfg=None'
+            ],
         ]
-        images = [osp.join(self.data_root, 'images', 'test'), '--num-images', '16' if self.args.quick else '64',
-                  '--out-dir', self.path('analysis'), '--batch-size', '16']
+        images = [
+            osp.join(self.data_root, 'images', 'test'), '--num-images', '16' if self.args.quick else '64', '--out-dir',
+            self.path('analysis'), '--batch-size', '16'
+        ]
         flat = [token for model in models for token in model]
         self.run_stage('attention distance', self.path('analysis', 'attention_distance.json'),
                        ['tools/analysis/attention_distance.py', *images, *flat])
@@ -247,9 +276,10 @@ class Reproduction:
         if 'main' in stages:
             fd_weights = self.distill('main')
             teacher_weights = self.teacher_weights()
-            teacher_options = [f'model.backbone.init_cfg.checkpoint={teacher_weights}',
-                               *self.arch_options('model.backbone'),
-                               f'model.head.in_channels={self.teacher_arch["embed_dims"]}']
+            teacher_options = [
+                f'model.backbone.init_cfg.checkpoint={teacher_weights}', *self.arch_options('model.backbone'),
+                f'model.head.in_channels={self.teacher_arch["embed_dims"]}'
+            ]
             for seed in self.seeds:
                 self.finetune('scratch', seed, FT_CONFIG, ['model.backbone.init_cfg=None'])
                 self.finetune('fd', seed, FT_CONFIG, [f'model.backbone.init_cfg.checkpoint={fd_weights}'])
@@ -266,9 +296,18 @@ class Reproduction:
         if 'main' in stages:  # the teacher's other seeds last: they cost as much as all the ablations
             for seed in self.seeds[1:]:
                 self.finetune('teacher', seed, TEACHER_FT_CONFIG, teacher_options)
-        report = write_report(self.work_dir, dict(variants={k: v[0] for k, v in VARIANTS.items()}, fd=FD_CONFIG,
-                                                   finetune=FT_CONFIG, teacher_finetune=TEACHER_FT_CONFIG,
-                                                   quick=self.args.quick, threads=self.args.threads))
+        report = write_report(
+            self.work_dir,
+            dict(
+                variants={
+                    k: v[0]
+                    for k, v in VARIANTS.items()
+                },
+                fd=FD_CONFIG,
+                finetune=FT_CONFIG,
+                teacher_finetune=TEACHER_FT_CONFIG,
+                quick=self.args.quick,
+                threads=self.args.threads))
         print(f'[done] {report}')
         return report
 

@@ -86,8 +86,10 @@ def _machine() -> str:
 
 
 def finetune_table(root: str) -> List[str]:
-    lines = ['| model | fine-tuned top-1 on the 10k test images, mean ± std | per seed (test) | per seed '
-             '(validation, 2k held-out train images) |', '|---|---|---|---|']
+    lines = [
+        '| model | fine-tuned top-1 on the 10k test images, mean ± std | per seed (test) | per seed '
+        '(validation, 2k held-out train images) |', '|---|---|---|---|'
+    ]
     for row, label in MAIN_ROWS:
         runs = sorted(glob.glob(osp.join(root, 'finetune', row, 'seed*')))
         tests = [test_top1(run) for run in runs]
@@ -115,8 +117,10 @@ def frozen_table(root: str) -> List[str]:
 
 
 def ablation_table(root: str) -> List[str]:
-    lines = ['| distillation variant | final training loss | held-out feature error | fine-tuned top-1 (test, '
-             'seed 0) |', '|---|---|---|---|']
+    lines = [
+        '| distillation variant | final training loss | held-out feature error | fine-tuned top-1 (test, '
+        'seed 0) |', '|---|---|---|---|'
+    ]
     for variant, label in ABLATIONS:
         run = osp.join(root, 'distill', variant)
         finetune = osp.join(root, 'finetune', 'fd' if variant == 'main' else f'fd-{variant}', 'seed0')
@@ -159,8 +163,10 @@ def timing_table(root: str) -> List[str]:
         with open(path) as f:
             timings = json.load(f)
     lines = ['| stage | wall time (s) |', '|---|---|']
-    groups = ['targets', 'distill main', 'finetune scratch', 'test scratch', 'finetune fd', 'test fd',
-              'finetune teacher', 'test teacher', 'frozen features', 'attention distance', 'attention maps']
+    groups = [
+        'targets', 'distill main', 'finetune scratch', 'test scratch', 'finetune fd', 'test fd', 'finetune teacher',
+        'test teacher', 'frozen features', 'attention distance', 'attention maps'
+    ]
     groups += [f'distill {v}' for v, _ in ABLATIONS if v != 'main']
     groups += [f'finetune fd-{v}' for v, _ in ABLATIONS if v != 'main']
     for group in groups:
@@ -189,28 +195,40 @@ def write_report(root: str, configs: dict) -> str:
     lines = [
         '# Feature Distillation at laptop scale: Fashion-MNIST, DINOv2 ViT-S/14 -> 4-layer FDViT',
         '',
-        f'Written {now} on {_machine()}' + (' (--quick: tiny budget, numbers are not results)'
-                                             if configs.get('quick') else '') + '.',
+        f'Written {now} on {_machine()}' +
+        (' (--quick: tiny budget, numbers are not results)' if configs.get('quick') else '') + '.',
         '',
         f'Configs: distillation `{configs["fd"]}`, fine-tuning `{configs["finetune"]}` (scratch and FD rows), '
         f'`{configs["teacher_finetune"]}` (teacher). Ablations: ' +
         ', '.join(f'`{v}`' for k, v in variants.items() if k != 'main') + '.',
         '',
         '## Fine-tuning (1,000 labelled images, one recipe, 30 epochs)',
-        '', *finetune_table(root), '',
+        '',
+        *finetune_table(root),
+        '',
         '## Frozen features (train: the 1,000 labelled images)',
-        '', *frozen_table(root), '',
+        '',
+        *frozen_table(root),
+        '',
         '## Ablations (same distillation budget; fine-tuned like the FD row)',
-        '', *ablation_table(root), '',
+        '',
+        *ablation_table(root),
+        '',
         '## Attention distance per layer (64 test images)',
-        '', *attention_table(root), '',
+        '',
+        *attention_table(root),
+        '',
         'Plots: `analysis/attention_distance.png` (fig. 1: distance per head and layer), '
         '`analysis/attention_maps_*.png` (figs. 2-4: average attention map of every layer).',
         '',
         '## Diagnostic runs (outside the fixed-recipe comparison)',
-        '', *diagnostics_table(root), '',
+        '',
+        *diagnostics_table(root),
+        '',
         '## Wall time per stage',
-        '', *timing_table(root), '',
+        '',
+        *timing_table(root),
+        '',
     ]
     path = osp.join(root, 'REPORT.md')
     with open(path, 'w') as f:

@@ -19,16 +19,20 @@ import sys
 import warnings
 from typing import Dict
 
-
 # mmengine 0.10.7 imports setuptools' deprecated pkg_resources: not the user's to act on.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+# The imports below must follow the filter (E402). isort leaves them as they are: it would wrap the noqa
+# of the long import onto a line that flake8 does not read for the statement.
+# isort: off
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.evaluator import DumpResults  # noqa: E402
 
 import fdclip_mm  # noqa: F401,E402  (registers our modules)
-from fdclip_mm.engine import (DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group,  # noqa: E402
-                              is_cpu_only, merge_cfg_options, prepare_cpu_distributed)
+from fdclip_mm.engine import (  # noqa: E402
+    DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group, is_cpu_only, merge_cfg_options,
+    prepare_cpu_distributed)
 from fdclip_mm.precision import warn_if_bf16_is_slow  # noqa: E402
+# isort: on
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,10 +45,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
-    parser.add_argument(
-        '--out', help='dump the predictions to this pickle file (.pkl or .pickle) with DumpResults')
-    parser.add_argument(
-        '--amp', action='store_true', help='test with automatic mixed precision (bfloat16 on CPU)')
+    parser.add_argument('--out', help='dump the predictions to this pickle file (.pkl or .pickle) with DumpResults')
+    parser.add_argument('--amp', action='store_true', help='test with automatic mixed precision (bfloat16 on CPU)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -54,11 +56,7 @@ def parse_args() -> argparse.Namespace:
         'key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]". '
         'Note that the quotation marks are necessary and that no white space is allowed. '
         'data_root=DIR moves every dataset and evaluator file of the config under DIR.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:

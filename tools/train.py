@@ -27,17 +27,21 @@ from typing import Optional
 
 # mmengine 0.10.7 imports setuptools' deprecated pkg_resources: not the user's to act on.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+# The imports below must follow the filter (E402). isort leaves them as they are: it would wrap the noqa
+# of the long import onto a line that flake8 does not read for the statement.
+# isort: off
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.device import get_device  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
 import fdclip_mm  # noqa: F401,E402  (registers our modules)
-from fdclip_mm.engine import (DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group,  # noqa: E402
-                              is_cpu_only, merge_cfg_options, prepare_cpu_distributed, refuse_to_replace_run)
+from fdclip_mm.engine import (  # noqa: E402
+    DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group, is_cpu_only, merge_cfg_options,
+    prepare_cpu_distributed, refuse_to_replace_run)
 from fdclip_mm.precision import resolve_amp  # noqa: E402
+# isort: on
 
-AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper',
-                'fdclip_mm.CPUAmpOptimWrapper')
+AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper', 'fdclip_mm.CPUAmpOptimWrapper')
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,8 +71,7 @@ def parse_args() -> argparse.Namespace:
         help='enable automatic mixed precision training: bfloat16 where the device runs it natively (GPUs '
         'of compute capability >= 8.0, CPUs with AVX512-BF16/AMX), float16 with dynamic loss scaling on '
         'older GPUs (V100), float32 on other CPUs')
-    parser.add_argument(
-        '--no-validate', action='store_true', help='do not evaluate checkpoints during training')
+    parser.add_argument('--no-validate', action='store_true', help='do not evaluate checkpoints during training')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -82,11 +85,7 @@ def parse_args() -> argparse.Namespace:
         'key="[a,b]" or key=a,b. It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]". '
         'Note that the quotation marks are necessary and that no white space is allowed. '
         'data_root=DIR moves every dataset and evaluator file of the config under DIR.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     # torch.distributed.launch passes `--local-rank` (torch >= 2.0) or `--local_rank`; torchrun sets
     # the LOCAL_RANK environment variable instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -139,8 +138,7 @@ def adapt_amp_to_device(cfg: Config, device_type: Optional[str] = None) -> None:
     dtype = optim_wrapper.get('dtype')
     if device_type == 'cpu':
         if dtype not in (None, 'auto', 'bfloat16'):
-            print_log(f"CPU autocast supports bfloat16 only; dtype={dtype!r} is replaced by 'auto'.",
-                      logger='current')
+            print_log(f"CPU autocast supports bfloat16 only; dtype={dtype!r} is replaced by 'auto'.", logger='current')
             dtype = None
         optim_wrapper.type = 'fdclip_mm.CPUAmpOptimWrapper'
         optim_wrapper.dtype = dtype or 'auto'

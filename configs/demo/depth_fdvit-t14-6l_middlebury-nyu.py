@@ -30,24 +30,29 @@ train_pipeline = [
     dict(type='RandomDepthMix', prob=0.25),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomCrop', crop_size=crop_size),
-    dict(type='PhotoMetricDistortion', brightness_delta=51, contrast_range=(0.8, 1.2),
-         saturation_range=(0.8, 1.2), hue_delta=20),
+    dict(
+        type='PhotoMetricDistortion',
+        brightness_delta=51,
+        contrast_range=(0.8, 1.2),
+        saturation_range=(0.8, 1.2),
+        hue_delta=20),
     dict(type='BioMedicalRandomGamma', prob=0.5, gamma_range=(0.8, 1.2)),
-    dict(type='PackSegInputs',
-         meta_keys=('img_path', 'depth_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor',
-                    'flip', 'flip_direction', 'category_id')),
+    dict(
+        type='PackSegInputs',
+        meta_keys=('img_path', 'depth_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor', 'flip',
+                   'flip_direction', 'category_id')),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=scale, keep_ratio=True),
     dict(type='LoadDepthAnnotation', depth_rescale_factor=1e-3),
-    dict(type='PackSegInputs',
-         meta_keys=('img_path', 'depth_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor',
-                    'flip', 'flip_direction', 'category_id')),
+    dict(
+        type='PackSegInputs',
+        meta_keys=('img_path', 'depth_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor', 'flip',
+                   'flip_direction', 'category_id')),
 ]
 train_dataloader = dict(
-    batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    batch_size=4, num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
     num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
@@ -57,14 +62,12 @@ max_iters = 60
 base_lr = 1e-3
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.06, end_factor=1.0, by_epoch=False, begin=0, end=max_iters // 2),
-    dict(type='LinearLR', start_factor=1.0, end_factor=0.06, by_epoch=False, begin=max_iters // 2,
-         end=max_iters),
+    dict(type='LinearLR', start_factor=1.0, end_factor=0.06, by_epoch=False, begin=max_iters // 2, end=max_iters),
 ]
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
 train_cfg = dict(max_iters=max_iters, val_interval=iters_per_epoch)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=iters_per_epoch, max_keep_ckpts=1, save_best='rmse', rule='less',
-                    save_last=True))
+    checkpoint=dict(interval=iters_per_epoch, max_keep_ckpts=1, save_best='rmse', rule='less', save_last=True))
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

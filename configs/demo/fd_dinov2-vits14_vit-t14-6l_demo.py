@@ -38,8 +38,12 @@ model = dict(
 data_root = 'data/demo/images'
 train_pipeline = [
     dict(type='fdclip_mm.CheckedLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.08, 1.0), backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='RandomResizedCrop',
+        scale=img_size,
+        crop_ratio_range=(0.08, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
@@ -60,16 +64,15 @@ train_dataloader = dict(
     dataset=dict(
         type='RepeatDataset',
         times=8,
-        dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='train', with_label=False,
-                     pipeline=train_pipeline)),
+        dataset=dict(
+            type='CustomDataset', data_root=data_root, data_prefix='train', with_label=False, pipeline=train_pipeline)),
 )
 val_dataloader = dict(
     batch_size=8,
     num_workers=1,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='val', with_label=False,
-                 pipeline=val_pipeline),
+    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='val', with_label=False, pipeline=val_pipeline),
 )
 val_evaluator = dict(type='fdclip_mm.DistillLossMetric')
 test_dataloader = val_dataloader
@@ -78,8 +81,14 @@ test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min=1e-5, by_epoch=True,
-         begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 auto_scale_lr = dict(base_batch_size=16, enable=False)

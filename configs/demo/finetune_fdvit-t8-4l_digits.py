@@ -45,8 +45,12 @@ model = dict(
 
 train_pipeline = [
     dict(type='fdclip_mm.CheckedLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.6, 1.0), backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='RandomResizedCrop',
+        scale=img_size,
+        crop_ratio_range=(0.6, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
@@ -85,16 +89,22 @@ optim_wrapper = dict(
 )
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min_ratio=min_lr / base_lr, by_epoch=True,
-         begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        eta_min_ratio=min_lr / base_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 custom_hooks = [
     dict(type='EMAHook', momentum=5e-3, evaluate_on_ema=True, evaluate_on_origin=True),
     dict(type='fdclip_mm.BestMetricsHook', keys=['accuracy/top1', 'accuracy/top1_origin']),
 ]
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=10, max_keep_ckpts=1,
-                                                               save_best='accuracy/top1', rule='greater'))
+default_hooks = dict(
+    logger=dict(interval=10), checkpoint=dict(interval=10, max_keep_ckpts=1, save_best='accuracy/top1', rule='greater'))
 log_processor = dict(window_size=10)
 auto_scale_lr = dict(base_batch_size=64, enable=False)
 randomness = dict(seed=0)

@@ -31,8 +31,8 @@ max_iters = 40
 data_root = 'data/dense/coco/'
 
 model = dict(
-    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
-                           pad_size_divisor=56),
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_size_divisor=56),
     backbone=dict(
         _delete_=True,
         type='fdclip_mm.FDViT',
@@ -48,12 +48,14 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint='work_dirs/demo/student_backbone.pth'),
     ),
     neck=[
-        dict(type='fdclip_mm.ViTPyramidNeck', embed_dims=embed_dims, rescales=(4, 2, 1, 0.5),
-             norm_cfg=dict(type='SyncBN', requires_grad=True)),
+        dict(
+            type='fdclip_mm.ViTPyramidNeck',
+            embed_dims=embed_dims,
+            rescales=(4, 2, 1, 0.5),
+            norm_cfg=dict(type='SyncBN', requires_grad=True)),
         dict(type='FPN', in_channels=[embed_dims] * 4, out_channels=channels, num_outs=5),
     ],
-    rpn_head=dict(
-        in_channels=channels, feat_channels=channels, anchor_generator=dict(strides=strides + [56])),
+    rpn_head=dict(in_channels=channels, feat_channels=channels, anchor_generator=dict(strides=strides + [56])),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=channels, featmap_strides=strides),
         bbox_head=dict(in_channels=channels),
@@ -77,15 +79,9 @@ test_pipeline = [
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    batch_size=2, num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    batch_size=1, num_workers=0, persistent_workers=False, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator

@@ -8,12 +8,12 @@
 #       data/weights/clip/clip-vit-b16_backbone-ln-post.pth
 # Train (8 GPUs x 3), then test:
 #   bash tools/dist_train.sh configs/depth_nyuv2/depth_clip-vit-b16_glp_8xb3-25e_nyu-480x480.py 8
-#   bash tools/dist_test.sh configs/depth_nyuv2/depth_clip-vit-b16_glp_8xb3-25e_nyu-480x480.py WORK_DIR/best_rmse_iter_*.pth 8
+#   bash tools/dist_test.sh configs/depth_nyuv2/depth_clip-vit-b16_glp_8xb3-25e_nyu-480x480.py \
+#       WORK_DIR/best_rmse_iter_*.pth 8
 _base_ = ['../_base_/models/depth_glp_fdvit-b16.py', '../_base_/schedules/depth_glp_adamw_8xb3-25e_nyu.py']
 
 model = dict(
-    data_preprocessor=dict(
-        mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305]),
+    data_preprocessor=dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305]),
     backbone=dict(
         _delete_=True,
         type='mmpretrain.VisionTransformer',

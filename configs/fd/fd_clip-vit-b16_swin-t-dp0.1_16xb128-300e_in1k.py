@@ -17,7 +17,8 @@ model = dict(
         out_indices=(3, ),
     ))
 # Swin's own exemptions (its official code's no_weight_decay): position tables and the absolute embedding.
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
-    'absolute_pos_embed': dict(decay_mult=0.0),
-    'relative_position_bias_table': dict(decay_mult=0.0),
-}))
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={
+        'absolute_pos_embed': dict(decay_mult=0.0),
+        'relative_position_bias_table': dict(decay_mult=0.0),
+    }))

@@ -3,7 +3,8 @@
 # data preprocessor normalises the teacher's input with its ImageNet statistics.
 _base_ = './fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
 
-model = dict(teacher=dict(
+model = dict(
+    teacher=dict(
         _delete_=True,
         type='BackboneTeacher',
         family='timm_vit',  # the published file in timm's layout; its classifier / decoder are not read

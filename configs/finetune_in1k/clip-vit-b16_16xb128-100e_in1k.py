@@ -1,5 +1,6 @@
 # Baseline row: fine-tuning OpenAI CLIP ViT-B/16 itself with the same Table 5 recipe as the FD student.
-#   python tools/model_converters/clip_to_classifier.py data/weights/clip/ViT-B-16.pt data/weights/clip/clip-vit-b16_cls.pth
+#   python tools/model_converters/clip_to_classifier.py data/weights/clip/ViT-B-16.pt \
+#       data/weights/clip/clip-vit-b16_cls.pth
 #   bash tools/dist_train.sh configs/finetune_in1k/clip-vit-b16_16xb128-100e_in1k.py 8 --auto-scale-lr
 _base_ = [
     '../_base_/models/clip-vit-b16_cls.py',

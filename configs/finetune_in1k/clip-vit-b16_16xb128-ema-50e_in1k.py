@@ -1,6 +1,6 @@
-# Appendix F: OpenAI CLIP ViT-B/16 itself (the baseline) fine-tuned with the advanced recipe of FT-CLIP: EMA 0.9998 with the raw and the
-# EMA weights evaluated every epoch and the best of each recorded; lr 6e-4 at batch 2048, 50 epochs (10 warm-up),
-# layer decay 0.6, no drop path, no Mixup/CutMix.
+# Appendix F: OpenAI CLIP ViT-B/16 itself (the baseline) fine-tuned with the advanced recipe of FT-CLIP: EMA 0.9998 with
+# the raw and the EMA weights evaluated every epoch and the best of each recorded; lr 6e-4 at batch 2048, 50 epochs (10
+# warm-up), layer decay 0.6, no drop path, no Mixup/CutMix.
 _base_ = [
     '../_base_/models/clip-vit-b16_cls.py',
     '../_base_/datasets/imagenet_finetune.py',

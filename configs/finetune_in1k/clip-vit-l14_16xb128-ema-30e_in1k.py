@@ -1,5 +1,5 @@
-# Appendix F, large: fine-tuning OpenAI CLIP ViT-L/14 itself with FT-CLIP's published ViT-L/14 recipe: peak lr 4e-4 at batch 2048,
-# 30 epochs (5 warm-up), layer decay 0.65, no drop path, no Mixup/CutMix, EMA 0.9998 (raw and EMA evaluated,
+# Appendix F, large: fine-tuning OpenAI CLIP ViT-L/14 itself with FT-CLIP's published ViT-L/14 recipe: peak lr 4e-4 at
+# batch 2048, 30 epochs (5 warm-up), layer decay 0.65, no drop path, no Mixup/CutMix, EMA 0.9998 (raw and EMA evaluated,
 # best of each recorded).
 _base_ = [
     '../_base_/models/clip-vit-b16_cls.py',
@@ -9,7 +9,11 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(arch='large', patch_size=14, drop_path_rate=0.0, init_cfg=dict(checkpoint='data/weights/clip/clip-vit-l14_cls.pth')),
+    backbone=dict(
+        arch='large',
+        patch_size=14,
+        drop_path_rate=0.0,
+        init_cfg=dict(checkpoint='data/weights/clip/clip-vit-l14_cls.pth')),
     head=dict(in_channels=1024),
     train_cfg=None)
 default_hooks = dict(checkpoint=dict(save_best='accuracy/top1', rule='greater'))

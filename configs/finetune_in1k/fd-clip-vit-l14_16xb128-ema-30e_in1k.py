@@ -12,7 +12,11 @@ _base_ = [
 distill_config = 'configs/fd/fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k.py'
 
 model = dict(
-    backbone=dict(arch='large', patch_size=14, drop_path_rate=0.0, init_cfg=dict(checkpoint='data/weights/fd/fd-clip-vit-l14_cls.pth')),
+    backbone=dict(
+        arch='large',
+        patch_size=14,
+        drop_path_rate=0.0,
+        init_cfg=dict(checkpoint='data/weights/fd/fd-clip-vit-l14_cls.pth')),
     head=dict(in_channels=1024),
     train_cfg=None)
 default_hooks = dict(checkpoint=dict(save_best='accuracy/top1', rule='greater'))

@@ -22,16 +22,29 @@ train_dataloader = dict(batch_size=64)
 val_dataloader = dict(batch_size=64)
 optim_wrapper = dict(
     optimizer=dict(lr=base_lr),
-    paramwise_cfg=dict(layer_decay_rate=0.8, custom_keys={
-        'absolute_pos_embed': dict(decay_mult=0.0),
-        'cpb_mlp': dict(decay_mult=0.0),
-        'logit_scale': dict(decay_mult=0.0),
-    }))
+    paramwise_cfg=dict(
+        layer_decay_rate=0.8,
+        custom_keys={
+            'absolute_pos_embed': dict(decay_mult=0.0),
+            'cpb_mlp': dict(decay_mult=0.0),
+            'logit_scale': dict(decay_mult=0.0),
+        }))
 param_scheduler = [
-    dict(type='fdclip_mm.TimmLinearWarmupLR', warmup_lr_ratio=warmup_lr / base_lr, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='fdclip_mm.TimmCosineAnnealingLR', T_max=max_epochs - warmup_epochs, min_lr_ratio=min_lr / base_lr,
-         by_epoch=True, begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
+    dict(
+        type='fdclip_mm.TimmLinearWarmupLR',
+        warmup_lr_ratio=warmup_lr / base_lr,
+        by_epoch=True,
+        begin=0,
+        end=warmup_epochs,
+        convert_to_iter_based=True),
+    dict(
+        type='fdclip_mm.TimmCosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        min_lr_ratio=min_lr / base_lr,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True),
 ]
 auto_scale_lr = dict(base_batch_size=1024, enable=False)
 default_hooks = dict(checkpoint=dict(save_best='accuracy/top1', rule='greater'))

@@ -17,8 +17,8 @@ _base_ = [
 custom_imports = dict(imports=['fdclip_mm'], allow_failed_imports=False)
 
 model = dict(
-    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
-                           pad_size_divisor=32),
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_size_divisor=32),
     backbone=dict(
         _delete_=True,
         type='SwinTransformer',  # mmdet's
@@ -36,7 +36,8 @@ model = dict(
     ),
     neck=dict(in_channels=[96, 192, 384, 768]),
 )
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
-    'absolute_pos_embed': dict(decay_mult=0.),
-    'relative_position_bias_table': dict(decay_mult=0.),
-}))
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={
+        'absolute_pos_embed': dict(decay_mult=0.),
+        'relative_position_bias_table': dict(decay_mult=0.),
+    }))

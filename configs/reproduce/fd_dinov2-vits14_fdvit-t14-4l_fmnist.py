@@ -1,4 +1,4 @@
-# Small-scale reproduction, distillation (README "Small-scale reproduction"; `make reproduce` runs it): the real
+# Small-scale reproduction, distillation (docs/en/user_guides/reproduction.md; `make reproduce` runs it): the real
 # DINOv2 ViT-S/14 (scripts/fetch_demo_data.py) distilled into a 4-layer FDViT (width 192, 3 heads, patch 14,
 # shared RPB) on 10,000 unlabelled Fashion-MNIST training images at 56 px (a 4 x 4 patch grid), 10 epochs.
 # Table 4's recipe scaled down: AdamW, wd 0.05, peak lr 1.5e-3 at batch 128, 1 warm-up epoch, cosine to 1e-5,
@@ -43,8 +43,14 @@ model = dict(
 optim_wrapper = dict(optimizer=dict(lr=1.5e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min_ratio=1e-5 / 1.5e-3, by_epoch=True,
-         begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - warmup_epochs,
+        eta_min_ratio=1e-5 / 1.5e-3,
+        by_epoch=True,
+        begin=warmup_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 auto_scale_lr = dict(base_batch_size=128, enable=False)

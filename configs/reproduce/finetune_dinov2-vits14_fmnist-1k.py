@@ -15,8 +15,8 @@ model = dict(
         drop_path_rate=0.1,
         out_type='avg_featmap',
         final_norm=False,
-        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/reproduce/weights/dinov2_cls_56.pth',
-                      prefix='backbone.'),
+        init_cfg=dict(
+            type='Pretrained', checkpoint='work_dirs/reproduce/weights/dinov2_cls_56.pth', prefix='backbone.'),
     ),
     head=dict(in_channels=384),
 )

@@ -11,8 +11,7 @@ _base_ = [
 
 model = dict(
     type='ImageClassifier',
-    data_preprocessor=dict(num_classes=10, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-                           to_rgb=True),
+    data_preprocessor=dict(num_classes=10, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
     backbone=dict(
         type='fdclip_mm.FDViT',
         arch=dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768),
@@ -22,8 +21,7 @@ model = dict(
         drop_path_rate=0.1,
         out_type='avg_featmap',
         final_norm=False,
-        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/reproduce/weights/fd_main_cls.pth',
-                      prefix='backbone.'),
+        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/reproduce/weights/fd_main_cls.pth', prefix='backbone.'),
     ),
     neck=None,
     head=dict(

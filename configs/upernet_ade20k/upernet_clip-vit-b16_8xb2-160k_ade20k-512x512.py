@@ -13,8 +13,7 @@ _base_ = [
 ]
 
 model = dict(
-    data_preprocessor=dict(mean=[122.7709383, 116.7460125, 104.09373615],
-                           std=[68.5005327, 66.6321579, 70.32316305]),
+    data_preprocessor=dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305]),
     backbone=dict(
         _delete_=True,
         type='mmpretrain.VisionTransformer',
@@ -34,10 +33,11 @@ model = dict(
 )
 # VisionTransformer has no no_weight_decay(): its class token and position embeddings are exempted here
 # (FDViT's are by no_weight_decay()).
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
-    'backbone.cls_token': dict(decay_mult=0.),
-    'backbone.pos_embed': dict(decay_mult=0.),
-}))
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={
+        'backbone.cls_token': dict(decay_mult=0.),
+        'backbone.pos_embed': dict(decay_mult=0.),
+    }))
 
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)

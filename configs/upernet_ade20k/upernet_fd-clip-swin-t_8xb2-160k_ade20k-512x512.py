@@ -28,10 +28,11 @@ model = dict(
     decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
     auxiliary_head=dict(in_channels=384, num_classes=150),
 )
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
-    'absolute_pos_embed': dict(decay_mult=0.),
-    'relative_position_bias_table': dict(decay_mult=0.),
-}))
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={
+        'absolute_pos_embed': dict(decay_mult=0.),
+        'relative_position_bias_table': dict(decay_mult=0.),
+    }))
 
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)

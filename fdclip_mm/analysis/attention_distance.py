@@ -73,7 +73,5 @@ def layer_attention_distances(attn_maps: Sequence[torch.Tensor],
     Returns:
         A (layers, heads) float32 tensor in pixels.
     """
-    return torch.stack([
-        attention_distance(attn, grid, patch_size, num_extra_tokens, renormalize).mean(dim=0)
-        for attn in attn_maps
-    ])
+    return torch.stack(
+        [attention_distance(attn, grid, patch_size, num_extra_tokens, renormalize).mean(dim=0) for attn in attn_maps])

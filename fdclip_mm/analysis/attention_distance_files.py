@@ -22,17 +22,13 @@ def distance_summary(dist: np.ndarray) -> Dict[str, list]:
     """Per-layer mean, min, max and std over heads of a (layers, heads) array."""
     dist = np.asarray(dist, dtype=np.float64)
     return dict(
-        mean=dist.mean(1).tolist(),
-        min=dist.min(1).tolist(),
-        max=dist.max(1).tolist(),
-        std=dist.std(1).tolist())
+        mean=dist.mean(1).tolist(), min=dist.min(1).tolist(), max=dist.max(1).tolist(), std=dist.std(1).tolist())
 
 
 def write_distance_json(distances: Dict[str, np.ndarray], meta: Dict[str, dict], path: str) -> str:
     """``{model: {distances: [[...]], summary: {...}, **meta[model]}}``; returns ``path``."""
     out = {
-        label:
-        dict(distances=np.asarray(dist).tolist(), summary=distance_summary(dist), **meta.get(label, {}))
+        label: dict(distances=np.asarray(dist).tolist(), summary=distance_summary(dist), **meta.get(label, {}))
         for label, dist in distances.items()
     }
     with open(path, 'w') as f:

@@ -10,7 +10,6 @@ from .attention_maps import layer_attention_maps
 from .attention_model import collect_attention, patch_size_of
 
 
-
 class RunningMean:
     """Accumulates batch means weighted by their number of images.
 
@@ -78,8 +77,7 @@ def analyse_attention(module: nn.Module,
     for images in batches:
         grid = (images.shape[-2] // patch, images.shape[-1] // patch)
         attn = collect_attention(module, images)
-        distances.update(
-            layer_attention_distances(attn, grid, patch, num_extra_tokens, renormalize), len(images))
+        distances.update(layer_attention_distances(attn, grid, patch, num_extra_tokens, renormalize), len(images))
         maps.update(layer_attention_maps(attn, num_extra_tokens), len(images))
         if on_batch is not None:
             on_batch(len(images))

@@ -32,7 +32,8 @@ def read_annotations(ann_file: str, prefix: str, limit: Optional[int] = None) ->
 
 
 @torch.no_grad()
-def pooled_features(module: nn.Module, batches: Iterable[torch.Tensor],
+def pooled_features(module: nn.Module,
+                    batches: Iterable[torch.Tensor],
                     on_batch: Optional[Callable[[int], None]] = None) -> torch.Tensor:
     """(N, C) mean patch tokens of ``module`` (a student ``FDViT`` or a ``BackboneTeacher``) over image batches."""
     out = []
@@ -46,8 +47,13 @@ def pooled_features(module: nn.Module, batches: Iterable[torch.Tensor],
     return torch.cat(out)
 
 
-def knn_accuracy(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor, test_labels: torch.Tensor,
-                 k: int = 20, temperature: float = 0.07, num_classes: Optional[int] = None) -> float:
+def knn_accuracy(train: torch.Tensor,
+                 train_labels: torch.Tensor,
+                 test: torch.Tensor,
+                 test_labels: torch.Tensor,
+                 k: int = 20,
+                 temperature: float = 0.07,
+                 num_classes: Optional[int] = None) -> float:
     """Top-1 (%) of a similarity-weighted k-NN vote (cosine, DINO's ``exp(sim / T)`` weights)."""
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
     train, test = F.normalize(train, dim=1), F.normalize(test, dim=1)
@@ -59,8 +65,12 @@ def knn_accuracy(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Te
     return 100.0 * correct / test.shape[0]
 
 
-def linear_probe_accuracy(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor,
-                          test_labels: torch.Tensor, weight_decay: float = 1e-3, steps: int = 200,
+def linear_probe_accuracy(train: torch.Tensor,
+                          train_labels: torch.Tensor,
+                          test: torch.Tensor,
+                          test_labels: torch.Tensor,
+                          weight_decay: float = 1e-3,
+                          steps: int = 200,
                           num_classes: Optional[int] = None) -> float:
     """Top-1 (%) of logistic regression on standardised features (L-BFGS, fixed L2 penalty ``weight_decay``)."""
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
@@ -81,12 +91,17 @@ def linear_probe_accuracy(train: torch.Tensor, train_labels: torch.Tensor, test:
         return 100.0 * (probe(test).argmax(1) == test_labels).float().mean().item()
 
 
-def evaluate_frozen(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor,
-                    test_labels: torch.Tensor, k: int = 20) -> dict:
+def evaluate_frozen(train: torch.Tensor,
+                    train_labels: torch.Tensor,
+                    test: torch.Tensor,
+                    test_labels: torch.Tensor,
+                    k: int = 20) -> dict:
     """Both protocols at once: ``{'knn_top1': ..., 'linear_top1': ..., 'k': k, 'dims': C}``."""
-    return dict(knn_top1=knn_accuracy(train, train_labels, test, test_labels, k=k),
-                linear_top1=linear_probe_accuracy(train, train_labels, test, test_labels), k=k,
-                dims=int(train.shape[1]))
+    return dict(
+        knn_top1=knn_accuracy(train, train_labels, test, test_labels, k=k),
+        linear_top1=linear_probe_accuracy(train, train_labels, test, test_labels),
+        k=k,
+        dims=int(train.shape[1]))
 
 
 __all__: Sequence[str] = ('read_annotations', 'pooled_features', 'knn_accuracy', 'linear_probe_accuracy',

@@ -10,7 +10,6 @@ from torch import nn
 
 from fdclip_mm.checkpoint import read_state_dict
 from fdclip_mm.engine.config_options import merge_cfg_options
-
 from .attention_model import resolve_attention_module, unwrap
 
 

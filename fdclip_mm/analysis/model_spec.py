@@ -6,16 +6,15 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
-from .attention_statistics import AttentionStats, analyse_attention
 from .attention_model import input_statistics
+from .attention_statistics import AttentionStats, analyse_attention
 from .image_folder import iter_image_batches, list_images
 from .model_builder import build_analysis_module
 
-SPEC_HELP = (
-    'LABEL CONFIG [CHECKPOINT] [part=auto|self|student|teacher|backbone] [key=value ...]: a model to '
-    'analyse; repeat for a side-by-side comparison. Without CHECKPOINT the model keeps the weights it '
-    'is built with (random for a student; its own checkpoint for a teacher). key=value pairs override '
-    'that model\'s config like --cfg-options (e.g. model.teacher.img_size=224).')
+SPEC_HELP = ('LABEL CONFIG [CHECKPOINT] [part=auto|self|student|teacher|backbone] [key=value ...]: a model to '
+             'analyse; repeat for a side-by-side comparison. Without CHECKPOINT the model keeps the weights it '
+             'is built with (random for a student; its own checkpoint for a teacher). key=value pairs override '
+             'that model\'s config like --cfg-options (e.g. model.teacher.img_size=224).')
 
 
 @dataclass
@@ -81,10 +80,7 @@ def analyse_specs(specs: List[ModelSpec],
                 bar.update()
 
         results[spec.label] = analyse_attention(
-            module,
-            iter_image_batches(paths, size, mean, std, batch_size),
-            renormalize=renormalize,
-            on_batch=advance)
+            module, iter_image_batches(paths, size, mean, std, batch_size), renormalize=renormalize, on_batch=advance)
         print()
     return results
 

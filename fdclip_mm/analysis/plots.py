@@ -28,14 +28,12 @@ def plot_attention_distances(distances: Dict[str, np.ndarray],
         ``path``.
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(
-        1, len(distances), figsize=(4.2 * len(distances), 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(distances), figsize=(4.2 * len(distances), 3.6), sharey=True, squeeze=False)
     top = max(float(np.max(d)) for d in distances.values())
     for ax, (label, dist) in zip(axes[0], distances.items()):
         layers, heads = dist.shape
         for layer in range(layers):
-            ax.scatter(
-                np.full(heads, layer), dist[layer], s=14, alpha=0.8, color=plt.cm.viridis(layer / layers))
+            ax.scatter(np.full(heads, layer), dist[layer], s=14, alpha=0.8, color=plt.cm.viridis(layer / layers))
         ax.set_title(label)
         ax.set_xlabel('Network depth (layer)')
         ax.set_xticks(range(0, layers, max(1, layers // 12)))
@@ -68,8 +66,7 @@ def plot_attention_maps(maps: np.ndarray,
     layers = maps.shape[0]
     ncols = min(ncols, layers)
     nrows = math.ceil(layers / ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows + (0.4 if title else 0)), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows + (0.4 if title else 0)), squeeze=False)
     for index, ax in enumerate(axes.flat):
         ax.axis('off')
         if index < layers:

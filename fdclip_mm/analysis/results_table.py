@@ -51,8 +51,7 @@ def read_metrics(work_dir: str) -> Dict[str, float]:
                 if line.strip():
                     metrics.update({
                         k: float(v)
-                        for k, v in json.loads(line).items()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool)
+                        for k, v in json.loads(line).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
                     })
     return metrics
 
@@ -119,8 +118,8 @@ def format_table(rows: List[Tuple[str, Dict[str, Optional[float]]]],
         cells = [_fmt(values.get(c), col) for c, col in zip(columns, cols)]
         if delta == 'inline' and name != baseline:
             cells = [
-                f'{cell} ({_delta(values.get(c), base.get(c), col, True)})'
-                if values.get(c) is not None else cell for cell, c, col in zip(cells, columns, cols)
+                f'{cell} ({_delta(values.get(c), base.get(c), col, True)})' if values.get(c) is not None else cell
+                for cell, c, col in zip(cells, columns, cols)
             ]
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
         if delta == 'row' and name != baseline:

@@ -111,8 +111,7 @@ def read_log_env(log_path: str) -> dict:
     world = re.search(r'GPU number:\s*(\d+)', head)
     cuda = re.search(r'CUDA available:\s*(True|False)', head)
     return dict(
-        world_size=int(world.group(1)) if world else 1,
-        device='GPU' if cuda and cuda.group(1) == 'True' else 'CPU')
+        world_size=int(world.group(1)) if world else 1, device='GPU' if cuda and cuda.group(1) == 'True' else 'CPU')
 
 
 def measure_run(work_dir: str, batch_size: int) -> MeasuredRun:
@@ -146,9 +145,8 @@ def format_cost(cost: DistillationCost, measured: Optional[MeasuredRun] = None) 
                      f'{format_count(cost.images_seen)}/{format_count(cost.teacher_images)} = '
                      f'{100 * cost.fraction:.1f}%')
     if measured is not None:
-        lines.append(
-            f'measured: {measured.iterations} iterations x {measured.batch_size} images x '
-            f'{measured.world_size} {measured.device} process(es) = {measured.images_seen} images in '
-            f'{measured.train_seconds:.1f} s; throughput {measured.throughput:.2f} img/s; '
-            f'{measured.device_hours:.4f} {measured.device}-hours')
+        lines.append(f'measured: {measured.iterations} iterations x {measured.batch_size} images x '
+                     f'{measured.world_size} {measured.device} process(es) = {measured.images_seen} images in '
+                     f'{measured.train_seconds:.1f} s; throughput {measured.throughput:.2f} img/s; '
+                     f'{measured.device_hours:.4f} {measured.device}-hours')
     return '\n'.join(lines)

@@ -21,8 +21,9 @@ def dataset_size(cfg: Config) -> int:
     Raises:
         RuntimeError: if the dataset cannot be built and is not ImageNet.
     """
-    import fdclip_mm  # noqa: F401
     from mmengine.registry import DATASETS, init_default_scope
+
+    import fdclip_mm  # noqa: F401
     init_default_scope(cfg.get('default_scope', 'fdclip_mm'))
     dataset_cfg = cfg.train_dataloader.dataset
     try:

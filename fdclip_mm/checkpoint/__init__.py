@@ -2,8 +2,8 @@
 reading with errors that name the file, the allow-list that lets Runner checkpoints load with
 ``weights_only=True``, exact loading and mmengine's key revision."""
 from .exact_loading import CheckpointMismatchError, load_state_dict_exactly, revise_keys
-from .files import (STATE_DICT_KEYS, CheckpointFileError, describe_read_error, is_torchscript_archive,
-                    read_checkpoint, read_state_dict)
+from .files import (STATE_DICT_KEYS, CheckpointFileError, describe_read_error, is_torchscript_archive, read_checkpoint,
+                    read_state_dict)
 from .safe_globals import checkpoint_safe_globals, register_checkpoint_globals
 
 __all__ = [

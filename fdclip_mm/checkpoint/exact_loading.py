@@ -39,7 +39,9 @@ RUN_CHECKPOINT_HINT = ('Is it the right file for this config? A backbone file fr
                        'model. To load what fits on purpose, set strict_load = False in the config')
 
 
-def load_state_dict_exactly(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
+def load_state_dict_exactly(module: nn.Module,
+                            state_dict: Mapping[str, torch.Tensor],
+                            source: str,
                             hint: str = RUN_CHECKPOINT_HINT) -> None:
     """Load ``state_dict`` into ``module``, refusing missing, unexpected or differently shaped tensors.
 
@@ -65,8 +67,7 @@ def load_state_dict_exactly(module: nn.Module, state_dict: Mapping[str, torch.Te
         problems = [f'{len(lines)} shape mismatches: ' + '; '.join(lines[:SHOWN_KEYS])]
         result = None
     if result is not None:
-        problems += _key_problems('missing', result.missing_keys) + _key_problems('unexpected',
-                                                                                  result.unexpected_keys)
+        problems += _key_problems('missing', result.missing_keys) + _key_problems('unexpected', result.unexpected_keys)
     if not problems:
         return
     fitting = len(set(state_dict) & set(module.state_dict()))

@@ -17,6 +17,8 @@ from .safe_globals import register_checkpoint_globals
 
 #: Keys under which checkpoints keep their state dict (mmengine's ``PretrainedInit`` reads these two).
 STATE_DICT_KEYS = ('state_dict', 'model')
+
+
 class CheckpointFileError(ValueError):
     """A checkpoint file that cannot be read; the message names the file and the problem."""
 

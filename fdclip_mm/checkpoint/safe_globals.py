@@ -61,9 +61,8 @@ def _history_buffer_getattr(obj: Any, name: str) -> Callable:
     """
     if obj is HistoryBuffer and name in HISTORY_BUFFER_METHODS:
         return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(
-        f'weights_only load: getattr({obj!r}, {name!r}) is not allowed; fdclip_mm only allows '
-        f'getattr(HistoryBuffer, name) for name in {HISTORY_BUFFER_METHODS}.')
+    raise pickle.UnpicklingError(f'weights_only load: getattr({obj!r}, {name!r}) is not allowed; fdclip_mm only allows '
+                                 f'getattr(HistoryBuffer, name) for name in {HISTORY_BUFFER_METHODS}.')
 
 
 def _numpy_functions() -> Tuple[Callable, Callable]:

@@ -90,5 +90,4 @@ def clip_to_vit_state_dict(visual: Tensors, final_norm: bool = False, head_norm:
 
 def load_clip_as_vit(path: str, final_norm: bool = False, head_norm: bool = True) -> Tensors:
     """Reads a CLIP checkpoint (OpenAI archive or state dict, never unpickling code) as ViT tensors."""
-    return clip_to_vit_state_dict(
-        load_clip_visual_state_dict(path), final_norm=final_norm, head_norm=head_norm)
+    return clip_to_vit_state_dict(load_clip_visual_state_dict(path), final_norm=final_norm, head_norm=head_norm)

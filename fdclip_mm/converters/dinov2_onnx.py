@@ -68,8 +68,8 @@ def read_dinov2_onnx(path: str) -> Dict[str, torch.Tensor]:
         else:
             state_dict[resolved[0]] = _to_tensor(resolved[1])
     if unresolved:
-        raise ValueError(f'{path}: cannot map {len(unresolved)} ONNX initialisers to DINOv2 names: '
-                         + '; '.join(unresolved))
+        raise ValueError(f'{path}: cannot map {len(unresolved)} ONNX initialisers to DINOv2 names: ' +
+                         '; '.join(unresolved))
     if pos_parts and POS_KEY not in state_dict:
         state_dict[POS_KEY] = _join_position_embeddings(pos_parts, path)
     check_dinov2_state_dict(state_dict, source=path)

@@ -48,7 +48,9 @@ def native_grid(dinov2: Tensors) -> Tuple[int, int]:
     return side, side
 
 
-def dinov2_to_vit_state_dict(dinov2: Tensors, grid: Tuple[int, int], final_norm: bool = False,
+def dinov2_to_vit_state_dict(dinov2: Tensors,
+                             grid: Tuple[int, int],
+                             final_norm: bool = False,
                              head_norm: bool = True) -> Tensors:
     """mmpretrain ``VisionTransformer`` tensors (float32) from DINOv2 weights in Hugging Face names.
 
@@ -71,8 +73,8 @@ def dinov2_to_vit_state_dict(dinov2: Tensors, grid: Tuple[int, int], final_norm:
             out['cls_token'] = value
         elif key == 'embeddings.position_embeddings':
             native = math.isqrt(value.shape[1] - 1)
-            out['pos_embed'] = resize_pos_embed(value, (native, native), tuple(grid), mode='bicubic',
-                                                num_extra_tokens=1)
+            out['pos_embed'] = resize_pos_embed(
+                value, (native, native), tuple(grid), mode='bicubic', num_extra_tokens=1)
         elif key.startswith('embeddings.patch_embeddings.projection.'):
             out['patch_embed.projection.' + key.rsplit('.', 1)[1]] = value
         elif key.startswith('layernorm.'):

@@ -158,8 +158,10 @@ def check_dinov2_state_dict(state_dict: Mapping[str, torch.Tensor],
     optional = set(optional)
     missing = [key for key in expected if key not in state_dict and key not in optional]
     unexpected = [key for key in state_dict if key not in expected]
-    wrong = [f'{key}: {tuple(state_dict[key].shape)} != {shape}' for key, shape in expected.items()
-             if key in state_dict and tuple(state_dict[key].shape) != shape]
+    wrong = [
+        f'{key}: {tuple(state_dict[key].shape)} != {shape}' for key, shape in expected.items()
+        if key in state_dict and tuple(state_dict[key].shape) != shape
+    ]
     problems = []
     if missing:
         problems.append(f'missing keys {_head(missing)}')

@@ -45,7 +45,8 @@ def stage_channels(backbone: Dict[str, torch.Tensor], stage: int, source: str = 
                    'out_indices is for Swin / ConvNeXt students only')
 
 
-def add_output_norms(backbone: Dict[str, torch.Tensor], out_indices: Sequence[int],
+def add_output_norms(backbone: Dict[str, torch.Tensor],
+                     out_indices: Sequence[int],
                      source: str = '<state dict>') -> Dict[str, torch.Tensor]:
     """Adds the per-stage output norms ``norm{i}`` a dense-task Swin / ConvNeXt has and the student lacks.
 

@@ -25,8 +25,10 @@ def check_output_path(dst: str, sources: Sequence[str], overwrite: bool = False)
         raise FileExistsError(f'{dst} exists; pass --overwrite to replace it')
 
 
-def parse_converter_args(parser: argparse.ArgumentParser, argv: Optional[List[str]] = None,
-                         src: str = 'src', dst: str = 'dst') -> argparse.Namespace:
+def parse_converter_args(parser: argparse.ArgumentParser,
+                         argv: Optional[List[str]] = None,
+                         src: str = 'src',
+                         dst: str = 'dst') -> argparse.Namespace:
     """Add ``--overwrite`` to a converter's parser, parse, and apply :func:`check_output_path`.
 
     Args:

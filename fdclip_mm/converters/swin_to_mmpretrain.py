@@ -25,10 +25,15 @@ import torch
 Tensors = Dict[str, torch.Tensor]
 
 _COMPUTED_BUFFERS = ('relative_position_index', 'attn_mask')
-_BLOCK_MAP = {'norm1.': 'norm1.', 'norm2.': 'norm2.', 'attn.qkv.': 'attn.w_msa.qkv.',
-              'attn.proj.': 'attn.w_msa.proj.',
-              'attn.relative_position_bias_table': 'attn.w_msa.relative_position_bias_table',
-              'mlp.fc1.': 'ffn.layers.0.0.', 'mlp.fc2.': 'ffn.layers.1.'}
+_BLOCK_MAP = {
+    'norm1.': 'norm1.',
+    'norm2.': 'norm2.',
+    'attn.qkv.': 'attn.w_msa.qkv.',
+    'attn.proj.': 'attn.w_msa.proj.',
+    'attn.relative_position_bias_table': 'attn.w_msa.relative_position_bias_table',
+    'mlp.fc1.': 'ffn.layers.0.0.',
+    'mlp.fc2.': 'ffn.layers.1.'
+}
 _BLOCK_RE = re.compile(r'^layers\.(\d+)\.blocks\.(\d+)\.(.+)$')
 _MERGE_RE = re.compile(r'^layers\.(\d+)\.downsample\.(reduction|norm)\.(weight|bias)$')
 #: Position, in the authors' concatenation, of each pixel of a 2x2 cell in ``nn.Unfold``'s order.

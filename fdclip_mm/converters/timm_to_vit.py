@@ -27,15 +27,27 @@ Tensors = Dict[str, torch.Tensor]
 IGNORED_PREFIXES = ('decoder', 'mask_token', 'head', 'fc_norm', 'pre_logits')
 WRAPPER_KEYS = ('model', 'state_dict', 'teacher')
 PREFIXES = ('module.', 'backbone.', 'encoder.')
-STEM_MAP = {'cls_token': 'cls_token', 'pos_embed': 'pos_embed', 'patch_embed.proj.': 'patch_embed.projection.',
-            'norm.': 'ln1.'}
-BLOCK_MAP = {'norm1.': 'ln1.', 'attn.qkv.': 'attn.qkv.', 'attn.proj.': 'attn.proj.', 'norm2.': 'ln2.',
-             'mlp.fc1.': 'ffn.layers.0.0.', 'mlp.fc2.': 'ffn.layers.1.', 'ls1.gamma': 'attn.gamma1.weight',
-             'ls2.gamma': 'ffn.gamma2.weight'}
+STEM_MAP = {
+    'cls_token': 'cls_token',
+    'pos_embed': 'pos_embed',
+    'patch_embed.proj.': 'patch_embed.projection.',
+    'norm.': 'ln1.'
+}
+BLOCK_MAP = {
+    'norm1.': 'ln1.',
+    'attn.qkv.': 'attn.qkv.',
+    'attn.proj.': 'attn.proj.',
+    'norm2.': 'ln2.',
+    'mlp.fc1.': 'ffn.layers.0.0.',
+    'mlp.fc2.': 'ffn.layers.1.',
+    'ls1.gamma': 'attn.gamma1.weight',
+    'ls2.gamma': 'ffn.gamma2.weight'
+}
 _BLOCK_RE = re.compile(r'^blocks\.(\d+)\.(.+)$')
 
 
-def read_timm_vit_state_dict(path: str, wrapper_keys: Sequence[str] = WRAPPER_KEYS,
+def read_timm_vit_state_dict(path: str,
+                             wrapper_keys: Sequence[str] = WRAPPER_KEYS,
                              prefixes: Sequence[str] = PREFIXES) -> Tensors:
     """Encoder tensors of a timm-layout ViT file (read with ``weights_only=True``), in timm names.
 

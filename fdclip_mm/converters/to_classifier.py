@@ -14,7 +14,6 @@ from typing import Dict, Optional
 import torch
 
 from fdclip_mm.checkpoint import read_state_dict
-
 from .fd_to_backbone import STUDENT_PREFIX, extract_student, resolve_checkpoint, save_state_dict
 
 SHARED_RPB_KEY = 'rel_pos_bias.relative_position_bias_table'
@@ -103,17 +102,10 @@ def save_classifier_checkpoint(backbone: Tensors, dst: str, meta: Optional[dict]
     save_state_dict({BACKBONE_PREFIX + k: v for k, v in backbone.items()}, dst, meta)
 
 
-def convert_fd_to_classifier(src: str,
-                             dst: str,
-                             per_layer_rpb: bool = True,
-                             final_norm: bool = False) -> Tensors:
+def convert_fd_to_classifier(src: str, dst: str, per_layer_rpb: bool = True, final_norm: bool = False) -> Tensors:
     """Distillation (or backbone) checkpoint ``src`` -> classifier checkpoint ``dst``; returns the backbone."""
-    backbone = student_to_classifier_backbone(
-        read_student(src), per_layer_rpb=per_layer_rpb, final_norm=final_norm)
+    backbone = student_to_classifier_backbone(read_student(src), per_layer_rpb=per_layer_rpb, final_norm=final_norm)
     save_classifier_checkpoint(
         backbone, dst,
-        dict(
-            converted_from=osp.basename(resolve_checkpoint(src)),
-            per_layer_rpb=per_layer_rpb,
-            final_norm=final_norm))
+        dict(converted_from=osp.basename(resolve_checkpoint(src)), per_layer_rpb=per_layer_rpb, final_norm=final_norm))
     return backbone

@@ -87,8 +87,7 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
             raise UnreadableImageError(f'truncated JPEG ({len(data)} bytes, the end of the image is missing)')
         img = mmcv.imfrombytes(data, flag=self.color_type, backend=self.imdecode_backend)
         if img is None:
-            raise UnreadableImageError(
-                f'the {self.imdecode_backend} decoder cannot read it ({len(data)} bytes)')
+            raise UnreadableImageError(f'the {self.imdecode_backend} decoder cannot read it ({len(data)} bytes)')
         return img
 
     def transform(self, results: dict) -> Optional[dict]:
@@ -103,9 +102,11 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
             self.skipped += 1
             if filename not in self._reported:  # once per file and process: datasets redraw a bad index often
                 self._reported.add(filename)
-                print_log(f'skipped unreadable image {filename} ({reason}); {len(self._reported)} unreadable '
-                          f'file(s) so far in this data-loading process (pid {os.getpid()}), each logged once',
-                          logger='current', level=logging.WARNING)
+                print_log(
+                    f'skipped unreadable image {filename} ({reason}); {len(self._reported)} unreadable '
+                    f'file(s) so far in this data-loading process (pid {os.getpid()}), each logged once',
+                    logger='current',
+                    level=logging.WARNING)
             return None
         if self.to_float32:
             img = img.astype(np.float32)

@@ -6,8 +6,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from fdclip_mm.analysis.attention_distance import layer_attention_distances
-from fdclip_mm.analysis.attention_model import (collect_attention, patch_size_of, resolve_attention_module,
-                                                unwrap)
+from fdclip_mm.analysis.attention_model import collect_attention, patch_size_of, resolve_attention_module, unwrap
 from fdclip_mm.registry import HOOKS
 
 

@@ -27,9 +27,7 @@ class BestMetricsHook(Hook):
     """
     priority = 55
 
-    def __init__(self,
-                 keys: Sequence[str] = ('accuracy/top1', 'accuracy/top1_origin'),
-                 rule: str = 'greater') -> None:
+    def __init__(self, keys: Sequence[str] = ('accuracy/top1', 'accuracy/top1_origin'), rule: str = 'greater') -> None:
         if rule not in ('greater', 'less'):
             raise ValueError(f"rule must be 'greater' or 'less', got {rule!r}")
         self.keys = tuple(keys)
@@ -57,5 +55,4 @@ class BestMetricsHook(Hook):
             self.best[key] = best
             hub.update_scalar(f'val/best/{key}', best)
         if self.best:
-            print_log(
-                'best so far: ' + ', '.join(f'{k}={v:.4f}' for k, v in self.best.items()), logger='current')
+            print_log('best so far: ' + ', '.join(f'{k}={v:.4f}' for k, v in self.best.items()), logger='current')

@@ -62,8 +62,10 @@ def remove_zero_drop_paths(block: nn.Module) -> int:
     """Replaces each ``DropPath`` of rate 0 inside ``block`` (mmcv's, mmpretrain's and timm's: a frozen
     teacher's, a student built without stochastic depth) by ``nn.Identity``, which it equals; compiled, its
     ``if drop_prob == 0.`` on a float attribute breaks the graph. Returns how many were replaced."""
-    zero = [name for name, module in block.named_modules()
-            if type(module).__name__ == 'DropPath' and getattr(module, 'drop_prob', None) == 0]
+    zero = [
+        name for name, module in block.named_modules()
+        if type(module).__name__ == 'DropPath' and getattr(module, 'drop_prob', None) == 0
+    ]
     for name in zero:
         parent, _, attr = name.rpartition('.')
         setattr(block.get_submodule(parent) if parent else block, attr, nn.Identity())
@@ -181,5 +183,5 @@ class BlockCompileHook(Hook):
 
     def after_train_epoch(self, runner) -> None:
         if self.blocks:
-            self._report(runner, f"in epoch {runner.epoch + 1}", warn_on_graphs=self._epochs_seen > 0)
+            self._report(runner, f'in epoch {runner.epoch + 1}', warn_on_graphs=self._epochs_seen > 0)
             self._epochs_seen += 1

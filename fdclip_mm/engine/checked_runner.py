@@ -49,11 +49,15 @@ from .target_cache_check_hook import TargetCacheCheckHook
 CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 POINTER_FILE = 'last_checkpoint'
 #: Beginnings of the log messages kept off the console (they stay in the log file).
-FILE_ONLY_MESSAGES = ('paramwise_options -- ', 'Config:\n', '\n' + '-' * 60 + '\nSystem environment:',
-                      'Hooks will be executed in the following order',
-                      # mmengine 0.10.7 about itself: nothing for the user to act on
-                      'Distributed training is not used, all SyncBatchNorm', '"FileClient" will be deprecated',
-                      '"HardDiskBackend" is the alias of "LocalBackend"')
+FILE_ONLY_MESSAGES = (
+    'paramwise_options -- ',
+    'Config:\n',
+    '\n' + '-' * 60 + '\nSystem environment:',
+    'Hooks will be executed in the following order',
+    # mmengine 0.10.7 about itself: nothing for the user to act on
+    'Distributed training is not used, all SyncBatchNorm',
+    '"FileClient" will be deprecated',
+    '"HardDiskBackend" is the alias of "LocalBackend"')
 
 
 class FileOnlyFilter(logging.Filter):
@@ -196,12 +200,14 @@ class CheckedRunner(RunGuards, Runner):
     training script, set ``runner_type = 'fdclip_mm.CheckedRunner'``.
     """
 
-    def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None,
-                     **kwargs) -> MMLogger:
+    def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None, **kwargs) -> MMLogger:
         return add_file_only_filter(super().build_logger(log_level=log_level, log_file=log_file, **kwargs))
 
-    def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
-                        strict: Optional[bool] = None, revise_keys: list = [(r'^module.', '')]) -> dict:
+    def load_checkpoint(self,
+                        filename: str,
+                        map_location: Union[str, Callable] = 'cpu',
+                        strict: Optional[bool] = None,
+                        revise_keys: list = [(r'^module.', '')]) -> dict:
         """mmengine's ``load_checkpoint`` with a safe, named read and (by default) an exact fit.
 
         Args:
@@ -248,16 +254,24 @@ class CheckedFlexibleRunner(RunGuards, FlexibleRunner):
         add_file_only_filter(strategy.logger)
         return strategy
 
-    def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
-                        strict: Optional[bool] = None, revise_keys: list = [(r'^module.', '')]):
+    def load_checkpoint(self,
+                        filename: str,
+                        map_location: Union[str, Callable] = 'cpu',
+                        strict: Optional[bool] = None,
+                        revise_keys: list = [(r'^module.', '')]):
         """The strategy's load, exact unless the config sets ``strict_load = False``."""
-        return super().load_checkpoint(filename, map_location=map_location, strict=self._strict(strict),
-                                       revise_keys=revise_keys)
+        return super().load_checkpoint(
+            filename, map_location=map_location, strict=self._strict(strict), revise_keys=revise_keys)
 
 
 #: ``runner_type`` values that our tools build as the checked runner of the same kind.
-CHECKED_RUNNERS = {None: CheckedRunner, 'Runner': CheckedRunner, 'mmengine.Runner': CheckedRunner,
-                   'FlexibleRunner': CheckedFlexibleRunner, 'mmengine.FlexibleRunner': CheckedFlexibleRunner}
+CHECKED_RUNNERS = {
+    None: CheckedRunner,
+    'Runner': CheckedRunner,
+    'mmengine.Runner': CheckedRunner,
+    'FlexibleRunner': CheckedFlexibleRunner,
+    'mmengine.FlexibleRunner': CheckedFlexibleRunner
+}
 
 
 def build_checked_runner(cfg) -> Runner:

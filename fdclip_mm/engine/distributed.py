@@ -16,7 +16,6 @@ import os
 import subprocess
 from typing import Optional, Union
 
-import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, ConfigDict
 from mmengine.device import get_device
@@ -52,8 +51,7 @@ def _set_env_from_slurm(port: Optional[int] = None) -> None:
     ntasks = int(os.environ['SLURM_NTASKS'])
     if 'MASTER_ADDR' not in os.environ:
         node_list = os.environ['SLURM_NODELIST']
-        os.environ['MASTER_ADDR'] = subprocess.getoutput(
-            f'scontrol show hostname {node_list} | head -n1').strip()
+        os.environ['MASTER_ADDR'] = subprocess.getoutput(f'scontrol show hostname {node_list} | head -n1').strip()
     if port is not None:
         os.environ['MASTER_PORT'] = str(port)
     os.environ.setdefault('MASTER_PORT', DEFAULT_MASTER_PORT)

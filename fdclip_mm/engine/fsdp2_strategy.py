@@ -20,9 +20,8 @@ from mmengine.device import get_device
 from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.utils import get_git_hash
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_model_state_dict,
-                                                     set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
@@ -74,8 +73,10 @@ def frozen_shard_units(model: nn.Module) -> List[str]:
     patterns = []
     for top_name, top in model.named_children():
         if not trained(top) and next(top.parameters(), None) is not None:
-            patterns += [f'{name}.*' for name, module in top.named_modules(prefix=top_name)
-                         if isinstance(module, nn.ModuleList) and len(module)]
+            patterns += [
+                f'{name}.*' for name, module in top.named_modules(prefix=top_name)
+                if isinstance(module, nn.ModuleList) and len(module)
+            ]
             patterns += [] if isinstance(top, CONTAINERS) else [top_name]
     return patterns
 
@@ -100,9 +101,11 @@ def shard_units(model: nn.Module, patterns: Sequence[str]) -> List[str]:
     return sorted(chosen, key=lambda name: -name.count('.'))  # fully_shard children before parents
 
 
-def shard_model(model: nn.Module, patterns: Optional[Sequence[str]] = None,
+def shard_model(model: nn.Module,
+                patterns: Optional[Sequence[str]] = None,
                 forward_methods: Sequence[str] = FORWARD_METHODS,
-                mp_policy: Optional[MixedPrecisionPolicy] = None, reshard_after_forward: bool = True) -> List[str]:
+                mp_policy: Optional[MixedPrecisionPolicy] = None,
+                reshard_after_forward: bool = True) -> List[str]:
     """``fully_shard`` the modules named by ``patterns`` in place over all ranks of the default group.
 
     Args:
@@ -259,8 +262,13 @@ class FSDP2Strategy(DDPStrategy):
         state = get_optimizer_state_dict(self.model, self.optim_wrapper.optimizer, options=FULL)
         return optimizer_state_to_indices(state) if is_main_process() else {}
 
-    def load_checkpoint(self, filename: str, *, map_location='cpu', strict: bool = True,
-                        revise_keys: list = [(r'^module.', '')], callback: Optional[Callable] = None) -> dict:
+    def load_checkpoint(self,
+                        filename: str,
+                        *,
+                        map_location='cpu',
+                        strict: bool = True,
+                        revise_keys: list = [(r'^module.', '')],
+                        callback: Optional[Callable] = None) -> dict:
         """mmengine's strategy load with :func:`~fdclip_mm.checkpoint.read_checkpoint` (an unreadable file
         is named with what is wrong with it) and, by default, an exact fit (resuming loads exactly too)."""
         self.logger.info(f'Load checkpoint from {filename}')
@@ -269,12 +277,16 @@ class FSDP2Strategy(DDPStrategy):
             raise CheckpointFileError(f'{filename} holds no state_dict: not a checkpoint of a run')
         if callback is not None:
             callback(checkpoint)
-        self.load_model_state_dict(checkpoint.pop('state_dict'), strict=strict, revise_keys=revise_keys,
-                                   source=filename)
+        self.load_model_state_dict(
+            checkpoint.pop('state_dict'), strict=strict, revise_keys=revise_keys, source=filename)
         return checkpoint
 
-    def load_model_state_dict(self, state_dict: dict, *, strict: bool = False,
-                              revise_keys: list = [(r'^module.', '')], source: str = 'the checkpoint') -> None:
+    def load_model_state_dict(self,
+                              state_dict: dict,
+                              *,
+                              strict: bool = False,
+                              revise_keys: list = [(r'^module.', '')],
+                              source: str = 'the checkpoint') -> None:
         """Loads a full (unsharded) state dict into the sharded model on every rank.
 
         Raises:
@@ -285,8 +297,8 @@ class FSDP2Strategy(DDPStrategy):
         # for keys it lacks and reports none missing. The model's state_dict() (DTensor shards, nothing
         # gathered) names every key it saves (the distiller leaves its teachers out).
         missing = [k for k in self.model.state_dict() if k not in state_dict]
-        result = set_model_state_dict(self.model, state_dict, options=StateDictOptions(full_state_dict=True,
-                                                                                      strict=False))
+        result = set_model_state_dict(
+            self.model, state_dict, options=StateDictOptions(full_state_dict=True, strict=False))
         if strict and (missing or result.unexpected_keys):
             raise CheckpointMismatchError(f'{source} does not fit {type(self.model).__name__}: missing keys '
                                           f'{missing[:5]}, unexpected keys {result.unexpected_keys[:5]}. Set '
@@ -296,11 +308,19 @@ class FSDP2Strategy(DDPStrategy):
         """Loads a full optimizer state in index form (ours or a DDP run's) into the sharded optimizer."""
         optimizer = self.optim_wrapper.optimizer
         names = [self.param_names[id(p)] for group in optimizer.param_groups for p in group['params']]
-        set_optimizer_state_dict(self.model, optimizer, optimizer_state_to_names(state_dict, names),
-                                 options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(
+            self.model,
+            optimizer,
+            optimizer_state_to_names(state_dict, names),
+            options=StateDictOptions(full_state_dict=True))
 
-    def save_checkpoint(self, filename: str, *, save_optimizer: bool = True, save_param_scheduler: bool = True,
-                        extra_ckpt: Optional[dict] = None, callback: Optional[Callable] = None) -> None:
+    def save_checkpoint(self,
+                        filename: str,
+                        *,
+                        save_optimizer: bool = True,
+                        save_param_scheduler: bool = True,
+                        extra_ckpt: Optional[dict] = None,
+                        callback: Optional[Callable] = None) -> None:
         """Every rank gathers; rank 0 writes one ordinary checkpoint, atomically."""
         checkpoint = dict(state_dict=self.model_state_dict())
         if save_optimizer and hasattr(self, 'optim_wrapper'):
@@ -309,8 +329,11 @@ class FSDP2Strategy(DDPStrategy):
             checkpoint['param_schedulers'] = self.scheduler_state_dict()
         extra_ckpt = dict(extra_ckpt or {})
         extra_ckpt.setdefault('meta', {}).update(
-            seed=self.seed, time=time.strftime('%Y%m%d_%H%M%S', time.localtime()),
-            mmengine=mmengine.__version__ + get_git_hash(), world_size=get_world_size(), sharded_by='FSDP2')
+            seed=self.seed,
+            time=time.strftime('%Y%m%d_%H%M%S', time.localtime()),
+            mmengine=mmengine.__version__ + get_git_hash(),
+            world_size=get_world_size(),
+            sharded_by='FSDP2')
         checkpoint.update(extra_ckpt)
         if callback is not None:
             callback(checkpoint)

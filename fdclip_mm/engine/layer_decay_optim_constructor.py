@@ -22,8 +22,7 @@ from fdclip_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from .nonfinite_loss import apply_nonfinite_loss_policy, split_nonfinite_loss
 from .trainable_optim_constructor import RPB_TABLE_KEY
 
-NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm,
-              nn.modules.instancenorm._InstanceNorm)
+NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -34,8 +33,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     at 0, block ``i`` at ``i + 1``, everything after the blocks, the head included, at ``L + 1``). No
     weight decay on parameters of norm layers, biases, other one-dimensional parameters (layer scales,
     q/v biases) and the backbone's ``no_weight_decay()`` names (class token, position embeddings). Relative
-    position bias tables are decayed, as in the official FD code. Frozen parameters are left out. Parameters with equal settings share one optimizer group,
-    whose ``param_names`` lists them. A table of the groups is logged when the optimizer is built.
+    position bias tables are decayed, as in the official FD code. Frozen parameters are left out. Parameters
+    with equal settings share one optimizer group, whose ``param_names`` lists them. A table of the groups is
+    logged when the optimizer is built.
 
     ``paramwise_cfg`` keys (all optional):
 
@@ -169,10 +169,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         ]
         for g in groups:
             numel = sum(p.numel() for p in g['params'])
-            lines.append(
-                f'{g["group_name"]:<28} {g["layer_depth"]:>5} {g["lr_scale"]:>10.4g} {g["lr"]:>10.4g} '
-                f'{g["weight_decay"]:>7.3g} {len(g["params"]):>7} {numel:>10}  '
-                f'{self.name_pattern(g["param_names"])}')
+            lines.append(f'{g["group_name"]:<28} {g["layer_depth"]:>5} {g["lr_scale"]:>10.4g} {g["lr"]:>10.4g} '
+                         f'{g["weight_decay"]:>7.3g} {len(g["params"]):>7} {numel:>10}  '
+                         f'{self.name_pattern(g["param_names"])}')
         return '\n'.join(lines)
 
 

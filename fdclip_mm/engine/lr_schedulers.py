@@ -18,8 +18,9 @@ from fdclip_mm.registry import PARAM_SCHEDULERS
 
 def peak_lrs(scheduler) -> List[float]:
     """The run's peak lr as seen from each group: its initial lr over its layer-decay ``lr_scale``."""
-    return [base / group.get('lr_scale', 1.) for base, group in zip(scheduler.base_values,
-                                                                      scheduler.optimizer.param_groups)]
+    return [
+        base / group.get('lr_scale', 1.) for base, group in zip(scheduler.base_values, scheduler.optimizer.param_groups)
+    ]
 
 
 @PARAM_SCHEDULERS.register_module()
@@ -42,8 +43,10 @@ class TimmLinearWarmupLR(LinearLR):
         # timm: warmup_lr + t * (base - warmup_lr) / warmup_t, the peak reached at t = warmup_t (the first step
         # after this scheduler's range); mmengine's LinearLR reaches it one step earlier.
         progress = min(self.last_step / (self.total_iters + 1), 1.0)
-        return [start + (base - start) * progress
-                for start, base in zip((self.warmup_lr_ratio * p for p in peak_lrs(self)), self.base_values)]
+        return [
+            start + (base - start) * progress
+            for start, base in zip((self.warmup_lr_ratio * p for p in peak_lrs(self)), self.base_values)
+        ]
 
 
 @PARAM_SCHEDULERS.register_module()
@@ -63,5 +66,7 @@ class TimmCosineAnnealingLR(CosineAnnealingLR):
 
     def _get_value(self) -> List[float]:
         cosine = (1 + math.cos(math.pi * min(self.last_step, self.T_max) / self.T_max)) / 2
-        return [floor + (base - floor) * cosine
-                for floor, base in zip((self.min_lr_ratio * p for p in peak_lrs(self)), self.base_values)]
+        return [
+            floor + (base - floor) * cosine
+            for floor, base in zip((self.min_lr_ratio * p for p in peak_lrs(self)), self.base_values)
+        ]

@@ -32,7 +32,9 @@ class NonFiniteLossPolicy:
     nonfinite_loss = 'raise'
     skipped_nonfinite_steps = 0
 
-    def update_params(self, loss: torch.Tensor, step_kwargs: Optional[Dict] = None,
+    def update_params(self,
+                      loss: torch.Tensor,
+                      step_kwargs: Optional[Dict] = None,
                       zero_kwargs: Optional[Dict] = None) -> None:
         if finite_on_every_rank(loss):
             return super().update_params(loss, step_kwargs=step_kwargs, zero_kwargs=zero_kwargs)
@@ -42,8 +44,11 @@ class NonFiniteLossPolicy:
         self.backward(torch.nan_to_num(loss, nan=0., posinf=0., neginf=0.) * 0.)
         self.zero_grad(**(zero_kwargs or {}))
         self.skipped_nonfinite_steps += 1
-        print_log(f'skipped the update of {iteration_name()}: non-finite loss {loss.item()} '
-                  f'({self.skipped_nonfinite_steps} step(s) skipped so far)', logger='current', level=logging.WARNING)
+        print_log(
+            f'skipped the update of {iteration_name()}: non-finite loss {loss.item()} '
+            f'({self.skipped_nonfinite_steps} step(s) skipped so far)',
+            logger='current',
+            level=logging.WARNING)
 
 
 def apply_nonfinite_loss_policy(optim_wrapper: OptimWrapper, mode: str) -> OptimWrapper:

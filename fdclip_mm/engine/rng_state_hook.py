@@ -31,8 +31,12 @@ def get_rng_state() -> dict:
     name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     state = dict(
         python=random.getstate(),
-        numpy=dict(name=name, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
-                   has_gauss=int(has_gauss), cached_gaussian=float(cached_gaussian)),
+        numpy=dict(
+            name=name,
+            keys=torch.from_numpy(keys.astype(np.int64)),
+            pos=int(pos),
+            has_gauss=int(has_gauss),
+            cached_gaussian=float(cached_gaussian)),
         torch=torch.get_rng_state())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
@@ -48,8 +52,8 @@ def set_rng_state(state: dict) -> None:
     version, internal, gauss_next = state['python']
     random.setstate((version, tuple(internal), gauss_next))
     numpy_state = state['numpy']
-    np.random.set_state((numpy_state['name'], numpy_state['keys'].cpu().numpy().astype(np.uint32),
-                         numpy_state['pos'], numpy_state['has_gauss'], numpy_state['cached_gaussian']))
+    np.random.set_state((numpy_state['name'], numpy_state['keys'].cpu().numpy().astype(np.uint32), numpy_state['pos'],
+                         numpy_state['has_gauss'], numpy_state['cached_gaussian']))
     torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([device_state.cpu() for device_state in state['cuda']])
@@ -105,8 +109,11 @@ class RNGStateHook(Hook):
         if states is None:
             return
         if len(states) != get_world_size():
-            print_log(f'The checkpoint holds generator states of {len(states)} processes, this run has '
-                      f'{get_world_size()}: keeping the re-seeded generators', logger='current', level=30)
+            print_log(
+                f'The checkpoint holds generator states of {len(states)} processes, this run has '
+                f'{get_world_size()}: keeping the re-seeded generators',
+                logger='current',
+                level=30)
             return
         self._pending, self._pending_iter = states[get_rank()], checkpoint['meta']['iter']
         self._pending_from_checkpoint = True
@@ -123,5 +130,6 @@ class RNGStateHook(Hook):
         set_rng_state(self._pending)
         self._pending = None
         if self._pending_from_checkpoint:  # in an uninterrupted run the replay is routine: not worth a line
-            print_log(f'Restored the random generator states of iteration {runner.iter} from the checkpoint',
-                      logger='current')
+            print_log(
+                f'Restored the random generator states of iteration {runner.iter} from the checkpoint',
+                logger='current')

@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from fdclip_mm.analysis.attention_distance import (attention_distance, layer_attention_distances,
-                                                   patch_distances)
+from fdclip_mm.analysis.attention_distance import attention_distance, layer_attention_distances, patch_distances
 
 
 def with_cls(patch_attn: torch.Tensor, cls_mass: float = 0.0) -> torch.Tensor:
@@ -52,9 +51,7 @@ def test_class_token_mass_is_renormalised_or_counts_as_zero():
     attn = with_cls(torch.full((1, 1, 4, 4), 0.25), cls_mass=0.5)
     expected = 16 * (2 + math.sqrt(2)) / 4
     assert attention_distance(attn, (2, 2), 16).item() == pytest.approx(expected, rel=1e-6)
-    assert attention_distance(
-        attn, (2, 2), 16, renormalize=False).item() == pytest.approx(
-            expected / 2, rel=1e-6)
+    assert attention_distance(attn, (2, 2), 16, renormalize=False).item() == pytest.approx(expected / 2, rel=1e-6)
 
 
 def test_one_hot_to_a_fixed_offset():

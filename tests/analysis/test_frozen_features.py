@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from fdclip_mm.analysis.frozen_features import (knn_accuracy, linear_probe_accuracy, pooled_features,
-                                                read_annotations)
+from fdclip_mm.analysis.frozen_features import knn_accuracy, linear_probe_accuracy, pooled_features, read_annotations
 
 
 def test_knn_votes_by_weighted_cosine_similarity():
@@ -27,7 +26,9 @@ def test_linear_probe_separates_separable_data_and_not_noise():
 
 
 def test_pooled_features_are_the_mean_patch_token():
+
     class Tokens(torch.nn.Module):
+
         def forward_features(self, x):
             return x  # (B, 1 + N, C)
 

@@ -24,11 +24,26 @@ def runs(tmp_path):
         first, later = '20260101_000000', '20260102_000000'
         train = {'loss': 1.0, 'iter': 5, 'time': 1.0}
         dirs = [
-            write_metrics(tmp_path / f'{name}_in1k', first, train, {'accuracy/top1': top1 - 1, 'step': 1},
-                          {'accuracy/top1': top1, 'step': 2}),
-            write_metrics(tmp_path / f'{name}_ade', first, {'mIoU': miou, 'aAcc': 80.0, 'step': 1}),
-            write_metrics(tmp_path / f'{name}_coco', first, {'coco/bbox_mAP': box, 'coco/segm_mAP': 0.1}),
-            write_metrics(tmp_path / f'{name}_nyu', first, {'rmse': 0.5, 'step': 1}),
+            write_metrics(tmp_path / f'{name}_in1k', first, train, {
+                'accuracy/top1': top1 - 1,
+                'step': 1
+            }, {
+                'accuracy/top1': top1,
+                'step': 2
+            }),
+            write_metrics(tmp_path / f'{name}_ade', first, {
+                'mIoU': miou,
+                'aAcc': 80.0,
+                'step': 1
+            }),
+            write_metrics(tmp_path / f'{name}_coco', first, {
+                'coco/bbox_mAP': box,
+                'coco/segm_mAP': 0.1
+            }),
+            write_metrics(tmp_path / f'{name}_nyu', first, {
+                'rmse': 0.5,
+                'step': 1
+            }),
         ]
         # a later test run overrides the validation metrics
         write_metrics(tmp_path / f'{name}_coco', later, {'coco/segm_mAP': mask}, test=True)
@@ -47,14 +62,15 @@ def test_read_metrics_takes_the_last_value_and_later_runs(runs):
 def test_table1_layout_with_a_delta_row(runs):
     columns, delta = LAYOUTS['table1']
     rows = [(name, collect_row(dirs, columns)) for name, dirs in runs.items()]
-    assert format_table(rows, columns, baseline='MAE', delta=delta).splitlines() == [
-        '| Method | IN-1K % | ADE20K mIoU | COCO AP<sub>box</sub> | COCO AP<sub>mask</sub> '
-        '| NYUv2 RMSE (↓) |',
-        '|---|---|---|---|---|---|',
-        '| MAE | 83.6 | 48.1 | 46.5 | 40.9 | 0.383 |',
-        '| FD-MAE | 83.4 | 47.9 | 46.7 | 41.2 | 0.364 |',
-        '| Δ FD-MAE | ↓ 0.2 | ↓ 0.2 | ↑ 0.2 | ↑ 0.3 | ↓ 0.019 |',
-    ]
+    assert format_table(
+        rows, columns, baseline='MAE', delta=delta).splitlines() == [
+            '| Method | IN-1K % | ADE20K mIoU | COCO AP<sub>box</sub> | COCO AP<sub>mask</sub> '
+            '| NYUv2 RMSE (↓) |',
+            '|---|---|---|---|---|---|',
+            '| MAE | 83.6 | 48.1 | 46.5 | 40.9 | 0.383 |',
+            '| FD-MAE | 83.4 | 47.9 | 46.7 | 41.2 | 0.364 |',
+            '| Δ FD-MAE | ↓ 0.2 | ↓ 0.2 | ↑ 0.2 | ↑ 0.3 | ↓ 0.019 |',
+        ]
 
 
 def test_table3_inline_deltas_and_missing_metrics(runs):

@@ -12,7 +12,6 @@ from fdclip_mm.analysis.image_folder import iter_image_batches, list_images
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.teachers import teacher_config
 from fdclip_mm.registry import MODELS
-
 from ..conftest import tiny_teacher_cfg, tiny_vit_arch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -36,8 +35,10 @@ def test_maps_are_the_probabilities_each_layer_used(tmp_path, family, patch, ima
     tokens = 1 + (image // patch)**2
     assert len(maps) == 2 and all(m.shape == (2, 2, tokens, tokens) and m.dtype == torch.float32 for m in maps)
     calls = []
-    handles = [layer.attn.register_forward_hook(lambda module, args, out: calls.append((module, args[0], out)))
-               for layer in teacher.backbone.layers]
+    handles = [
+        layer.attn.register_forward_hook(lambda module, args, out: calls.append((module, args[0], out)))
+        for layer in teacher.backbone.layers
+    ]
     teacher(x)
     for handle in handles:
         handle.remove()
@@ -53,16 +54,25 @@ def test_maps_are_the_probabilities_each_layer_used(tmp_path, family, patch, ima
 
 def test_clip_maps_equal_open_clip_attention_weights(tmp_path):
     open_clip = pytest.importorskip('open_clip')
-    tower = randomise(open_clip.transformer.VisionTransformer(
-        image_size=32, patch_size=8, width=64, layers=2, heads=4, mlp_ratio=4.0, output_dim=32,
-        act_layer=open_clip.transformer.QuickGELU))
+    tower = randomise(
+        open_clip.transformer.VisionTransformer(
+            image_size=32,
+            patch_size=8,
+            width=64,
+            layers=2,
+            heads=4,
+            mlp_ratio=4.0,
+            output_dim=32,
+            act_layer=open_clip.transformer.QuickGELU))
     path = str(tmp_path / 'clip.pth')
     torch.save({f'visual.{k}': v for k, v in tower.state_dict().items()}, path)
     teacher = MODELS.build(teacher_config('clip', path, arch=tiny_vit_arch(64, 2, 4), patch_size=8, img_size=32))
     x = torch.randn(2, 3, 32, 32)
     inputs = []
-    handles = [block.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
-               for block in tower.transformer.resblocks]
+    handles = [
+        block.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
+        for block in tower.transformer.resblocks
+    ]
     with torch.no_grad():
         tower(x)
         expected = []
@@ -79,9 +89,14 @@ def test_clip_maps_equal_open_clip_attention_weights(tmp_path):
 
 def test_dinov2_maps_equal_transformers_attentions(tmp_path):
     transformers = pytest.importorskip('transformers')
-    config = transformers.Dinov2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                       intermediate_size=256, patch_size=14, image_size=42,
-                                       attn_implementation='eager')
+    config = transformers.Dinov2Config(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=256,
+        patch_size=14,
+        image_size=42,
+        attn_implementation='eager')
     model = randomise(transformers.Dinov2Model(config))
     path = str(tmp_path / 'dinov2.pth')
     torch.save(model.state_dict(), path)
@@ -95,8 +110,7 @@ def test_dinov2_maps_equal_transformers_attentions(tmp_path):
         torch.testing.assert_close(probs, reference, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(
-    not osp.isfile(DEMO_WEIGHTS), reason='run scripts/fetch_demo_data.py for the real teacher')
+@pytest.mark.skipif(not osp.isfile(DEMO_WEIGHTS), reason='run scripts/fetch_demo_data.py for the real teacher')
 def test_real_dinov2_heads_spread_and_random_vit_heads_do_not():
     teacher = MODELS.build(teacher_config('dinov2', DEMO_WEIGHTS, arch='dinov2-s', patch_size=14, img_size=112))
     random_vit = FDViT(

@@ -12,7 +12,6 @@ from torch import nn
 from fdclip_mm.analysis.model_builder import build_analysis_module, load_part_checkpoint
 from fdclip_mm.analysis.model_spec import parse_model_spec
 from fdclip_mm.models.backbones import FDViT
-
 from ..conftest import tiny_teacher_cfg, tiny_vit_arch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -5,9 +5,9 @@ import os
 import pytest
 from mmengine.config import Config
 
+from fdclip_mm.analysis.training_cost import (CLIP_PRETRAIN_IMAGES, DistillationCost, format_cost, format_count,
+                                              measure_run, paper_cost)
 from fdclip_mm.analysis.training_cost_config import cost_from_config
-from fdclip_mm.analysis.training_cost import (CLIP_PRETRAIN_IMAGES, DistillationCost, format_cost,
-                                              format_count, measure_run, paper_cost)
 
 
 def test_paper_numbers_of_appendix_a():
@@ -26,9 +26,9 @@ def test_config_of_the_paper_counts_imagenet_and_clip(tmp_path):
             default_scope='mmpretrain',
             train_cfg=dict(max_epochs=300),
             model=dict(
-                type='fdclip_mm.FeatureDistiller', teacher=dict(type='BackboneTeacher', reader='clip', checkpoint='x.pt')),
-            train_dataloader=dict(
-                batch_size=128, dataset=dict(type='ImageNet', data_root=str(tmp_path / 'none')))))
+                type='fdclip_mm.FeatureDistiller',
+                teacher=dict(type='BackboneTeacher', reader='clip', checkpoint='x.pt')),
+            train_dataloader=dict(batch_size=128, dataset=dict(type='ImageNet', data_root=str(tmp_path / 'none')))))
     cost = cost_from_config(cfg)
     assert cost.images_per_epoch == 1_281_167
     assert cost.fraction == pytest.approx(300 * 1_281_167 / 12.8e9)
@@ -38,9 +38,14 @@ def test_config_of_the_paper_counts_imagenet_and_clip(tmp_path):
 def write_run(work_dir, world_size=2, cuda=True):
     run = work_dir / '20260101_000000'
     os.makedirs(run / 'vis_data')
-    records = [dict(lr=1e-3, time=0.5, iter=10, epoch=1, step=10),
-               dict(lr=1e-3, time=0.25, iter=20, epoch=2, step=20),
-               {'distill/loss': 0.2, 'time': 9.0, 'step': 2}]  # a validation record
+    records = [
+        dict(lr=1e-3, time=0.5, iter=10, epoch=1, step=10),
+        dict(lr=1e-3, time=0.25, iter=20, epoch=2, step=20), {
+            'distill/loss': 0.2,
+            'time': 9.0,
+            'step': 2
+        }
+    ]  # a validation record
     (run / 'vis_data' / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in records) + '\n')
     (run / '20260101_000000.log').write_text(f'    CUDA available: {cuda}\n    GPU number: {world_size}\n')
 

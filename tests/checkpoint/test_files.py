@@ -6,14 +6,14 @@ import torch
 from torch import nn
 
 from fdclip_mm.checkpoint import (CheckpointFileError, CheckpointMismatchError, load_state_dict_exactly,
-                                       read_checkpoint, read_state_dict)
+                                  read_checkpoint, read_state_dict)
 from fdclip_mm.converters.dinov2_weights import load_dinov2_checkpoint
 
 
 class RunsCode:
 
     def __reduce__(self):
-        return (os.system, ('echo this must never run',))
+        return (os.system, ('echo this must never run', ))
 
 
 @pytest.fixture
@@ -80,8 +80,10 @@ def test_load_state_dict_exactly_lists_what_does_not_fit():
     load_state_dict_exactly(model, good, 'good.pth')
     assert torch.equal(model[0].weight, good['0.weight'])
 
-    with pytest.raises(CheckpointMismatchError, match=r'backbone.pth does not fit Sequential \(0 of its 2 '
-                       r'tensors.*4 missing keys \(0.weight, 0.bias, 1.weight, 1.bias\); 2 unexpected keys'):
+    with pytest.raises(
+            CheckpointMismatchError,
+            match=r'backbone.pth does not fit Sequential \(0 of its 2 '
+            r'tensors.*4 missing keys \(0.weight, 0.bias, 1.weight, 1.bias\); 2 unexpected keys'):
         load_state_dict_exactly(model, {'w': torch.ones(1), 'b': torch.ones(1)}, 'backbone.pth')
     wide = dict(good, **{'1.weight': torch.ones(2, 16)})
     with pytest.raises(CheckpointMismatchError, match=r'1 shape mismatches: size mismatch for 1.weight'):
@@ -114,7 +116,9 @@ def test_a_torchscript_archive_is_named_as_such_by_every_reader(tmp_path):
             read_teacher_checkpoint(reader, str(path))
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     converter = os.path.join(repo, 'tools', 'model_converters', 'fd_to_backbone.py')
-    proc = subprocess.run([sys.executable, converter, str(path), str(tmp_path / 'out.pth')], capture_output=True,
+    proc = subprocess.run([sys.executable, converter, str(path),
+                           str(tmp_path / 'out.pth')],
+                          capture_output=True,
                           text=True)
     assert proc.returncode != 0 and 'is a TorchScript archive' in proc.stderr
     assert not (tmp_path / 'out.pth').exists()

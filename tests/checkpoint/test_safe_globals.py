@@ -34,9 +34,15 @@ def runner_checkpoint(tmp_path_factory) -> str:
         sys.path.remove(TOY_DIR)
     root = tmp_path_factory.mktemp('ckpt_globals')
     config = toy_modules.write_toy_config(str(root / 'toy.py'), max_iters=4)
-    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'), config, '--work-dir',
-                           str(root / 'work')], cwd=root, env=_env(), capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable,
+         osp.join(REPO_ROOT, 'tools', 'train.py'), config, '--work-dir',
+         str(root / 'work')],
+        cwd=root,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return str(root / 'work' / 'iter_4.pth')
 

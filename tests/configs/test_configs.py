@@ -13,8 +13,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..conftest import (clip_visual_state_dict, dinov2_state_dict, esvit_checkpoint, scheduled_lrs,
-                        timm_vit_state_dict, tiny_vit_arch, write_image_folder)
+from ..conftest import (clip_visual_state_dict, dinov2_state_dict, esvit_checkpoint, scheduled_lrs, timm_vit_state_dict,
+                        tiny_vit_arch, write_image_folder)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ALL_CONFIGS = sorted(
@@ -44,8 +44,10 @@ def shrink_student(student) -> None:
     """Tiny widths and depths, the config's patch sizes, windows and grids kept."""
     if 'Swin' in student.type:
         depths = student.arch['depths'] if isinstance(student.arch, dict) else [2, 2, 18, 2]
-        student.arch = dict(tiny_swin_arch(depths), **({'extra_norm_every_n_blocks': 0} if 'V2' in student.type
-                                                       else {}))
+        student.arch = dict(
+            tiny_swin_arch(depths), **({
+                'extra_norm_every_n_blocks': 0
+            } if 'V2' in student.type else {}))
     else:
         student.arch = TINY_ARCH
 
@@ -58,8 +60,12 @@ def tiny_teacher_checkpoint(teacher_cfg, path: str) -> None:
     reader = teacher_cfg.get('reader') or family_defaults(teacher_cfg.get('family')).get('reader', 'mmpretrain')
     if reader == 'esvit_swin':
         backbone.arch = tiny_swin_arch(backbone.arch['depths'])
-        esvit_checkpoint(path, backbone.arch, window_size=backbone.window_size, img_size=image,
-                         stage_cfgs=backbone.get('stage_cfgs'))
+        esvit_checkpoint(
+            path,
+            backbone.arch,
+            window_size=backbone.window_size,
+            img_size=image,
+            stage_cfgs=backbone.get('stage_cfgs'))
     else:
         backbone.arch = tiny_vit_arch(32, 2, 2)
         if reader == 'clip':
@@ -87,8 +93,12 @@ def shrink(cfg: Config, tmp_path) -> Config:
         dataset = loader.dataset
         while 'dataset' in dataset:  # unwrap RepeatDataset & co.
             dataset = dataset.dataset
-        loader.dataset = dict(type='mmpretrain.CustomDataset', data_root=osp.dirname(images), data_prefix=split,
-                              with_label=False, pipeline=dataset.pipeline)
+        loader.dataset = dict(
+            type='mmpretrain.CustomDataset',
+            data_root=osp.dirname(images),
+            data_prefix=split,
+            with_label=False,
+            pipeline=dataset.pipeline)
         loader.batch_size = 2
         loader.num_workers = 0
         loader.persistent_workers = False
@@ -128,16 +138,15 @@ def test_fd_configs_encode_table_4():
     cfg = load('fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
     optim = cfg.optim_wrapper
     assert optim.type == 'AmpOptimWrapper' and optim.clip_grad.max_norm == 3.0
-    assert optim.optimizer == dict(type='AdamW', lr=1.2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05,
-                                fused=True)
+    assert optim.optimizer == dict(type='AdamW', lr=1.2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05, fused=True)
     assert cfg.auto_scale_lr.base_batch_size == 2048
     assert cfg.train_dataloader.batch_size * 16 == 2048
     # official schedule at batch 2048: 2e-6 -> 1.2e-3 over 10 epochs, cosine to 2e-5 at 300; all three scale
     # together with --auto-scale-lr (here: half the batch)
     epoch = 10
     for ratio in (1.0, 0.5):
-        start, peak, end = scheduled_lrs(cfg.param_scheduler, [dict(lr=1.2e-3)], epoch, [0, 10 * epoch, 300 * epoch],
-                                         batch_ratio=ratio)
+        start, peak, end = scheduled_lrs(
+            cfg.param_scheduler, [dict(lr=1.2e-3)], epoch, [0, 10 * epoch, 300 * epoch], batch_ratio=ratio)
         assert (start[0], peak[0], end[0]) == pytest.approx((2e-6 * ratio, 1.2e-3 * ratio, 2e-5 * ratio), rel=1e-4)
     assert cfg.train_cfg.max_epochs == 300
     assert crop_scale(cfg) == (0.08, 1.0)
@@ -175,7 +184,8 @@ def test_variant_configs_of_the_supplement():
         assert cfg.model.mask_ratio == 0.75 and cfg.train_cfg.max_epochs == epochs
         assert cfg.param_scheduler[1].end == epochs
     for pos_embed in ('ape', 'rpb'):
-        assert load(f'fd_clip-vit-b16_vit-b16-{pos_embed}-dp0.2_16xb128-300e_in1k.py').model.student.pos_embed == pos_embed
+        assert load(
+            f'fd_clip-vit-b16_vit-b16-{pos_embed}-dp0.2_16xb128-300e_in1k.py').model.student.pos_embed == pos_embed
     for family, dp in (('mae', 0.2), ('dino', 0.3), ('deit', 0.3)):  # DINO / DeiT: the official yaml files' 0.3
         cfg = load(f'fd_{family}-vit-b16_vit-b16-dp{dp}_16xb128-300e_in1k.py')
         assert cfg.model.teacher.family == 'timm_vit' and 'layer_cfgs' not in cfg.model.teacher.backbone

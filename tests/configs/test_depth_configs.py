@@ -25,7 +25,6 @@ from .test_configs import ALL_CONFIGS, REPO
 DEPTH_CONFIGS = [p for p in ALL_CONFIGS if osp.basename(p).startswith('depth_')]
 TINY = tiny_vit_arch(32, 4, 2)
 
-
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
@@ -56,7 +55,11 @@ def tiny_init_checkpoint(backbone, path: str) -> dict:
         state = FDViT(arch=TINY, img_size=3 * patch, patch_size=patch, pos_embed='shared_rpb').state_dict()
     elif backbone.type == 'mmpretrain.VisionTransformer':
         visual = clip_visual_state_dict(width=32, layers=TINY['num_layers'], patch=patch, image=3 * patch)
-        state = clip_to_vit_state_dict({k[len('visual.'):]: v for k, v in visual.items()}, final_norm=True,
+        state = clip_to_vit_state_dict({
+            k[len('visual.'):]: v
+            for k, v in visual.items()
+        },
+                                       final_norm=True,
                                        head_norm=False)
     else:
         raise NotImplementedError(backbone.type)
@@ -170,8 +173,8 @@ def scheduled_lrs(cfg: Config) -> list:
     return lrs
 
 
-@pytest.mark.parametrize('name', ['depth_fd-clip-vit-b16_glp_8xb3-25e_nyu-480x480.py',
-                                  'depth_clip-vit-b16_glp_8xb3-25e_nyu-480x480.py'])
+@pytest.mark.parametrize(
+    'name', ['depth_fd-clip-vit-b16_glp_8xb3-25e_nyu-480x480.py', 'depth_clip-vit-b16_glp_8xb3-25e_nyu-480x480.py'])
 def test_depth_configs_encode_the_mim_depth_recipe(name):
     cfg = load(name)
     model = cfg.model
@@ -202,8 +205,8 @@ def test_depth_configs_encode_the_mim_depth_recipe(name):
     assert pipeline['RandomCrop'].crop_size == (480, 480)
     assert pipeline['LoadDepthAnnotation'].depth_rescale_factor == 1e-3
     assert (cfg.train_dataloader.batch_size * 8, cfg.auto_scale_lr.base_batch_size) == (24, 24)
-    assert cfg.val_evaluator == dict(type='DepthMetric', min_depth_eval=1e-3, max_depth_eval=10.0,
-                                     crop_type='nyu_crop', _scope_='mmseg')
+    assert cfg.val_evaluator == dict(
+        type='DepthMetric', min_depth_eval=1e-3, max_depth_eval=10.0, crop_type='nyu_crop', _scope_='mmseg')
 
     optim = cfg.optim_wrapper
     assert optim.constructor == 'fdclip_mm.LayerDecayOptimWrapperConstructor'

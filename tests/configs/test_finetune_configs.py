@@ -11,18 +11,16 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from fdclip_mm.converters.to_classifier import save_classifier_checkpoint, student_to_classifier_backbone
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
+from fdclip_mm.converters.to_classifier import save_classifier_checkpoint, student_to_classifier_backbone
 from fdclip_mm.models.backbones import FDViT
 from ..conftest import clip_visual_state_dict, dinov2_state_dict, scheduled_lrs, tiny_vit_arch, write_image_folder
 from .test_configs import ALL_CONFIGS, REPO, is_classification_config
 
 FT_CONFIGS = [p for p in ALL_CONFIGS if is_classification_config(p)]
 
-
 pytestmark = pytest.mark.usefixtures('one_thread')
-
 
 TINY = tiny_vit_arch(32, 2, 2)
 CLASSES = 5
@@ -34,8 +32,7 @@ def tiny_init_checkpoint(backbone, path: str) -> None:
     img, patch = backbone.img_size, backbone.get('patch_size')
     if 'SwinTransformer' in backbone.type:  # the student as fd_to_backbone.py writes it: mmpretrain's keys
         from mmpretrain.models import SwinTransformerV2
-        swin = SwinTransformerV2(arch=backbone.arch, img_size=img, window_size=backbone.window_size,
-                                 out_indices=(3, ))
+        swin = SwinTransformerV2(arch=backbone.arch, img_size=img, window_size=backbone.window_size, out_indices=(3, ))
         torch.save(dict(state_dict=swin.state_dict()), path)
         backbone.init_cfg.checkpoint = path
         return
@@ -76,8 +73,10 @@ def shrink_pipeline(pipeline: list, size: int) -> None:
 def shrink(cfg: Config, tmp_path) -> Config:
     model = cfg.model
     if 'SwinTransformer' in model.backbone.type:  # 64 px: stages of 16, 8, 4, 2 tokens, 2 x 2 windows
-        model.backbone.update(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                                        extra_norm_every_n_blocks=0), img_size=64, window_size=2)
+        model.backbone.update(
+            arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], extra_norm_every_n_blocks=0),
+            img_size=64,
+            window_size=2)
         head_channels = 128
     else:
         model.backbone.arch = TINY
@@ -91,14 +90,10 @@ def shrink(cfg: Config, tmp_path) -> Config:
     root = str(tmp_path / 'images')
     write_labelled_folder(osp.join(root, 'train'), 1, seed=0)
     write_labelled_folder(osp.join(root, 'val'), 1, seed=10)
-    for split, loader in (('train', cfg.train_dataloader), ('val', cfg.val_dataloader),
-                          ('val', cfg.test_dataloader)):
+    for split, loader in (('train', cfg.train_dataloader), ('val', cfg.val_dataloader), ('val', cfg.test_dataloader)):
         shrink_pipeline(loader.dataset.pipeline, model.backbone.img_size)
         loader.dataset = dict(
-            type='mmpretrain.CustomDataset',
-            data_root=root,
-            data_prefix=split,
-            pipeline=loader.dataset.pipeline)
+            type='mmpretrain.CustomDataset', data_root=root, data_prefix=split, pipeline=loader.dataset.pipeline)
         loader.batch_size = 2
         loader.num_workers = 0
         loader.persistent_workers = False
@@ -163,8 +158,7 @@ def test_finetune_config_trains(config, tmp_path):
     assert 0 <= hub.get_scalar('val/accuracy/top1').current() <= 100
     if any(h.type == 'EMAHook' for h in cfg.get('custom_hooks', [])):
         assert 'val/accuracy/top1_origin' in hub.log_scalars  # raw weights evaluated too
-        assert hub.get_info('best/accuracy/top1_origin') == hub.get_scalar(
-            'val/accuracy/top1_origin').current()
+        assert hub.get_info('best/accuracy/top1_origin') == hub.get_scalar('val/accuracy/top1_origin').current()
         assert hub.get_info('best/accuracy/top1') is not None
 
 
@@ -187,8 +181,7 @@ def test_finetune_configs_encode_table_5_and_appendix_f():
     assert cfg.model.train_cfg.augments == [dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]
     pipeline = {t.type: t for t in cfg.train_dataloader.dataset.pipeline}
     assert (pipeline['RandAugment'].magnitude_level, pipeline['RandAugment'].magnitude_std) == (9, 0.5)
-    assert pipeline['RandomErasing'].erase_prob == 0.25 and 'RepeatAugSampler' not in str(
-        cfg.train_dataloader)
+    assert pipeline['RandomErasing'].erase_prob == 0.25 and 'RepeatAugSampler' not in str(cfg.train_dataloader)
 
     # each student gets the official recipe of its distillation run
     official = {  # config: (distillation config, drop path, layer decay), from the official yaml files
@@ -213,8 +206,8 @@ def test_finetune_configs_encode_table_5_and_appendix_f():
         warmup_end, max_epochs = leaf.param_scheduler[0].end, leaf.train_cfg.max_epochs
         groups = [dict(lr=lr, lr_scale=1.0), dict(lr=lr * rate**5, lr_scale=rate**5)]
         for ratio in (1.0, 0.5):
-            start, peak, end = scheduled_lrs(leaf.param_scheduler, groups, epoch,
-                                             [0, warmup_end * epoch, max_epochs * epoch - 1], batch_ratio=ratio)
+            start, peak, end = scheduled_lrs(
+                leaf.param_scheduler, groups, epoch, [0, warmup_end * epoch, max_epochs * epoch - 1], batch_ratio=ratio)
             assert start == pytest.approx([floor * ratio] * 2)
             assert peak == pytest.approx([lr * ratio, lr * rate**5 * ratio])
             assert end == pytest.approx([floor * ratio] * 2, rel=0.05)  # last iteration: within 5% of the floor
@@ -223,14 +216,12 @@ def test_finetune_configs_encode_table_5_and_appendix_f():
         large = load(f'{prefix}-vit-l14_16xb128-50e_in1k.py')
         backbone = large.model.backbone
         assert (backbone.arch, backbone.patch_size, backbone.drop_path_rate) == ('large', 14, 0.4)
-        assert (large.optim_wrapper.optimizer.lr,
-                large.optim_wrapper.paramwise_cfg.layer_decay_rate) == (1e-3, 0.75)
+        assert (large.optim_wrapper.optimizer.lr, large.optim_wrapper.paramwise_cfg.layer_decay_rate) == (1e-3, 0.75)
         assert (large.param_scheduler[0].end, large.train_cfg.max_epochs) == (5, 50)
         ema = load(f'{prefix}-vit-b16_16xb128-ema-50e_in1k.py')
         hooks = {h.type: h for h in ema.custom_hooks}
         assert hooks['EMAHook'].momentum == pytest.approx(2e-4) and hooks['EMAHook'].evaluate_on_origin
-        assert (ema.optim_wrapper.optimizer.lr, ema.optim_wrapper.paramwise_cfg.layer_decay_rate) == (6e-4,
-                                                                                                      0.6)
+        assert (ema.optim_wrapper.optimizer.lr, ema.optim_wrapper.paramwise_cfg.layer_decay_rate) == (6e-4, 0.6)
         assert ema.train_cfg.max_epochs == 50 and ema.model.train_cfg is None
 
     clip = load('clip-vit-b16_16xb128-100e_in1k.py').model
@@ -241,8 +232,7 @@ def test_finetune_configs_encode_table_5_and_appendix_f():
 
 def digits_wheel():
     import importlib.util
-    spec = importlib.util.spec_from_file_location('fetch_digits', osp.join(REPO, 'scripts',
-                                                                           'fetch_digits.py'))
+    spec = importlib.util.spec_from_file_location('fetch_digits', osp.join(REPO, 'scripts', 'fetch_digits.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     wheel = module.find_wheel(module.download_dir())

@@ -33,10 +33,10 @@ IMAGENET = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 CLIP = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305])
 # COCO's category ids of mmdet's 80 classes. The annotation file lists all of them, as COCO's does: mmdet's
 # CocoMetric maps a predicted label to the file's category of the same class name.
-COCO_IDS = [*range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70, *range(72, 83),
-            *range(84, 91)]
+COCO_IDS = [
+    *range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70, *range(72, 83), *range(84, 91)
+]
 USED_IDS = [1, 3, 18]  # person, car, dog
-
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -69,16 +69,24 @@ def write_coco(root: str, num_images: int = 3, size=(96, 112), seed: int = 0) ->
             x, y = float(xs.min()), float(ys.min())
             box = [x, y, float(xs.max()) + 1 - x, float(ys.max()) + 1 - y]
             annotations.append(
-                dict(id=len(annotations) + 1, image_id=i + 1, category_id=cat, iscrowd=0,
-                     segmentation=[[float(v) for v in poly]], area=float(mask.sum()), bbox=box))
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=i + 1,
+                    category_id=cat,
+                    iscrowd=0,
+                    segmentation=[[float(v) for v in poly]],
+                    area=float(mask.sum()),
+                    bbox=box))
         name = f'{i:06d}.jpg'
         images.append(dict(id=i + 1, file_name=name, height=h, width=w))
         for split in ('train2017', 'val2017'):
             mmcv.imwrite(img, osp.join(root, split, name))
     from mmdet.datasets import CocoDataset
     names = CocoDataset.METAINFO['classes']
-    coco = dict(images=images, annotations=annotations,
-                categories=[dict(id=i, name=n, supercategory='thing') for i, n in zip(COCO_IDS, names)])
+    coco = dict(
+        images=images,
+        annotations=annotations,
+        categories=[dict(id=i, name=n, supercategory='thing') for i, n in zip(COCO_IDS, names)])
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     for split in ('train', 'val'):
         with open(osp.join(root, 'annotations', f'instances_{split}2017.json'), 'w') as f:
@@ -97,7 +105,11 @@ def tiny_init_checkpoint(backbone, path: str) -> dict:
         state = FDViT(arch=TINY, img_size=2 * patch, patch_size=patch, pos_embed='shared_rpb').state_dict()
     elif backbone.type == 'mmpretrain.VisionTransformer':
         visual = clip_visual_state_dict(width=32, layers=4, patch=patch, image=2 * patch)
-        state = clip_to_vit_state_dict({k[len('visual.'):]: v for k, v in visual.items()}, final_norm=False,
+        state = clip_to_vit_state_dict({
+            k[len('visual.'):]: v
+            for k, v in visual.items()
+        },
+                                       final_norm=False,
                                        head_norm=False)
     else:
         raise NotImplementedError(backbone.type)
@@ -205,12 +217,16 @@ def test_recipe_values(config, stats):
     backbone = cfg.model.backbone
     assert (backbone.patch_size, backbone.out_type, tuple(backbone.out_indices), backbone.final_norm) == \
         (16, 'featmap', (3, 5, 7, 11), False)
-    assert cfg.model.neck[0] == dict(type='fdclip_mm.ViTPyramidNeck', embed_dims=768, rescales=(4, 2, 1, 0.5),
-                                     norm_cfg=dict(type='SyncBN', requires_grad=True))
+    assert cfg.model.neck[0] == dict(
+        type='fdclip_mm.ViTPyramidNeck',
+        embed_dims=768,
+        rescales=(4, 2, 1, 0.5),
+        norm_cfg=dict(type='SyncBN', requires_grad=True))
     assert cfg.model.neck[1].type == 'FPN' and cfg.model.neck[1].in_channels == [768] * 4
     choice = next(t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomChoice')
-    assert [[t.type for t in branch] for branch in choice.transforms] == [
-        ['RandomChoiceResize'], ['RandomChoiceResize', 'RandomCrop', 'RandomChoiceResize']]
+    assert [[t.type for t in branch]
+            for branch in choice.transforms] == [['RandomChoiceResize'],
+                                                 ['RandomChoiceResize', 'RandomCrop', 'RandomChoiceResize']]
     assert cfg.val_evaluator.metric == ['bbox', 'segm']
 
 

@@ -80,8 +80,8 @@ def test_library_swin_loads_the_student_and_decays_by_depth(config, scope, stude
     with torch.no_grad():
         features = model.extract_feat(torch.randn(1, 3, 64, 64))
     if scope == 'mmdet':  # FPN levels, strides 4 to 64
-        assert [tuple(f.shape[1:]) for f in features] == [(256, 16 // 2**i, 16 // 2**i) for i in range(4)] + [
-            (256, 1, 1)]
+        assert [tuple(f.shape[1:]) for f in features] == [(256, 16 // 2**i, 16 // 2**i)
+                                                          for i in range(4)] + [(256, 1, 1)]
     else:  # the four Swin stages, strides 4 to 32
         assert [tuple(f.shape[1:]) for f in features] == [(c, 16 // 2**i, 16 // 2**i) for i, c in enumerate(CHANNELS)]
         assert model.decode_head(features).shape == (1, 150, 16, 16)

@@ -34,7 +34,6 @@ TINY = tiny_vit_arch(32, 4, 2)  # one block per pyramid level
 NUM_CLASSES = 150
 IMAGE_SIZE = (72, 96)  # (h, w): resized to 4 x 4 patches high and wider: slide inference takes 2 windows
 
-
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
@@ -68,13 +67,11 @@ def tiny_init_checkpoint(backbone, tmp_path) -> str:
     if backbone.type == 'fdclip_mm.FDViT':
         student = FDViT(arch=TINY, img_size=2 * patch, patch_size=patch, pos_embed='shared_rpb').state_dict()
         distill_ckpt = str(tmp_path / 'distill.pth')
-        torch.save({'state_dict': {'student.' + k: v for k, v in student.items()},
-                    'meta': {}}, distill_ckpt)
+        torch.save({'state_dict': {'student.' + k: v for k, v in student.items()}, 'meta': {}}, distill_ckpt)
         convert_fd_checkpoint(distill_ckpt, path)
     elif backbone.type == 'mmpretrain.VisionTransformer':  # as tools/model_converters/clip_to_backbone.py
         clip_file = str(tmp_path / 'clip.pth')
-        torch.save(clip_visual_state_dict(width=32, layers=TINY['num_layers'], patch=patch, image=2 * patch),
-                   clip_file)
+        torch.save(clip_visual_state_dict(width=32, layers=TINY['num_layers'], patch=patch, image=2 * patch), clip_file)
         save_state_dict(load_clip_as_vit(clip_file, final_norm=False, head_norm=False), path)
     else:
         raise NotImplementedError(backbone.type)

@@ -26,8 +26,8 @@ def test_distillation_checkpoint_to_dense_backbone(tiny_clip_teacher, tmp_path, 
     load_tool('fd_to_backbone').main()
 
     # The dense backbone: per-layer RPB, no final norm, feature maps of two blocks, a 64-px task resolution.
-    dense = FDViT(arch=ARCH, img_size=64, patch_size=8, pos_embed='rpb', out_type='featmap', out_indices=(0, 1),
-                  final_norm=False)
+    dense = FDViT(
+        arch=ARCH, img_size=64, patch_size=8, pos_embed='rpb', out_type='featmap', out_indices=(0, 1), final_norm=False)
     load_checkpoint(dense, dst, map_location='cpu', strict=True)  # raises on any missing or unexpected key
     table = distiller.student.rel_pos_bias.relative_position_bias_table
     for layer in dense.layers:
@@ -39,8 +39,8 @@ def test_distillation_checkpoint_to_dense_backbone(tiny_clip_teacher, tmp_path, 
     with torch.no_grad():  # the 32-px student fits its table to the 64-px grid on the fly as the load did
         tokens = distiller.student.forward_features(x)
         last = dense(x)[-1]
-    torch.testing.assert_close(distiller.student.ln1(last.flatten(2).transpose(1, 2)), tokens[:, 1:],
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        distiller.student.ln1(last.flatten(2).transpose(1, 2)), tokens[:, 1:], atol=1e-4, rtol=1e-4)
 
 
 def test_clip_to_dense_backbone(tiny_clip_checkpoint, tiny_clip_teacher, tmp_path, monkeypatch):

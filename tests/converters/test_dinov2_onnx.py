@@ -27,8 +27,12 @@ TOKENS = '/backbone/layernorm/Add_1_output_0'
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def random_dinov2_state_dict(embed_dims: int = 64, depth: int = 2, mlp_dims: int = 256, patch_size: int = 14,
-                             pos_grid: int = 4, seed: int = 0) -> Dict[str, torch.Tensor]:
+def random_dinov2_state_dict(embed_dims: int = 64,
+                             depth: int = 2,
+                             mlp_dims: int = 256,
+                             patch_size: int = 14,
+                             pos_grid: int = 4,
+                             seed: int = 0) -> Dict[str, torch.Tensor]:
     """Random canonical DINOv2 weights (no mask token); norms and layer scales around 1 and 0.5."""
     arch = DINOv2Arch(embed_dims, depth, mlp_dims, patch_size, 3, pos_grid)
     gen = torch.Generator().manual_seed(seed)
@@ -80,8 +84,11 @@ class _GraphBuilder:
         return name
 
 
-def build_dinov2_onnx(state_dict: Dict[str, torch.Tensor], img_size: int, batch: int = 2,
-                      num_heads: int = 2, root: str = 'backbone',
+def build_dinov2_onnx(state_dict: Dict[str, torch.Tensor],
+                      img_size: int,
+                      batch: int = 2,
+                      num_heads: int = 2,
+                      root: str = 'backbone',
                       anonymous_biases: bool = False) -> onnx.ModelProto:
     """A DINOv2 backbone (plus a linear head) as an ONNX graph in the layout of the real export."""
     sd = {key: value.numpy() for key, value in state_dict.items()}
@@ -98,7 +105,8 @@ def build_dinov2_onnx(state_dict: Dict[str, torch.Tensor], img_size: int, batch:
     head = g.node('MatMul', 'decoder/head', [tokens, head_w])
     head = g.node('Add', 'decoder/head', [g.param('decoder.head.bias', np.zeros(2)), head])
     graph = helper.make_graph(
-        g.nodes, 'tiny_dinov2',
+        g.nodes,
+        'tiny_dinov2',
         [helper.make_tensor_value_info('input_image', TensorProto.FLOAT, [batch, 3, img_size, img_size])],
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in (tokens, head)],
         initializer=g.initializers)
@@ -110,23 +118,34 @@ def _embeddings(g: _GraphBuilder, sd, img_size: int, batch: int) -> str:
     patch = sd['embeddings.patch_embeddings.projection.weight'].shape[-1]
     grid, side = img_size // patch, int(round((sd['embeddings.position_embeddings'].shape[1] - 1)**0.5))
     proj = 'embeddings.patch_embeddings.projection'
-    x = g.node('Conv', proj.replace('.', '/'), [
-        'input_image',
-        g.param(f'{proj}.weight', sd[f'{proj}.weight']),
-        g.param(f'{proj}.bias', sd[f'{proj}.bias']),
-    ], kernel_shape=[patch, patch], strides=[patch, patch])
+    x = g.node(
+        'Conv',
+        proj.replace('.', '/'), [
+            'input_image',
+            g.param(f'{proj}.weight', sd[f'{proj}.weight']),
+            g.param(f'{proj}.bias', sd[f'{proj}.bias']),
+        ],
+        kernel_shape=[patch, patch],
+        strides=[patch, patch])
     x = g.node('Reshape', 'embeddings/patch_embeddings', [x, g.const('', [batch, dims, -1], np.int64)])
     x = g.node('Transpose', 'embeddings/patch_embeddings', [x], perm=[0, 2, 1])
-    cls = g.node('Expand', 'embeddings', [g.param('embeddings.cls_token', sd['embeddings.cls_token']),
-                                          g.const('embeddings', [batch, 1, 1], np.int64)])
+    cls = g.node(
+        'Expand', 'embeddings',
+        [g.param('embeddings.cls_token', sd['embeddings.cls_token']),
+         g.const('embeddings', [batch, 1, 1], np.int64)])
     x = g.node('Concat', 'embeddings', [cls, x], axis=1)
     pos = sd['embeddings.position_embeddings']
-    patch_pos = g.node('Reshape', 'embeddings', [g.anonymous('Reshape', pos[:, 1:]),
-                                                 g.const('embeddings', [1, side, side, dims], np.int64)])
+    patch_pos = g.node('Reshape', 'embeddings',
+                       [g.anonymous('Reshape', pos[:, 1:]),
+                        g.const('embeddings', [1, side, side, dims], np.int64)])
     patch_pos = g.node('Transpose', 'embeddings', [patch_pos], perm=[0, 3, 1, 2])
     sizes = g.const('embeddings', [1, dims, grid, grid], np.int64)
-    patch_pos = g.node('Resize', 'embeddings', [patch_pos, '', '', sizes],
-                       mode='cubic', coordinate_transformation_mode='half_pixel', cubic_coeff_a=-0.75)
+    patch_pos = g.node(
+        'Resize',
+        'embeddings', [patch_pos, '', '', sizes],
+        mode='cubic',
+        coordinate_transformation_mode='half_pixel',
+        cubic_coeff_a=-0.75)
     patch_pos = g.node('Transpose', 'embeddings', [patch_pos], perm=[0, 2, 3, 1])
     patch_pos = g.node('Reshape', 'embeddings', [patch_pos, g.const('embeddings', [1, -1, dims], np.int64)])
     pos = g.node('Concat', 'embeddings', [g.anonymous('Concat', pos[:, :1]), patch_pos], axis=1)
@@ -147,8 +166,7 @@ def _layer(g: _GraphBuilder, sd, scope: str, x: str, batch: int, num_heads: int)
     h = _linear(g, sd, f'{scope}/mlp/fc1', h)
     act = f'{scope}/mlp/activation'
     erf = g.node('Erf', act, [g.node('Div', act, [h, g.const(act, np.sqrt(2.0))])])
-    h = g.node('Mul', act, [g.node('Mul', act, [h, g.node('Add', act, [erf, g.const(act, 1.0)])]),
-                            g.const(act, 0.5)])
+    h = g.node('Mul', act, [g.node('Mul', act, [h, g.node('Add', act, [erf, g.const(act, 1.0)])]), g.const(act, 0.5)])
     h = _linear(g, sd, f'{scope}/mlp/fc2', h)
     lambda1 = g.param(f'{key}.layer_scale2.lambda1', sd[f'{key}.layer_scale2.lambda1'])
     h = g.node('Mul', f'{scope}/layer_scale2', [h, lambda1])
@@ -180,8 +198,7 @@ def _linear(g: _GraphBuilder, sd, scope: str, x: str) -> str:
     return g.node('Add', scope, [bias, y])
 
 
-def _layer_norm(g: _GraphBuilder, scope: str, x: str, weight: str, bias: str,
-                eps: Optional[str] = None) -> str:
+def _layer_norm(g: _GraphBuilder, scope: str, x: str, weight: str, bias: str, eps: Optional[str] = None) -> str:
     centred = g.node('Sub', scope, [x, g.node('ReduceMean', scope, [x], axes=[-1])])
     var = g.node('ReduceMean', scope, [g.node('Pow', scope, [centred, g.const(scope, 2.0)])], axes=[-1])
     std = g.node('Sqrt', scope, [g.node('Add', scope, [var, eps or g.const(scope, 1e-6)])])
@@ -325,9 +342,11 @@ def test_real_teacher_matches_the_real_graph(real_onnx, tmp_path):
     nodes = list(graph.node[:last + 1])  # drop the saliency head
     used = {name for node in nodes for name in node.input}
     backbone = helper.make_model(
-        helper.make_graph(nodes, 'backbone', list(graph.input),
-                          [helper.make_tensor_value_info(TOKENS, TensorProto.FLOAT, None)],
-                          initializer=[init for init in graph.initializer if init.name in used]),
+        helper.make_graph(
+            nodes,
+            'backbone',
+            list(graph.input), [helper.make_tensor_value_info(TOKENS, TensorProto.FLOAT, None)],
+            initializer=[init for init in graph.initializer if init.name in used]),
         opset_imports=model.opset_import)
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     expected = ReferenceEvaluator(backbone).run(None, {'input_image': x})[0]

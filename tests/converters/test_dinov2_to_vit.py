@@ -25,8 +25,8 @@ def vit(img_size: int, **kwargs) -> VisionTransformer:
 def test_mmpretrain_vit_equals_the_teacher(tmp_path, img_size):
     """Positions resized at conversion (the classifier path) = resized by the backbone's load hook (the teacher)."""
     weights = dinov2_state_dict(hidden=64, layers=2, patch=14, image=28)
-    teacher = MODELS.build(tiny_teacher_cfg('dinov2', str(tmp_path / 'dinov2.pth'), width=64, patch=14, image=28,
-                                            img_size=img_size))
+    teacher = MODELS.build(
+        tiny_teacher_cfg('dinov2', str(tmp_path / 'dinov2.pth'), width=64, patch=14, image=28, img_size=img_size))
     grid = (img_size // 14, ) * 2
     model = vit(img_size, out_type='raw', final_norm=True)
     model.load_state_dict(dinov2_to_vit_state_dict(weights, grid, final_norm=True, head_norm=False), strict=True)
@@ -60,5 +60,5 @@ def test_missing_attention_part_is_named():
     with pytest.raises(KeyError, match=r"block 0 lacks attention bias of \['key'\]"):
         dinov2_to_vit_state_dict(weights, (2, 2))
     with pytest.raises(KeyError, match='encoder.layer.0.extra'):
-        dinov2_to_vit_state_dict(dict(dinov2_state_dict(hidden=64, layers=1), **{
-            'encoder.layer.0.extra': torch.zeros(1)}), (2, 2))
+        dinov2_to_vit_state_dict(
+            dict(dinov2_state_dict(hidden=64, layers=1), **{'encoder.layer.0.extra': torch.zeros(1)}), (2, 2))

@@ -15,6 +15,8 @@ def test_num_heads_match_mmpretrains_dinov2_archs(name):
 def test_an_onnx_file_is_sent_to_the_converter(tmp_path):
     path = tmp_path / 'vit_s_focus.onnx'
     path.write_bytes(b'\x08\x07')
-    with pytest.raises(ValueError, match=r'vit_s_focus.onnx is an ONNX export: convert it once with python '
-                                         r'tools/model_converters/dinov2_onnx_to_pth.py'):
+    with pytest.raises(
+            ValueError,
+            match=r'vit_s_focus.onnx is an ONNX export: convert it once with python '
+            r'tools/model_converters/dinov2_onnx_to_pth.py'):
         load_dinov2_checkpoint(str(path))

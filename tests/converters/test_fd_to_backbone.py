@@ -39,8 +39,7 @@ def test_student_backbone_loads_into_downstream_backbones(tiny_clip_checkpoint, 
     same.load_state_dict(saved, strict=True)
     torch.testing.assert_close(same.forward_features(x), model.student.forward_features(x))
     # a fine-tuning backbone: per-layer RPB, larger input, classification output
-    finetune = FDViT(arch=ARCH, img_size=48, patch_size=8, pos_embed='rpb', out_type='avg_featmap',
-                     final_norm=False)
+    finetune = FDViT(arch=ARCH, img_size=48, patch_size=8, pos_embed='rpb', out_type='avg_featmap', final_norm=False)
     result = finetune.load_state_dict(saved, strict=False)  # the distilled ln1 is dropped (final_norm=False)
     assert set(result.missing_keys) == {'ln2.weight', 'ln2.bias'} and result.unexpected_keys == []
     for layer in finetune.layers:

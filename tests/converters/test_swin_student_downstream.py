@@ -15,8 +15,9 @@ SWIN = dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2])
 @pytest.fixture
 def swin_student_checkpoint(tmp_path):
     teacher = tiny_teacher_cfg('clip', str(tmp_path / 'clip.pth'), patch=16, image=64)
-    model = FeatureDistiller(student=dict(type='mmpretrain.SwinTransformer', arch=SWIN, img_size=64, window_size=2,
-                                          out_indices=(3, )), teacher=teacher)
+    model = FeatureDistiller(
+        student=dict(type='mmpretrain.SwinTransformer', arch=SWIN, img_size=64, window_size=2, out_indices=(3, )),
+        teacher=teacher)
     path = str(tmp_path / 'epoch_1.pth')
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
     return path, model
@@ -32,8 +33,13 @@ def test_student_loads_into_the_dense_libraries_swin_without_missing_keys(librar
     dst = str(tmp_path / 'swin.pth')
     state = convert_fd_checkpoint(path, dst, out_indices=(0, 1, 2, 3))
     assert all(key.startswith('backbone.') for key in state)  # the only keys mmdet's Swin reads
-    backbone = SwinTransformer(embed_dims=16, depths=SWIN['depths'], num_heads=SWIN['num_heads'], window_size=2,
-                               out_indices=(0, 1, 2, 3), init_cfg=ConfigDict(type='Pretrained', checkpoint=dst))
+    backbone = SwinTransformer(
+        embed_dims=16,
+        depths=SWIN['depths'],
+        num_heads=SWIN['num_heads'],
+        window_size=2,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=ConfigDict(type='Pretrained', checkpoint=dst))
     backbone.init_weights()  # the library's own loading path, as its configs use it
     assert set(backbone.state_dict()) == {key[len('backbone.'):] for key in state}  # no missing / unexpected key
     for key, value in model.student.state_dict().items():
@@ -51,15 +57,21 @@ def test_dense_swin_fine_tunes_with_the_layer_decay_constructor(swin_student_che
     model = nn.Module()
     dst = str(tmp_path / 'swin.pth')
     convert_fd_checkpoint(path, dst, out_indices=(0, 1, 2, 3))
-    model.backbone = SwinTransformer(embed_dims=16, depths=SWIN['depths'], num_heads=SWIN['num_heads'],
-                                     window_size=2, out_indices=(0, 1, 2, 3),
-                                     init_cfg=ConfigDict(type='Pretrained', checkpoint=dst))
+    model.backbone = SwinTransformer(
+        embed_dims=16,
+        depths=SWIN['depths'],
+        num_heads=SWIN['num_heads'],
+        window_size=2,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=ConfigDict(type='Pretrained', checkpoint=dst))
     model.backbone.init_weights()
     model.head = nn.Linear(128, 2)
-    optim = build_optim_wrapper(model, dict(
-        constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
-        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-        paramwise_cfg=dict(layer_decay_rate=0.5)))
+    optim = build_optim_wrapper(
+        model,
+        dict(
+            constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+            paramwise_cfg=dict(layer_decay_rate=0.5)))
     by_name = {n: g for g in optim.optimizer.param_groups for n in g['param_names']}
     num_depths = sum(SWIN['depths']) + 2
     assert by_name['backbone.patch_embed.projection.weight']['lr'] == pytest.approx(1e-3 * 0.5**(num_depths - 1))
@@ -80,16 +92,21 @@ def test_convnext_student_loads_into_the_backbone_dense_configs_name(scope, tmp_
     from mmengine.registry import MODELS, DefaultScope
     arch = dict(depths=[1, 1, 1, 1], channels=[8, 16, 32, 64])
     teacher = tiny_teacher_cfg('clip', str(tmp_path / 'clip.pth'), patch=16, image=64)
-    model = FeatureDistiller(student=dict(type='mmpretrain.ConvNeXt', arch=arch, out_indices=(3, ),
-                                          gap_before_final_norm=False), teacher=teacher)
+    model = FeatureDistiller(
+        student=dict(type='mmpretrain.ConvNeXt', arch=arch, out_indices=(3, ), gap_before_final_norm=False),
+        teacher=teacher)
     src = str(tmp_path / 'epoch_1.pth')
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), src)
     dst = str(tmp_path / 'convnext.pth')
     state = convert_fd_checkpoint(src, dst, out_indices=(0, 1, 2, 3))
     with DefaultScope.overwrite_default_scope(scope):  # not left behind for later tests
-        backbone = MODELS.build(dict(type='mmpretrain.ConvNeXt', arch=arch, out_indices=(0, 1, 2, 3),
-                                     gap_before_final_norm=False,
-                                     init_cfg=dict(type='Pretrained', checkpoint=dst, prefix='backbone.')))
+        backbone = MODELS.build(
+            dict(
+                type='mmpretrain.ConvNeXt',
+                arch=arch,
+                out_indices=(0, 1, 2, 3),
+                gap_before_final_norm=False,
+                init_cfg=dict(type='Pretrained', checkpoint=dst, prefix='backbone.')))
     backbone.init_weights()
     own = backbone.state_dict()
     assert set(own) == {key[len('backbone.'):] for key in state}

@@ -25,8 +25,8 @@ def test_esvit_checkpoint_gives_timms_swin_outputs(tmp_path):
     authors = esvit_checkpoint(path, ARCH, window_size=4, img_size=64)
     cfg = teacher_config('esvit_swin', path, arch=ARCH, img_size=64, window_size=4, out_indices=(2, ), dtype=None)
     teacher = MODELS.build(cfg)
-    reference = timm_swin.SwinTransformer(img_size=64, patch_size=4, embed_dim=16, depths=(2, 2, 2),
-                                          num_heads=(1, 2, 4), window_size=4, num_classes=0)
+    reference = timm_swin.SwinTransformer(
+        img_size=64, patch_size=4, embed_dim=16, depths=(2, 2, 2), num_heads=(1, 2, 4), window_size=4, num_classes=0)
     reference.load_state_dict(timm_swin.checkpoint_filter_fn(authors, reference), strict=True)
     reference.eval()
     images = torch.randn(2, 3, 64, 64)
@@ -41,8 +41,9 @@ def test_reader_drops_heads_and_buffers_and_prefers_the_ema_teacher(tmp_path):
     path = str(tmp_path / 'checkpoint_best.pth')
     esvit_checkpoint(path, ARCH, window_size=4, img_size=64)
     state = read_teacher_checkpoint('esvit_swin', path)
-    assert not any(k.startswith(('head', 'module', 'backbone')) or k.endswith(('relative_position_index',
-                                                                                 'attn_mask')) for k in state)
+    assert not any(
+        k.startswith(('head', 'module', 'backbone')) or k.endswith(('relative_position_index', 'attn_mask'))
+        for k in state)
     assert 'norm2.weight' in state and 'stages.1.downsample.reduction.weight' in state
     ckpt = torch.load(path, weights_only=True)
     torch.save(dict(student=ckpt['student']), path)  # no EMA teacher: the student's backbone
@@ -51,7 +52,10 @@ def test_reader_drops_heads_and_buffers_and_prefers_the_ema_teacher(tmp_path):
 
 def test_unknown_tensor_is_named():
     with pytest.raises(KeyError, match="'head.fc.weight'"):
-        swin_to_mmpretrain_state_dict({'layers.0.blocks.0.norm1.weight': torch.ones(2),
-                                       'head.fc.weight': torch.ones(2, 2)}, source='x.pth')
+        swin_to_mmpretrain_state_dict(
+            {
+                'layers.0.blocks.0.norm1.weight': torch.ones(2),
+                'head.fc.weight': torch.ones(2, 2)
+            }, source='x.pth')
     with pytest.raises(KeyError, match='no Swin blocks'):
         swin_to_mmpretrain_state_dict({'norm.weight': torch.ones(2)}, source='x.pth')

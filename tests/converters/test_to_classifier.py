@@ -7,9 +7,9 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope, init_default_scope
 
-from fdclip_mm.converters.to_classifier import (LAYER_RPB_KEY, SHARED_RPB_KEY,
-                                                        convert_fd_to_classifier, expand_shared_rpb)
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict, load_clip_as_vit
+from fdclip_mm.converters.to_classifier import (LAYER_RPB_KEY, SHARED_RPB_KEY, convert_fd_to_classifier,
+                                                expand_shared_rpb)
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
 from ..conftest import tiny_vit_arch
@@ -48,11 +48,7 @@ def backbone_state(path: str) -> dict:
 
 def test_expand_shared_rpb_by_value():
     table = torch.randn(52, 2)
-    state = {
-        SHARED_RPB_KEY: table,
-        'layers.0.ln1.weight': torch.ones(4),
-        'layers.2.ln1.weight': torch.ones(4)
-    }
+    state = {SHARED_RPB_KEY: table, 'layers.0.ln1.weight': torch.ones(4), 'layers.2.ln1.weight': torch.ones(4)}
     out = expand_shared_rpb(state)
     assert SHARED_RPB_KEY in state and SHARED_RPB_KEY not in out  # input untouched
     for i in range(3):
@@ -64,8 +60,7 @@ def test_expand_shared_rpb_by_value():
 
 def test_distillation_checkpoint_to_classifier(tiny_clip_teacher, tmp_path):
     distiller = FeatureDistiller(
-        student=dict(type='FDViT', arch=ARCH, img_size=32, patch_size=8),
-        teacher=tiny_clip_teacher)
+        student=dict(type='FDViT', arch=ARCH, img_size=32, patch_size=8), teacher=tiny_clip_teacher)
     with torch.no_grad():
         for p in distiller.student.parameters():
             p.add_(torch.randn_like(p))
@@ -92,8 +87,7 @@ def test_distillation_checkpoint_to_classifier(tiny_clip_teacher, tmp_path):
 
     model = build_classifier(classifier_cfg(backbone_cfg, dst, ARCH['embed_dims']))
     for i, layer in enumerate(model.backbone.layers):  # shared -> per-layer, by value
-        torch.testing.assert_close(
-            layer.attn.rel_pos_bias.relative_position_bias_table.data, shared, rtol=0, atol=0)
+        torch.testing.assert_close(layer.attn.rel_pos_bias.relative_position_bias_table.data, shared, rtol=0, atol=0)
     for name, value in model.backbone.state_dict().items():
         reference = student.get(name, saved.get(name))
         if name.startswith('layers.') and name.endswith('relative_position_bias_table'):
@@ -140,8 +134,15 @@ def test_clip_to_mmpretrain_vit_equals_the_clip_tower(tiny_clip_checkpoint):
     assert not result.missing_keys and not result.unexpected_keys
     open_clip = pytest.importorskip('open_clip')  # the reference: open_clip's own tower on the same file
     tower = open_clip.transformer.VisionTransformer(
-        image_size=32, patch_size=8, width=32, layers=2, heads=2, mlp_ratio=4.0, output_dim=16,
-        act_layer=open_clip.transformer.QuickGELU, output_tokens=True)
+        image_size=32,
+        patch_size=8,
+        width=32,
+        layers=2,
+        heads=2,
+        mlp_ratio=4.0,
+        output_dim=16,
+        act_layer=open_clip.transformer.QuickGELU,
+        output_tokens=True)
     visual = torch.load(tiny_clip_checkpoint, weights_only=True)
     tower.load_state_dict({k[len('visual.'):]: v for k, v in visual.items()}, strict=True)
     tower.eval()

@@ -16,9 +16,11 @@ from fdclip_mm.registry import TRANSFORMS
 from ..conftest import tiny_vit_arch
 from ..device_clean import META, meta_train_step
 
-PIPELINE = [dict(type='fdclip_mm.CheckedLoadImageFromFile'),
-            dict(type='mmpretrain.Resize', scale=(32, 32), backend='pillow'),
-            dict(type='mmpretrain.PackInputs')]
+PIPELINE = [
+    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
+    dict(type='mmpretrain.Resize', scale=(32, 32), backend='pillow'),
+    dict(type='mmpretrain.PackInputs')
+]
 
 
 def write_images(folder) -> list:

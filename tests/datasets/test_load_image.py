@@ -21,8 +21,10 @@ FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb1
 def write_files(folder) -> dict:
     """A good JPEG, one with a trailer after its end marker, a PNG, and four bad files; name -> path."""
     img = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
-    paths = {name: str(folder / name) for name in
-             ('good.jpg', 'trailer.jpg', 'good.png', 'truncated.jpg', 'garbage.jpg', 'empty.jpg')}
+    paths = {
+        name: str(folder / name)
+        for name in ('good.jpg', 'trailer.jpg', 'good.png', 'truncated.jpg', 'garbage.jpg', 'empty.jpg')
+    }
     mmcv.imwrite(img, paths['good.jpg'])
     mmcv.imwrite(img, paths['good.png'])
     data = open(paths['good.jpg'], 'rb').read()

@@ -22,8 +22,8 @@ def toy_runner(work_dir, max_iters: int = 6, resume: bool = False) -> Runner:
     cfg = Config.fromfile(toy_modules.write_toy_config(work_dir + '.py', max_iters=max_iters))
     cfg.custom_imports = dict(imports=['fdclip_mm'], allow_failed_imports=False)
     cfg.custom_hooks = []
-    cfg.default_hooks.checkpoint = dict(type='fdclip_mm.AtomicCheckpointHook', interval=2, by_epoch=False,
-                                        max_keep_ckpts=1)
+    cfg.default_hooks.checkpoint = dict(
+        type='fdclip_mm.AtomicCheckpointHook', interval=2, by_epoch=False, max_keep_ckpts=1)
     cfg.work_dir = work_dir
     cfg.resume = resume
     return Runner.from_cfg(cfg)

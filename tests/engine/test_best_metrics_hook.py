@@ -20,7 +20,13 @@ def run_epochs(hook, epochs):
 
 def test_best_of_ema_and_raw_weights():
     hook = BestMetricsHook(keys=('accuracy/top1', 'accuracy/top1_origin'))
-    hub = run_epochs(hook, [({'accuracy/top1': 50.}, 60.), ({'accuracy/top1': 70.}, 55.), ({'accuracy/top1': 65.}, 58.)])
+    hub = run_epochs(hook, [({
+        'accuracy/top1': 50.
+    }, 60.), ({
+        'accuracy/top1': 70.
+    }, 55.), ({
+        'accuracy/top1': 65.
+    }, 58.)])
     assert hub.get_info('best/accuracy/top1') == 70. and hub.get_info('best/accuracy/top1_origin') == 60.
     assert hub.get_scalar('val/best/accuracy/top1').current() == 70.
     assert hook.best == {'accuracy/top1': 70., 'accuracy/top1_origin': 60.}

@@ -13,6 +13,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
+from fdclip_mm.converters import convert_fd_checkpoint
 from fdclip_mm.engine import BlockCompileHook, compile_blocks, repeated_blocks
 from fdclip_mm.engine.block_compile import compile_args, dynamo_counts, summarize_blocks
 from fdclip_mm.models.backbones import DropPath, ViTBlock
@@ -38,8 +39,9 @@ def test_the_blocks_are_the_items_of_the_innermost_module_lists(tmp_path):
     assert summarize_blocks(names) == ('student.layers.0-1, teachers.0.backbone.layers.0-1, '
                                        'teachers.1.backbone.layers.0-1'), names  # not the Linear projectors
     swin = build(SWIN, tmp_path / 'swin')
-    assert all(re.fullmatch(r'student\.stages\.\d\.blocks\.\d|teachers\.0\.backbone\.layers\.\d', name)
-               for name, _ in repeated_blocks(swin))
+    assert all(
+        re.fullmatch(r'student\.stages\.\d\.blocks\.\d|teachers\.0\.backbone\.layers\.\d', name)
+        for name, _ in repeated_blocks(swin))
     with pytest.raises(ValueError, match='Linear has no nn.ModuleList of blocks'):
         compile_blocks(nn.Linear(2, 2), {})
 
@@ -143,11 +145,17 @@ def test_a_compiled_run_follows_eager_and_resumes_across_both(tmp_path):
     assert 'torch.compile (defaults) of 4 blocks (student.layers.0-1, teachers.0.backbone.layers.0-1)' in log
     graphs = int(re.search(r'torch.compile: (\d+) graph\(s\) compiled in the first iteration', log)[1])
     assert graphs <= 2 and 'recompiled' not in log and 'graph break' not in log
-    torch.testing.assert_close(torch.tensor(losses_of(tmp_path / 'compiled')),
-                               torch.tensor(losses_of(tmp_path / 'eager')), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor(losses_of(tmp_path / 'compiled')),
+        torch.tensor(losses_of(tmp_path / 'eager')),
+        rtol=1e-4,
+        atol=1e-6)
     eager_ckpt = torch.load(tmp_path / 'eager' / 'epoch_2.pth', map_location='cpu', weights_only=True)
     compiled_ckpt = torch.load(tmp_path / 'compiled' / 'epoch_2.pth', map_location='cpu', weights_only=True)
     assert compiled_ckpt['state_dict'].keys() == eager_ckpt['state_dict'].keys()
+    backbone = convert_fd_checkpoint(str(tmp_path / 'compiled' / 'epoch_2.pth'), str(tmp_path / 'backbone.pth'))
+    assert backbone.keys() == convert_fd_checkpoint(
+        str(tmp_path / 'eager' / 'epoch_2.pth'), str(tmp_path / 'eager_backbone.pth')).keys()
 
     shutil.copytree(tmp_path / 'eager', tmp_path / 'eager_then_compiled')
     shutil.copytree(tmp_path / 'compiled', tmp_path / 'compiled_then_eager')
@@ -174,6 +182,7 @@ def test_the_hook_compiles_in_mmengines_own_runner(tmp_path):
 
 
 class ListLogger:
+
     def __init__(self) -> None:
         self.lines = []
 
@@ -209,10 +218,10 @@ def test_graphs_compiled_after_the_first_epoch_are_reported_as_recompilation():
 
 def test_a_fine_tuning_run_compiles_its_backbone_blocks(tmp_path):
     """Fine-tuning (mmpretrain's ImageClassifier, our FDViT, layer decay, mixup) with ``compile``."""
-    from ..configs.test_finetune_configs import shrink as shrink_finetune
     from fdclip_mm.engine import build_checked_runner
-    cfg = shrink_finetune(Config.fromfile(osp.join(REPO, 'configs', 'finetune_in1k',
-                                                   'fd-clip-vit-b16_16xb128-100e_in1k.py')), tmp_path)
+    from ..configs.test_finetune_configs import shrink as shrink_finetune
+    cfg = shrink_finetune(
+        Config.fromfile(osp.join(REPO, 'configs', 'finetune_in1k', 'fd-clip-vit-b16_16xb128-100e_in1k.py')), tmp_path)
     cfg.compile = dict(backend='aot_eager')
     runner = build_checked_runner(cfg)
     runner.train()

@@ -49,8 +49,10 @@ def test_a_checkpoint_that_does_not_fit_stops_the_test(tmp_path, full_run):
     state = torch.load(full_run / 'iter_8.pth', weights_only=False)['state_dict']
     backbone = tmp_path / 'backbone.pth'  # keys without the model's prefix, as a converter writes them
     torch.save({'state_dict': {k.replace('linear.', ''): v for k, v in state.items()}}, backbone)
-    with pytest.raises(CheckpointMismatchError, match=r'backbone.pth does not fit FdclipToyModel \(0 of its 2 '
-                       r'tensors.*2 missing keys \(linear.weight, linear.bias\); 2 unexpected keys'):
+    with pytest.raises(
+            CheckpointMismatchError,
+            match=r'backbone.pth does not fit FdclipToyModel \(0 of its 2 '
+            r'tensors.*2 missing keys \(linear.weight, linear.bias\); 2 unexpected keys'):
         toy_runner(tmp_path, tmp_path / 'backbone', load_from=str(backbone)).test()
 
     wide = tmp_path / 'wide.pth'
@@ -106,8 +108,10 @@ def test_a_new_run_refuses_to_replace_an_earlier_one(tmp_path, full_run):
     work_dir = tmp_path / 'earlier'
     shutil.copytree(full_run, work_dir)
     before = {p: osp.getmtime(p) for p in glob.glob(str(work_dir / '*.pth'))}
-    with pytest.raises(FileExistsError, match=r'already holds a run \(iter_8.pth, iter_4.pth, last_checkpoint\).*'
-                       r'--resume.*--overwrite'):
+    with pytest.raises(
+            FileExistsError,
+            match=r'already holds a run \(iter_8.pth, iter_4.pth, last_checkpoint\).*'
+            r'--resume.*--overwrite'):
         toy_runner(tmp_path, work_dir, max_iters=4).train()
     assert {p: osp.getmtime(p) for p in before} == before
     toy_runner(tmp_path, work_dir, max_iters=4, overwrite=True).train()

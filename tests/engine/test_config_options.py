@@ -9,8 +9,8 @@ from fdclip_mm.engine import merge_cfg_options, move_data_root
 from fdclip_mm.engine.config_options import DATA_SECTION_SUFFIXES
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = sorted(p for p in glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True)
-                 if '_base_' not in p)
+CONFIGS = sorted(
+    p for p in glob.glob(osp.join(REPO_ROOT, 'configs', '**', '*.py'), recursive=True) if '_base_' not in p)
 NEW_ROOT = '/datasets/elsewhere'
 
 
@@ -51,8 +51,11 @@ def test_data_root_option_moves_all_data_of_the_config(config):
 def test_explicit_dataset_keys_win_and_other_paths_stay():
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'demo', 'fd_dinov2-vits14_vit-t14-6l_demo.py'))
     teacher = cfg.model.teacher.checkpoint
-    merge_cfg_options(cfg, {'data_root': 'photos/', 'val_dataloader.dataset.data_root': 'held_out',
-                            'train_dataloader.batch_size': 4})
+    merge_cfg_options(cfg, {
+        'data_root': 'photos/',
+        'val_dataloader.dataset.data_root': 'held_out',
+        'train_dataloader.batch_size': 4
+    })
     assert cfg.train_dataloader.dataset.dataset.data_root == 'photos'
     assert cfg.val_dataloader.dataset.data_root == 'held_out'
     assert cfg.train_dataloader.batch_size == 4

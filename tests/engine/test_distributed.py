@@ -13,17 +13,17 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper
 
-from fdclip_mm.engine import (CPUAmpOptimWrapper, cpu_model_wrapper_cfg, destroy_cpu_process_group, is_cpu_only,
-                              prepare_cpu_distributed)
+from fdclip_mm.engine import CPUAmpOptimWrapper, cpu_model_wrapper_cfg, destroy_cpu_process_group
 from fdclip_mm.engine import distributed as fd_dist
+from fdclip_mm.engine import is_cpu_only, prepare_cpu_distributed
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY_DIR = osp.join(REPO_ROOT, 'tests', 'tools')
 cpu_only = pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
 
-DIST_ENV_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'SLURM_PROCID',
-                 'SLURM_NTASKS', 'SLURM_NODELIST', 'SLURM_LOCALID', 'OMPI_COMM_WORLD_RANK',
-                 'OMPI_COMM_WORLD_SIZE', 'OMPI_COMM_WORLD_LOCAL_RANK')
+DIST_ENV_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'SLURM_PROCID', 'SLURM_NTASKS',
+                 'SLURM_NODELIST', 'SLURM_LOCALID', 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE',
+                 'OMPI_COMM_WORLD_LOCAL_RANK')
 
 
 def free_port() -> int:
@@ -55,16 +55,20 @@ def fake_scontrol(bin_dir) -> str:
 def test_default_wrapper_cfg_mirrors_runner_default():
     cfg = Config(dict(find_unused_parameters=True))
     assert cpu_model_wrapper_cfg(cfg) == dict(
-        type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
-        find_unused_parameters=True)
+        type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False, find_unused_parameters=True)
 
 
 def test_user_wrapper_cfg_keeps_keys():
-    cfg = Config(dict(model_wrapper_cfg=dict(broadcast_buffers=True, find_unused_parameters=True,
-                                             device_ids=[0], static_graph=True)))
+    cfg = Config(
+        dict(
+            model_wrapper_cfg=dict(
+                broadcast_buffers=True, find_unused_parameters=True, device_ids=[0], static_graph=True)))
     assert cpu_model_wrapper_cfg(cfg) == dict(
-        type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=True,
-        find_unused_parameters=True, static_graph=True)
+        type='MMDistributedDataParallel',
+        device_ids=None,
+        broadcast_buffers=True,
+        find_unused_parameters=True,
+        static_graph=True)
     cfg = Config(dict(model_wrapper_cfg=dict(type='MMSeparateDistributedDataParallel')))
     assert cpu_model_wrapper_cfg(cfg) == dict(type='MMSeparateDistributedDataParallel', device_ids=None)
 
@@ -171,8 +175,12 @@ def test_cpu_process_group_and_runner(tmp_path):
     """)
     env = clean_env(RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
     env['PATH'] = fake_scontrol(tmp_path) + os.pathsep + env['PATH']
-    proc = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run([sys.executable, '-c', code],
+                          cwd=tmp_path,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
     assert proc.stdout.strip().endswith('OK'), proc.stdout[-2000:] + proc.stderr[-3000:]
     assert osp.exists(tmp_path / 'work' / 'iter_2.pth')
 

@@ -34,16 +34,17 @@ def test_shard_units_match_part_by_part():
     model.student = nn.Module()
     model.student.layers = nn.ModuleList([nn.Sequential(nn.Linear(2, 2)) for _ in range(2)])
     model.projector = nn.Linear(2, 2)
-    assert shard_units(model, ('student.layers.*', 'student', 'projector')) == [
-        'student.layers.0', 'student.layers.1', 'student', 'projector']
+    assert shard_units(model, ('student.layers.*', 'student',
+                               'projector')) == ['student.layers.0', 'student.layers.1', 'student', 'projector']
     with pytest.raises(ValueError, match="'teacher' matches no module"):
         shard_units(model, ('teacher', ))
 
 
 def test_optimizer_state_converts_between_indices_and_names():
     model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
-    optimizer = torch.optim.AdamW([dict(params=[model[0].weight, model[1].weight]),
-                                   dict(params=[model[0].bias, model[1].bias], weight_decay=0.)])
+    optimizer = torch.optim.AdamW(
+        [dict(params=[model[0].weight, model[1].weight]),
+         dict(params=[model[0].bias, model[1].bias], weight_decay=0.)])
     model(torch.randn(5, 3)).sum().backward()
     optimizer.step()
     by_index = optimizer.state_dict()
@@ -77,8 +78,13 @@ def write_init_checkpoint(tmp_path, fd_config: str = FD_CONFIG) -> str:
     return path
 
 
-def write_config(tmp_path, name: str, sharded: bool, deterministic: bool = True, epochs: int = EPOCHS,
-                 fd_config: str = FD_CONFIG, compile=None) -> str:
+def write_config(tmp_path,
+                 name: str,
+                 sharded: bool,
+                 deterministic: bool = True,
+                 epochs: int = EPOCHS,
+                 fd_config: str = FD_CONFIG,
+                 compile=None) -> str:
     cfg = shrink(Config.fromfile(fd_config), tmp_path)
     cfg.load_from = str(tmp_path / 'init.pth')
     cfg.randomness = dict(seed=0)
@@ -106,8 +112,10 @@ def write_config(tmp_path, name: str, sharded: bool, deterministic: bool = True,
 
 
 def dist_train(tmp_path, config: str, work_dir: str, *args) -> subprocess.CompletedProcess:
-    return run([osp.join(TOOLS, 'dist_train.sh'), config, 2, '--work-dir', work_dir, *args], tmp_path,
-               PORT=str(free_port()), PYTHON=sys.executable)
+    return run([osp.join(TOOLS, 'dist_train.sh'), config, 2, '--work-dir', work_dir, *args],
+               tmp_path,
+               PORT=str(free_port()),
+               PYTHON=sys.executable)
 
 
 def losses(work_dir) -> list:
@@ -151,8 +159,7 @@ def test_fsdp2_follows_ddp_and_shards_half_per_rank(runs):
     assert [len(g['params']) for g in b['optimizer']['param_groups']] == \
         [len(g['params']) for g in a['optimizer']['param_groups']]
     for index, state in a['optimizer']['state'].items():
-        torch.testing.assert_close(b['optimizer']['state'][index]['exp_avg'], state['exp_avg'], rtol=1e-3,
-                                   atol=1e-6)
+        torch.testing.assert_close(b['optimizer']['state'][index]['exp_avg'], state['exp_avg'], rtol=1e-3, atol=1e-6)
     for rank in (0, 1):
         shards = json.load(open(fsdp2 / f'shards_rank{rank}.json'))
         assert 0.45 < shards['params_local'] / shards['params_full'] < 0.55, shards
@@ -173,8 +180,8 @@ def test_compiled_ddp_and_fsdp2_runs_follow_the_eager_ddp_run(runs):
         log = open(glob_logs(runs / name)[0]).read()
         assert "torch.compile {'backend': 'aot_eager'} of 4 blocks" in log, name
         torch.testing.assert_close(torch.tensor(losses(runs / name)), expected, rtol=1e-4, atol=1e-5, msg=name)
-        assert checkpoint(runs / name, EPOCHS)['state_dict'].keys() == checkpoint(runs / 'ddp', EPOCHS)[
-            'state_dict'].keys()
+        assert checkpoint(runs / name, EPOCHS)['state_dict'].keys() == checkpoint(runs / 'ddp',
+                                                                                  EPOCHS)['state_dict'].keys()
 
 
 def glob_logs(work_dir):
@@ -192,26 +199,40 @@ def test_a_sharded_run_has_the_guarantees_of_a_plain_one(runs):
     assert 'Epoch(train) [3]' in console
     work_dir = runs / 'fsdp2'
     before = {name: osp.getmtime(work_dir / name) for name in os.listdir(work_dir)}
-    again = subprocess.run([osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'fsdp2'], cwd=runs,
-                           env=tool_env(PORT=str(free_port()), PYTHON=sys.executable), capture_output=True,
-                           text=True, timeout=180)
+    again = subprocess.run([osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'fsdp2'],
+                           cwd=runs,
+                           env=tool_env(PORT=str(free_port()), PYTHON=sys.executable),
+                           capture_output=True,
+                           text=True,
+                           timeout=180)
     assert again.returncode != 0 and 'already holds a run (epoch_3.pth, epoch_2.pth, epoch_1.pth, ' \
         'last_checkpoint) that this run would overwrite' in again.stderr
     assert {name: osp.getmtime(work_dir / name) for name in os.listdir(work_dir)} == before
-    plain = subprocess.run([sys.executable, osp.join(TOOLS, 'train.py'), 'fsdp2.py', '--work-dir', 'plain'],
-                           cwd=runs, env=tool_env(), capture_output=True, text=True, timeout=180)
+    plain = subprocess.run([sys.executable,
+                            osp.join(TOOLS, 'train.py'), 'fsdp2.py', '--work-dir', 'plain'],
+                           cwd=runs,
+                           env=tool_env(),
+                           capture_output=True,
+                           text=True,
+                           timeout=180)
     assert plain.returncode == 1 and plain.stderr.strip().splitlines() == [
         '[error] FSDP2Strategy shards the model over processes and needs a distributed launch: bash '
         'tools/dist_train.sh CONFIG NUM_PROCESSES (or tools/train.py CONFIG --launcher pytorch under torchrun, '
-        'or --launcher slurm)']
+        'or --launcher slurm)'
+    ]
     # load_from must fit the model exactly, as in plain runs
     state = checkpoint(work_dir, EPOCHS)['state_dict']
     backbone = runs / 'backbone_only.pth'
     torch.save({'state_dict': {k: v for k, v in state.items() if not k.startswith('projectors.')}}, backbone)
-    refused = subprocess.run([osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'exact',
-                              '--cfg-options', f'load_from={backbone}'], cwd=runs,
-                             env=tool_env(PORT=str(free_port()), PYTHON=sys.executable), capture_output=True,
-                             text=True, timeout=180)
+    refused = subprocess.run([
+        osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'exact', '--cfg-options',
+        f'load_from={backbone}'
+    ],
+                             cwd=runs,
+                             env=tool_env(PORT=str(free_port()), PYTHON=sys.executable),
+                             capture_output=True,
+                             text=True,
+                             timeout=180)
     assert refused.returncode != 0 and 'backbone_only.pth does not fit FeatureDistiller: missing keys ' \
         "['projectors.0.weight', 'projectors.0.bias']" in refused.stderr
 
@@ -223,8 +244,8 @@ def test_sharded_checkpoint_converts_and_loads_into_the_classifier(runs, tmp_pat
     backbone = FDViT(arch=TINY_ARCH, img_size=224, patch_size=16)
     backbone.load_state_dict(student, strict=True)
     classifier = convert_fd_to_classifier(source, str(tmp_path / 'cls.pth'))
-    finetune = FDViT(arch=TINY_ARCH, img_size=224, patch_size=16, pos_embed='rpb', final_norm=False,
-                     out_type='avg_featmap')
+    finetune = FDViT(
+        arch=TINY_ARCH, img_size=224, patch_size=16, pos_embed='rpb', final_norm=False, out_type='avg_featmap')
     finetune.load_state_dict(classifier, strict=True)
 
 
@@ -234,8 +255,13 @@ def test_kill_9_then_resume_ends_like_the_uninterrupted_sharded_run(runs):
     work_dir = runs / 'killed'
     cmd = [osp.join(TOOLS, 'dist_train.sh'), config, '2', '--work-dir', 'killed']
     log = open(runs / 'killed.log', 'w')
-    proc = subprocess.Popen(cmd, cwd=runs, env=tool_env(PORT=str(free_port()), PYTHON=sys.executable),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=runs,
+        env=tool_env(PORT=str(free_port()), PYTHON=sys.executable),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True)
     deadline = time.time() + 240
     while not (work_dir / 'epoch_1.pth').exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -265,23 +291,36 @@ def test_units_come_from_the_model_for_any_student_and_teacher_count(tmp_path):
     from ..conftest import tiny_teacher_cfg
     clip = tiny_teacher_cfg('clip', str(tmp_path / 'clip.pth'), width=32, patch=8, image=32)
     dino = tiny_teacher_cfg('timm_vit', str(tmp_path / 'dino.pth'), width=48, patch=16, image=32)
-    fdvit = dict(type='FDViT', arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
-                 img_size=32, patch_size=8)
-    two_teachers = FeatureDistiller(student=fdvit, teachers=[dict(teacher=clip, name='clip'),
-                                                             dict(teacher=dino, name='dino')])
-    assert auto_shard_units(two_teachers) == ['student.layers.0', 'student.layers.1', 'projectors.0',
-                                              'projectors.1', 'student']
-    assert frozen_shard_units(two_teachers) == ['teachers.*', 'teachers.0.backbone.layers.*',
-                                                'teachers.1.backbone.layers.*']
-    swin = FeatureDistiller(student=dict(type='mmpretrain.SwinTransformer', arch=dict(
-        embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2]), img_size=32, out_indices=(3, )), teacher=clip)
+    fdvit = dict(
+        type='FDViT',
+        arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+        img_size=32,
+        patch_size=8)
+    two_teachers = FeatureDistiller(
+        student=fdvit, teachers=[dict(teacher=clip, name='clip'),
+                                 dict(teacher=dino, name='dino')])
+    assert auto_shard_units(two_teachers) == [
+        'student.layers.0', 'student.layers.1', 'projectors.0', 'projectors.1', 'student'
+    ]
+    assert frozen_shard_units(two_teachers) == [
+        'teachers.*', 'teachers.0.backbone.layers.*', 'teachers.1.backbone.layers.*'
+    ]
+    swin = FeatureDistiller(
+        student=dict(
+            type='mmpretrain.SwinTransformer',
+            arch=dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2]),
+            img_size=32,
+            out_indices=(3, )),
+        teacher=clip)
     # not the stages: mmpretrain's Swin calls stage.downsample from its own forward, outside the stage's
     assert auto_shard_units(swin) == [
         'student.stages.0.blocks.0', 'student.stages.1.blocks.0', 'student.stages.2.blocks.0',
-        'student.stages.2.blocks.1', 'student.stages.3.blocks.0', 'projectors.0', 'student']
+        'student.stages.2.blocks.1', 'student.stages.3.blocks.0', 'projectors.0', 'student'
+    ]
     with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope earlier tests left
-        classifier = ImageClassifier(backbone=dict(fdvit, type='fdclip_mm.FDViT', out_type='avg_featmap'),
-                                     head=dict(type='LinearClsHead', num_classes=3, in_channels=32))
+        classifier = ImageClassifier(
+            backbone=dict(fdvit, type='fdclip_mm.FDViT', out_type='avg_featmap'),
+            head=dict(type='LinearClsHead', num_classes=3, in_channels=32))
     assert auto_shard_units(classifier) == ['backbone.layers.0', 'backbone.layers.1', 'backbone', 'head']
 
 

@@ -148,8 +148,7 @@ def test_groups_table_and_errors():
         dict(optimizer=dict(type='AdamW', lr=LR, weight_decay=WD)), dict(layer_decay_rate=RATE))
     groups = constructor.param_groups(model)
     # one group per (depth, lr, wd): 4 depths x {decay, no decay}
-    assert [(g['layer_depth'], g['weight_decay'] > 0) for g in groups] == [(d, w) for d in range(4)
-                                                                           for w in (0, 1)]
+    assert [(g['layer_depth'], g['weight_decay'] > 0) for g in groups] == [(d, w) for d in range(4) for w in (0, 1)]
     assert sum(len(g['params']) for g in groups) == len(list(model.parameters()))
     table = constructor.format_table(groups)
     assert 'depth_1_decay' in table and 'backbone.layers.0.*' in table
@@ -157,8 +156,7 @@ def test_groups_table_and_errors():
     bad = LayerDecayOptimWrapperConstructor(dict(optimizer=dict(type='AdamW', lr=LR)), dict(backbone='head'))
     with pytest.raises(TypeError, match='get_layer_depth'):
         bad.param_groups(model)
-    missing = LayerDecayOptimWrapperConstructor(
-        dict(optimizer=dict(type='AdamW', lr=LR)), dict(backbone='nope'))
+    missing = LayerDecayOptimWrapperConstructor(dict(optimizer=dict(type='AdamW', lr=LR)), dict(backbone='nope'))
     with pytest.raises(AttributeError, match='nope'):
         missing.param_groups(model)
     assert torch.is_tensor(groups[0]['params'][0])
@@ -166,15 +164,19 @@ def test_groups_table_and_errors():
 
 def test_rel_pos_bias_decay_option_in_both_constructors():
     """RPB tables are decayed by default (official); rel_pos_bias_decay_mult=0 exempts them in either constructor."""
-    model_cfg = dict(type='ImageClassifier', backbone=fdvit(pos_embed='rpb', out_type='avg_featmap', final_norm=False),
-                     head=dict(type='LinearClsHead', num_classes=4, in_channels=32))
+    model_cfg = dict(
+        type='ImageClassifier',
+        backbone=fdvit(pos_embed='rpb', out_type='avg_featmap', final_norm=False),
+        head=dict(type='LinearClsHead', num_classes=4, in_channels=32))
     key = 'backbone.layers.0.attn.rel_pos_bias.relative_position_bias_table'
     _, table = build_in_scope('mmpretrain', model_cfg, optim_cfg(rel_pos_bias_decay_mult=0.))
     expect(table, key, S1, 0.)
     expect(table, 'backbone.layers.0.attn.qkv.weight', S1, WD)
-    trainable = dict(type='OptimWrapper', constructor='fdclip_mm.TrainableOptimWrapperConstructor',
-                     optimizer=dict(type='AdamW', lr=LR, weight_decay=WD),
-                     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0., flat_decay_mult=0.))
+    trainable = dict(
+        type='OptimWrapper',
+        constructor='fdclip_mm.TrainableOptimWrapperConstructor',
+        optimizer=dict(type='AdamW', lr=LR, weight_decay=WD),
+        paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0., flat_decay_mult=0.))
     for mult, wd in ((None, WD), (0., 0.)):
         cfg = dict(trainable, paramwise_cfg=dict(trainable['paramwise_cfg']))
         if mult is not None:

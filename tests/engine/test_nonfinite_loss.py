@@ -30,8 +30,12 @@ def poison_loss(model, from_iter: int = 0) -> None:
 
 
 def optim_wrapper(model, **options):
-    return build_optim_wrapper(model, dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-                                           constructor='fdclip_mm.TrainableOptimWrapperConstructor', **options))
+    return build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+            constructor='fdclip_mm.TrainableOptimWrapperConstructor',
+            **options))
 
 
 def test_nonfinite_loss_raises_naming_the_iteration(tiny_clip_checkpoint):
@@ -63,8 +67,8 @@ def test_nonfinite_loss_skip_leaves_weights_and_optimizer_unchanged(tiny_clip_ch
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
     model.loss = real_loss
     log_vars = model.train_step(batch(seed=3), optim)
-    assert torch.isfinite(log_vars['loss']) and not torch.equal(model.state_dict()['projectors.0.weight'],
-                                                                weights['projectors.0.weight'])
+    assert torch.isfinite(
+        log_vars['loss']) and not torch.equal(model.state_dict()['projectors.0.weight'], weights['projectors.0.weight'])
 
 
 def test_bad_nonfinite_loss_mode_is_a_build_error(tiny_clip_checkpoint):
@@ -88,13 +92,21 @@ def test_the_policy_fits_every_wrapper_and_the_layer_decay_constructor(tiny_clip
     from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
     with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope earlier tests left
-        classifier = ImageClassifier(backbone=dict(type='fdclip_mm.FDViT', arch=dict(
-            embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64), img_size=32, patch_size=8,
-            out_type='avg_featmap', final_norm=False), head=dict(type='LinearClsHead', num_classes=3,
-                                                                in_channels=32))
-    layer_decay = build_optim_wrapper(classifier, dict(
-        optimizer=dict(type='AdamW', lr=1e-3), constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
-        paramwise_cfg=dict(layer_decay_rate=0.9)))
+        classifier = ImageClassifier(
+            backbone=dict(
+                type='fdclip_mm.FDViT',
+                arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+                img_size=32,
+                patch_size=8,
+                out_type='avg_featmap',
+                final_norm=False),
+            head=dict(type='LinearClsHead', num_classes=3, in_channels=32))
+    layer_decay = build_optim_wrapper(
+        classifier,
+        dict(
+            optimizer=dict(type='AdamW', lr=1e-3),
+            constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(layer_decay_rate=0.9)))
     assert isinstance(layer_decay, NonFiniteLossPolicy) and layer_decay.nonfinite_loss == 'raise'
     with pytest.raises(FloatingPointError, match='non-finite loss'):
         layer_decay.update_params(torch.tensor(float('inf'), requires_grad=True))

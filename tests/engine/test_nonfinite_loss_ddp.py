@@ -43,10 +43,14 @@ def free_port() -> int:
 def run_two_ranks(script: str, checkpoint: str) -> list:
     """Runs ``script`` as ranks 0 and 1 of a gloo group; returns (returncode, stdout, stderr) per rank."""
     port = str(free_port())
-    procs = [subprocess.Popen([sys.executable, '-c', script, checkpoint], cwd=REPO_ROOT,
-                              env=clean_env(RANK=str(r), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
-                                            MASTER_PORT=port),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, '-c', script, checkpoint],
+                         cwd=REPO_ROOT,
+                         env=clean_env(RANK=str(r), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=port),
+                         stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE,
+                         text=True) for r in range(2)
+    ]
     try:
         outputs = [p.communicate(timeout=150) for p in procs]
     finally:

@@ -25,8 +25,7 @@ from .algorithms.test_student_families import STUDENTS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-STUDENT = dict(type='FDViT', arch=tiny_vit_arch(32, 2, 2, mlp_ratio=2), img_size=32, patch_size=8,
-               drop_path_rate=0.1)
+STUDENT = dict(type='FDViT', arch=tiny_vit_arch(32, 2, 2, mlp_ratio=2), img_size=32, patch_size=8, drop_path_rate=0.1)
 SWIN_ARCH = dict(embed_dims=16, depths=[1, 1], num_heads=[1, 2])
 #: Student parameters no loss reaches: ResNet-18's stages after its output stage.
 UNUSED = {'resnet': ('student.layer3.', 'student.layer4.')}
@@ -52,8 +51,8 @@ def family_teacher(family: str, tmp_path, **options) -> dict:
         return teacher_config('open_clip', path, arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32, **options)
     if family == 'esvit_swin':
         esvit_checkpoint(path, SWIN_ARCH, window_size=4, img_size=32)
-        return teacher_config('esvit_swin', path, arch=SWIN_ARCH, img_size=32, window_size=4, out_indices=(1, ),
-                              **options)
+        return teacher_config(
+            'esvit_swin', path, arch=SWIN_ARCH, img_size=32, window_size=4, out_indices=(1, ), **options)
     raise NotImplementedError(f'no tiny teacher of family {family!r}: add one here')
 
 
@@ -68,19 +67,22 @@ def assert_all_trained(result: dict, but=()) -> None:
 @pytest.mark.parametrize('mask_ratio, size', [(0., 32), (0.75, 32), (0.5, 48)])
 def test_fdvit_student_step(pos_embed, mask_ratio, size, tiny_clip_teacher):
     """48-px crops: position encodings fitted to the 6 x 6 grid on the fly, the teacher's input resized."""
-    model = FeatureDistiller(student=dict(STUDENT, pos_embed=pos_embed), teacher=tiny_clip_teacher,
-                             mask_ratio=mask_ratio)
+    model = FeatureDistiller(
+        student=dict(STUDENT, pos_embed=pos_embed), teacher=tiny_clip_teacher, mask_ratio=mask_ratio)
     result = meta_train_step(model, batch(size=size))
     assert set(result['log_vars']) == {'loss'}
     assert_all_trained(result)
-    expected = {'ape': 'student.pos_embed', 'rpb': 'student.layers.1.attn.rel_pos_bias.relative_position_bias_table',
-                'shared_rpb': 'student.rel_pos_bias.relative_position_bias_table'}[pos_embed]
+    expected = {
+        'ape': 'student.pos_embed',
+        'rpb': 'student.layers.1.attn.rel_pos_bias.relative_position_bias_table',
+        'shared_rpb': 'student.rel_pos_bias.relative_position_bias_table'
+    }[pos_embed]
     assert expected in result['stepped']
 
 
 def test_activation_checkpointing_step(tiny_clip_teacher):
-    model = FeatureDistiller(student=dict(STUDENT, pos_embed='rpb', with_cp=True), teacher=tiny_clip_teacher,
-                             mask_ratio=0.5)
+    model = FeatureDistiller(
+        student=dict(STUDENT, pos_embed='rpb', with_cp=True), teacher=tiny_clip_teacher, mask_ratio=0.5)
     assert_all_trained(meta_train_step(model, batch()))
 
 
@@ -120,9 +122,15 @@ def test_low_precision_teacher_step(dtype, tmp_path, monkeypatch):
 @pytest.mark.parametrize('mask_ratio', [0., 0.75])
 def test_two_teachers_step(mask_ratio, tmp_path):
     """A patch-8 CLIP and a patch-14 DINOv2 on a 28-px grid (its target resampled to the student's 4 x 4)."""
-    teachers = [dict(teacher=family_teacher('clip', tmp_path), name='clip'),
-                dict(teacher=family_teacher('dinov2', tmp_path), name='dino', loss_weight=0.5, target_norm=None,
-                     loss=dict(type='FeatureDistillLoss', loss_type='cosine'))]
+    teachers = [
+        dict(teacher=family_teacher('clip', tmp_path), name='clip'),
+        dict(
+            teacher=family_teacher('dinov2', tmp_path),
+            name='dino',
+            loss_weight=0.5,
+            target_norm=None,
+            loss=dict(type='FeatureDistillLoss', loss_type='cosine'))
+    ]
     model = FeatureDistiller(student=STUDENT, teachers=teachers, mask_ratio=mask_ratio)
     result = meta_train_step(model, batch())
     assert set(result['log_vars']) == {'loss', 'loss_clip', 'loss_dino'}
@@ -138,8 +146,10 @@ def test_student_family_step(name, tiny_clip_teacher):
 
 def test_validation_step(tmp_path):
     """Per-image losses of two teachers, on the device."""
-    teachers = [dict(teacher=family_teacher('clip', tmp_path), name='clip'),
-                dict(teacher=family_teacher('esvit_swin', tmp_path), name='esvit')]
+    teachers = [
+        dict(teacher=family_teacher('clip', tmp_path), name='clip'),
+        dict(teacher=family_teacher('esvit_swin', tmp_path), name='esvit')
+    ]
     model = FeatureDistiller(student=STUDENT, teachers=teachers).to(META).eval()
     with RefuseCPUTensors():
         samples = model.val_step(batch(3))

@@ -40,8 +40,10 @@ def tiny_classifier(config: str):
     backbone = model.backbone
     backbone.pop('init_cfg', None)
     if 'SwinTransformerV2' in backbone.type:  # 32 px: stages of 8, 4, 2, 1 tokens
-        backbone.update(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                                  extra_norm_every_n_blocks=0), img_size=32, window_size=[2, 2, 2, 1])
+        backbone.update(
+            arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], extra_norm_every_n_blocks=0),
+            img_size=32,
+            window_size=[2, 2, 2, 1])
         model.head.in_channels = 128
     else:
         backbone.update(arch=TINY, img_size=32)

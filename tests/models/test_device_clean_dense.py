@@ -88,8 +88,8 @@ def test_glp_head_with_a_cpu_tensor_fails_the_step(monkeypatch):
 # ------------------------------------------------------------------------------------------------- UperNet
 def tiny_upernet():
     """The ADE20K UperNet of ``configs/upernet_ade20k/`` (ViTPyramidNeck, UPerHead, auxiliary FCN) at 32 px."""
-    model = Config.fromfile(osp.join(REPO, 'configs', 'upernet_ade20k',
-                                     'upernet_fd-clip-vit-b16_8xb2-160k_ade20k-512x512.py')).model
+    model = Config.fromfile(
+        osp.join(REPO, 'configs', 'upernet_ade20k', 'upernet_fd-clip-vit-b16_8xb2-160k_ade20k-512x512.py')).model
     width, bn = 32, dict(type='BN', requires_grad=True)  # SyncBN needs a process group
     model.data_preprocessor.size = (32, 32)
     model.backbone.pop('init_cfg')

@@ -42,8 +42,7 @@ def test_enlarging_interpolates_bilinearly():
 def test_mixed_axes_shrink_then_enlarge():
     patches = torch.randn(1, 1, 4, 2)
     out = resample_patches(patches, (2, 4))
-    expected = F.interpolate(F.adaptive_avg_pool2d(patches, (2, 2)), size=(2, 4), mode='bilinear',
-                             align_corners=False)
+    expected = F.interpolate(F.adaptive_avg_pool2d(patches, (2, 2)), size=(2, 4), mode='bilinear', align_corners=False)
     torch.testing.assert_close(out, expected)
 
 
@@ -61,16 +60,32 @@ def test_tokens_round_trip_in_raster_order():
 
 
 @pytest.mark.parametrize('backbone, channels, grid, has_cls', [
-    (dict(cls=FDViT, arch=dict(embed_dims=16, num_layers=1, num_heads=2, feedforward_channels=32), img_size=32,
-          patch_size=8, out_type='raw'), 16, (4, 4), True),
-    (dict(cls=VisionTransformer, arch=dict(embed_dims=16, num_layers=1, num_heads=2, feedforward_channels=32),
-          img_size=32, patch_size=8, out_type='raw'), 16, (4, 4), True),
-    (dict(cls=VisionTransformer, arch=dict(embed_dims=16, num_layers=1, num_heads=2, feedforward_channels=32),
-          img_size=32, patch_size=8, out_type='featmap'), 16, (4, 4), False),
-    (dict(cls=SwinTransformer, arch=dict(embed_dims=8, depths=[1, 1], num_heads=[1, 2]), img_size=32,
-          window_size=4, out_indices=(1, )), 16, (4, 4), False),
-    (dict(cls=ConvNeXt, arch=dict(depths=[1, 1], channels=[8, 16]), out_indices=(1, ),
-          gap_before_final_norm=False), 16, (4, 4), False),
+    (dict(
+        cls=FDViT,
+        arch=dict(embed_dims=16, num_layers=1, num_heads=2, feedforward_channels=32),
+        img_size=32,
+        patch_size=8,
+        out_type='raw'), 16, (4, 4), True),
+    (dict(
+        cls=VisionTransformer,
+        arch=dict(embed_dims=16, num_layers=1, num_heads=2, feedforward_channels=32),
+        img_size=32,
+        patch_size=8,
+        out_type='raw'), 16, (4, 4), True),
+    (dict(
+        cls=VisionTransformer,
+        arch=dict(embed_dims=16, num_layers=1, num_heads=2, feedforward_channels=32),
+        img_size=32,
+        patch_size=8,
+        out_type='featmap'), 16, (4, 4), False),
+    (dict(
+        cls=SwinTransformer,
+        arch=dict(embed_dims=8, depths=[1, 1], num_heads=[1, 2]),
+        img_size=32,
+        window_size=4,
+        out_indices=(1, )), 16, (4, 4), False),
+    (dict(cls=ConvNeXt, arch=dict(depths=[1, 1], channels=[8, 16]), out_indices=(1, ), gap_before_final_norm=False), 16,
+     (4, 4), False),
     (dict(cls=ResNet, depth=18, out_indices=(1, )), 128, (4, 4), False),
 ])
 def test_backbone_features_of_each_kind(backbone, channels, grid, has_cls):
@@ -85,11 +100,16 @@ def test_backbone_features_of_each_kind(backbone, channels, grid, has_cls):
 
 
 def test_several_outputs_or_pooled_outputs_are_refused():
-    vit = VisionTransformer(arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
-                            img_size=32, patch_size=8, out_indices=(0, 1), out_type='raw')
+    vit = VisionTransformer(
+        arch=dict(embed_dims=16, num_layers=2, num_heads=2, feedforward_channels=32),
+        img_size=32,
+        patch_size=8,
+        out_indices=(0, 1),
+        out_type='raw')
     with pytest.raises(ValueError, match='returned 2 outputs.*single index'):
         backbone_features(vit, vit(torch.randn(1, 3, 32, 32)), (32, 32))
-    pooled = VisionTransformer(arch=dict(embed_dims=16, num_layers=1, num_heads=2, feedforward_channels=32),
-                               img_size=32, patch_size=8)  # out_type='cls_token'
+    pooled = VisionTransformer(
+        arch=dict(embed_dims=16, num_layers=1, num_heads=2, feedforward_channels=32), img_size=32,
+        patch_size=8)  # out_type='cls_token'
     with pytest.raises(ValueError, match="out_type='raw'"):
         backbone_features(pooled, pooled(torch.randn(1, 3, 32, 32)), (32, 32))

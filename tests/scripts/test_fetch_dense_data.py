@@ -14,22 +14,20 @@ import torch
 from PIL import Image
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-VOC_NAMES = ('_background_', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
-             'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'potted plant', 'sheep', 'sofa',
-             'train', 'tv/monitor')
+VOC_NAMES = ('_background_', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
+             'diningtable', 'dog', 'horse', 'motorbike', 'person', 'potted plant', 'sheep', 'sofa', 'train',
+             'tv/monitor')
 SIZES = {'a': (48, 64), 'b': (40, 56)}  # (height, width)
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location('fetch_dense_data',
-                                                  osp.join(REPO, 'scripts', 'fetch_dense_data.py'))
+    spec = importlib.util.spec_from_file_location('fetch_dense_data', osp.join(REPO, 'scripts', 'fetch_dense_data.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 fetch = load_script()
-
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -51,10 +49,14 @@ def labelme_example(root) -> str:
     anns = [(0, 1, [rect(10, 10, 30, 20)]), (0, 15, [rect(2, 4, 12, 24), rect(40, 30, 50, 40)]),
             (1, 18, [rect(0, 0, 20, 10)]), (1, 20, [rect(30, 20, 40, 30)])]
     coco = dict(
-        images=[dict(id=i, file_name=f'JPEGImages/{s}.jpg', height=h, width=w)
-                for i, (s, (h, w)) in enumerate(SIZES.items())],
-        annotations=[dict(id=i, image_id=img, category_id=cat, segmentation=seg, area=999.0,
-                          bbox=[0, 0, 1, 1], iscrowd=0) for i, (img, cat, seg) in enumerate(anns)],
+        images=[
+            dict(id=i, file_name=f'JPEGImages/{s}.jpg', height=h, width=w)
+            for i, (s, (h, w)) in enumerate(SIZES.items())
+        ],
+        annotations=[
+            dict(id=i, image_id=img, category_id=cat, segmentation=seg, area=999.0, bbox=[0, 0, 1, 1], iscrowd=0)
+            for i, (img, cat, seg) in enumerate(anns)
+        ],
         categories=[dict(id=i, name=n) for i, n in enumerate(VOC_NAMES)])
     with open(osp.join(root, 'data_dataset_coco', 'annotations.json'), 'w') as f:
         json.dump(coco, f)
@@ -74,10 +76,15 @@ def labelme_example(root) -> str:
 
 def coco_dataset(root, split='val2017'):
     from mmdet.datasets import CocoDataset
-    return CocoDataset(data_root=root, ann_file=f'annotations/instances_{split}.json',
-                       data_prefix=dict(img=f'{split}/'), test_mode=True,
-                       pipeline=[dict(type='mmdet.LoadImageFromFile'),
-                                 dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True)])
+    return CocoDataset(
+        data_root=root,
+        ann_file=f'annotations/instances_{split}.json',
+        data_prefix=dict(img=f'{split}/'),
+        test_mode=True,
+        pipeline=[
+            dict(type='mmdet.LoadImageFromFile'),
+            dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True)
+        ])
 
 
 def test_coco_layout_read_by_mmdet(tmp_path):
@@ -87,15 +94,16 @@ def test_coco_layout_read_by_mmdet(tmp_path):
     assert sorted(os.listdir(out)) == ['annotations', 'train2017', 'val2017']
     with open(osp.join(out, 'annotations', 'instances_train2017.json')) as f:
         coco = json.load(f)
-    assert [(c['id'], c['name']) for c in coco['categories']][:5] == [
-        (1, 'person'), (2, 'bicycle'), (3, 'car'), (4, 'motorcycle'), (5, 'airplane')]
+    assert [(c['id'], c['name']) for c in coco['categories']][:5] == [(1, 'person'), (2, 'bicycle'), (3, 'car'),
+                                                                      (4, 'motorcycle'), (5, 'airplane')]
     assert len(coco['categories']) == 80 and coco['categories'][-1] == dict(id=90, name='toothbrush')
     assert [i['id'] for i in coco['images']] == [1, 2]
     # ids from 1, official COCO ids, areas rasterised by pycocotools, boxes = vertex extents
     assert [(a['id'], a['image_id'], a['category_id'], a['area'], a['bbox'], a['iscrowd'])
-            for a in coco['annotations']] == [
-        (1, 1, 5, 200.0, [10.0, 10.0, 20.0, 10.0], 0), (2, 1, 1, 300.0, [2.0, 4.0, 48.0, 36.0], 0),
-        (3, 2, 63, 200.0, [0.0, 0.0, 20.0, 10.0], 0), (4, 2, 72, 100.0, [30.0, 20.0, 10.0, 10.0], 0)]
+            for a in coco['annotations']] == [(1, 1, 5, 200.0, [10.0, 10.0, 20.0, 10.0], 0),
+                                              (2, 1, 1, 300.0, [2.0, 4.0, 48.0, 36.0], 0),
+                                              (3, 2, 63, 200.0, [0.0, 0.0, 20.0, 10.0], 0),
+                                              (4, 2, 72, 100.0, [30.0, 20.0, 10.0, 10.0], 0)]
 
     dataset = coco_dataset(out)
     assert len(dataset) == 2
@@ -114,13 +122,15 @@ def test_coco_metric_scores_ground_truth_as_perfect(tmp_path):
     out = str(tmp_path / 'coco')
     fetch.write_folder(out, lambda dst: fetch.write_coco(labelme_example(tmp_path / 'labelme'), dst))
     dataset = coco_dataset(out)
-    metric = CocoMetric(ann_file=osp.join(out, 'annotations', 'instances_val2017.json'),
-                        metric=['bbox', 'segm'])
+    metric = CocoMetric(ann_file=osp.join(out, 'annotations', 'instances_val2017.json'), metric=['bbox', 'segm'])
     metric.dataset_meta = dataset.metainfo
     for item in dataset:
         masks = torch.as_tensor(item['gt_masks'].to_ndarray().astype(bool))
-        pred = dict(bboxes=item['gt_bboxes'].tensor, scores=torch.ones(len(masks)),
-                    labels=torch.as_tensor(item['gt_bboxes_labels']), masks=masks)
+        pred = dict(
+            bboxes=item['gt_bboxes'].tensor,
+            scores=torch.ones(len(masks)),
+            labels=torch.as_tensor(item['gt_bboxes_labels']),
+            masks=masks)
         metric.process({}, [dict(img_id=item['img_id'], ori_shape=item['ori_shape'], pred_instances=pred)])
     results = metric.evaluate(len(dataset))
     assert results['coco/bbox_mAP'] == pytest.approx(1.0) and results['coco/segm_mAP'] == pytest.approx(1.0)
@@ -137,7 +147,8 @@ def test_ade_layout_read_by_mmseg(tmp_path):
         dataset = ADE20KDataset(
             data_root=osp.join(out, 'ADEChallengeData2016'),
             data_prefix=dict(img_path=f'images/{split}', seg_map_path=f'annotations/{split}'),
-            pipeline=[dict(type='mmseg.LoadImageFromFile'), dict(type='mmseg.LoadAnnotations')])
+            pipeline=[dict(type='mmseg.LoadImageFromFile'),
+                      dict(type='mmseg.LoadAnnotations')])
         assert len(dataset) == 2
         a, b = dataset[0]['gt_seg_map'], dataset[1]['gt_seg_map']
         # ADE20K-150 (1-based): person 13, airplane 91, sofa 24, television receiver 90; minus 1 after
@@ -162,8 +173,9 @@ def test_depth_from_disparity_by_hand():
     depth = fetch.disparity_to_depth_mm(disparity, focal=100., baseline_mm=50., doffs=5.)
     assert depth.dtype == np.uint16 and depth.tolist() == [[250, 0], [0, 0]]
     # the Middlebury motorcycle calibration: d = 50 px -> 994.978 * 193.001 / 81.086 = 2368.23 mm
-    assert fetch.disparity_to_depth_mm(np.array([[50.0]]), fetch.MOTORCYCLE_FOCAL_PX,
-                                       fetch.MOTORCYCLE_BASELINE_MM, fetch.MOTORCYCLE_DOFFS_PX)[0, 0] == 2368
+    assert fetch.disparity_to_depth_mm(
+        np.array([[50.0]]), fetch.MOTORCYCLE_FOCAL_PX, fetch.MOTORCYCLE_BASELINE_MM,
+        fetch.MOTORCYCLE_DOFFS_PX)[0, 0] == 2368
     with pytest.raises(fetch.StepError, match='uint16'):
         fetch.disparity_to_depth_mm(np.array([[-4.99]]), focal=100., baseline_mm=50., doffs=5.)
     with pytest.raises(fetch.StepError, match='2-D'):
@@ -177,15 +189,17 @@ def test_nyu_layout_read_by_mmseg(tmp_path):
     disparity = np.tile(np.arange(width, dtype=np.float64) + 15., (height, 1))  # column x: d = x + 15
     disparity[2, 1] = np.nan
     out = str(tmp_path / 'nyu')
-    assert fetch.write_folder(out, lambda dst: fetch.write_nyu(
-        image, disparity, dst, focal=100., baseline_mm=50., doffs=5., frame=frame))
+    assert fetch.write_folder(
+        out, lambda dst: fetch.write_nyu(image, disparity, dst, focal=100., baseline_mm=50., doffs=5., frame=frame))
     depths = {}
     for split in ('train', 'test'):
         dataset = NYUDataset(
             data_root=out,
             data_prefix=dict(img_path=f'images/{split}', depth_map_path=f'annotations/{split}'),
-            pipeline=[dict(type='mmseg.LoadImageFromFile'),
-                      dict(type='mmseg.LoadDepthAnnotation', depth_rescale_factor=1e-3)])
+            pipeline=[
+                dict(type='mmseg.LoadImageFromFile'),
+                dict(type='mmseg.LoadDepthAnnotation', depth_rescale_factor=1e-3)
+            ])
         assert len(dataset) == 1
         item = dataset[0]
         assert item['img'].shape == (4, 8, 3) and item['gt_depth_map'].shape == (4, 8)
@@ -203,8 +217,9 @@ def test_rerun_is_a_no_op(tmp_path, capsys):
     out, cache = tmp_path / 'dense', tmp_path / 'cache'
     fetch.write_folder(str(out / 'coco'), lambda dst: fetch.write_coco(example, dst))
     fetch.write_folder(str(out / 'ade'), lambda dst: fetch.write_ade(example, dst))
-    fetch.write_folder(str(out / 'nyu'), lambda dst: fetch.write_nyu(
-        np.zeros((6, 10, 3), np.uint8), np.ones((6, 10)), dst, frame=(4, 8)))
+    fetch.write_folder(
+        str(out / 'nyu'),
+        lambda dst: fetch.write_nyu(np.zeros((6, 10, 3), np.uint8), np.ones((6, 10)), dst, frame=(4, 8)))
     fetch.write_readme(str(out))
     before = {p: p.stat().st_mtime_ns for p in out.rglob('*')}
     assert not fetch.write_folder(str(out / 'coco'), lambda dst: pytest.fail('rewrote a finished folder'))
@@ -319,8 +334,7 @@ def test_extract_example_and_sdist_checks(tmp_path):
     sdist = str(cache / fetch.SDIST_NAME)
     with tarfile.open(sdist, 'w:gz') as archive:
         archive.add(example, arcname=fetch.EXAMPLE_DIR)
-        archive.add(osp.join(example, 'data_dataset_voc', 'class_names.txt'),
-                    arcname='labelme-6.3.1/setup.py')
+        archive.add(osp.join(example, 'data_dataset_voc', 'class_names.txt'), arcname='labelme-6.3.1/setup.py')
     extracted = fetch.extract_example(sdist, str(cache))
     assert extracted == osp.join(str(cache), fetch.EXAMPLE_DIR)
     assert sorted(os.listdir(osp.join(extracted, 'data_dataset_coco', 'JPEGImages'))) == ['a.jpg', 'b.jpg']
@@ -345,10 +359,9 @@ def test_real_dense_data():
     """The fetched data as the real dataset classes read it: 12 instances, 6 ADE20K classes, 2-5 m depth."""
     stats = fetch.verify(DENSE)
     for split in ('train2017', 'val2017'):
-        assert stats[f'coco/{split}'] == dict(images=3, instances=dict(person=6, bottle=1, chair=1, couch=1,
-                                                                       bus=2, car=1))
-    assert set(stats['ade/training']['pixels']) == {'person', 'bottle', 'chair', 'sofa', 'bus', 'car',
-                                                    'ignore'}
+        assert stats[f'coco/{split}'] == dict(
+            images=3, instances=dict(person=6, bottle=1, chair=1, couch=1, bus=2, car=1))
+    assert set(stats['ade/training']['pixels']) == {'person', 'bottle', 'chair', 'sofa', 'bus', 'car', 'ignore'}
     for name in ('train/motorcycle_00000.jpg', 'test/motorcycle_00001.jpg'):
         nyu = stats[f'nyu/{name}']
         assert nyu['shape'] == (480, 640, 3) and 2.0 < nyu['depth_m'][0] < nyu['depth_m'][1] < 5.1

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-spec = importlib.util.spec_from_file_location('fetch_fashion_mnist', osp.join(REPO, 'scripts', 'fetch_fashion_mnist.py'))
+spec = importlib.util.spec_from_file_location('fetch_fashion_mnist', osp.join(REPO, 'scripts',
+                                                                              'fetch_fashion_mnist.py'))
 fetch = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fetch)
 
@@ -55,8 +56,8 @@ def test_write_dataset_layout(tmp_path):
     write_idx(str(idx / 't10k-labels-idx1-ubyte.gz'), np.array([1, 2, 3]))
     out = tmp_path / 'fashion_mnist'
     fetch.write_dataset(str(idx), str(out))
-    assert (out / 'meta' / 'test.txt').read_text().splitlines() == ['test/00000.png 1', 'test/00001.png 2',
-                                                                    'test/00002.png 3']
+    assert (out / 'meta' /
+            'test.txt').read_text().splitlines() == ['test/00000.png 1', 'test/00001.png 2', 'test/00002.png 3']
     val = (out / 'meta' / 'val.txt').read_text().splitlines()
     name, label = val[0].split()
     assert osp.isfile(out / 'images' / name) and int(label) == train_labels[int(name[6:11])]

@@ -77,13 +77,17 @@ def test_mmcv_plan_on_cpu_is_the_build_of_earlier_versions():
 def test_mmcv_plan_on_cuda_builds_the_visible_architectures():
     plan = setup_plan.mmcv_plan({}, 'cuda', [H100, A100, H100], TORCH_CU130, (13, 0), '/opt/cuda', 'cp311')
     assert plan['kind'] == 'cuda-ops' and plan['cache_key'] == 'cp311-torch2.14.1-cu130-sm80_90'
-    assert plan['build_env'] == {'MMCV_WITH_OPS': '1', 'FORCE_CUDA': '1', 'TORCH_CUDA_ARCH_LIST': '8.0;9.0',
-                                 'CUDA_HOME': '/opt/cuda'}
+    assert plan['build_env'] == {
+        'MMCV_WITH_OPS': '1',
+        'FORCE_CUDA': '1',
+        'TORCH_CUDA_ARCH_LIST': '8.0;9.0',
+        'CUDA_HOME': '/opt/cuda'
+    }
     own = setup_plan.mmcv_plan({'TORCH_CUDA_ARCH_LIST': '9.0+PTX'}, 'cuda', [], TORCH_CU130, (13, 0))
     assert own['build_env']['TORCH_CUDA_ARCH_LIST'] == '9.0+PTX' and own['cache_key'].endswith('-cu130-sm90ptx')
     lite = setup_plan.mmcv_plan({'FDCLIP_MMCV_OPS': '0'}, 'cuda', [H100], TORCH_CU130, None, python='cp311')
-    assert lite == dict(kind='lite', build_env={'MMCV_WITH_OPS': '0'}, cache_key='cp311-torch2.14.1-lite',
-                        prebuilt_index='')
+    assert lite == dict(
+        kind='lite', build_env={'MMCV_WITH_OPS': '0'}, cache_key='cp311-torch2.14.1-lite', prebuilt_index='')
     cpu = setup_plan.mmcv_plan({}, 'cpu', [], TORCH_CU130, None, python='cp311')
     assert len({plan['cache_key'], own['cache_key'], lite['cache_key'], cpu['cache_key']}) == 4
 
@@ -124,6 +128,7 @@ def test_prebuilt_mmcv_only_for_torch_up_to_2_1():
 
 # ---- the script and the helper as setup_env.sh runs them, with a faked GPU side ----
 
+
 def write_tool(folder, name: str, body: str) -> None:
     path = osp.join(folder, name)
     with open(path, 'w') as f:
@@ -134,7 +139,8 @@ def write_tool(folder, name: str, body: str) -> None:
 def fake_nvidia_smi(folder, gpus, driver_cuda: str = '13.0') -> None:
     """An ``nvidia-smi`` that answers the two queries of the plan as a real one does."""
     rows = ''.join(f'{g.name}, {g.capability[0]}.{g.capability[1]}\\n' for g in gpus)
-    write_tool(folder, 'nvidia-smi', f'''\
+    write_tool(
+        folder, 'nvidia-smi', f'''\
         case "$1" in
           --query-gpu=*) printf '{rows}' ;;
           -L) printf 'GPU 0: {gpus[0].name}\\n' ;;
@@ -149,20 +155,32 @@ def machine(tmp_path):
     bin_dir, cuda_home = tmp_path / 'bin', tmp_path / 'cuda'
     bin_dir.mkdir()
     (cuda_home / 'bin').mkdir(parents=True)
-    write_tool(cuda_home / 'bin', 'nvcc', '''\
+    write_tool(
+        cuda_home / 'bin', 'nvcc', '''\
         echo "nvcc: NVIDIA (R) Cuda compiler driver"
         echo "Cuda compilation tools, release 13.0, V13.0.88"
         ''')
-    system_path = [p for p in os.environ['PATH'].split(os.pathsep)
-                   if not (shutil.which('nvidia-smi', path=p) or shutil.which('nvcc', path=p))]
-    base_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(('FDCLIP_', 'CUDA_', 'TORCH_CUDA_ARCH_LIST'))}
-    base_env.update(PATH=os.pathsep.join([str(bin_dir), *system_path]), CUDA_HOME=str(cuda_home),
-                    FDCLIP_VENV=sys.prefix, PYTHON=sys.executable)
+    system_path = [
+        p for p in os.environ['PATH'].split(os.pathsep)
+        if not (shutil.which('nvidia-smi', path=p) or shutil.which('nvcc', path=p))
+    ]
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(('FDCLIP_', 'CUDA_', 'TORCH_CUDA_ARCH_LIST'))}
+    base_env.update(
+        PATH=os.pathsep.join([str(bin_dir), *system_path]),
+        CUDA_HOME=str(cuda_home),
+        FDCLIP_VENV=sys.prefix,
+        PYTHON=sys.executable)
 
     def run(*command, **env) -> subprocess.CompletedProcess:
-        return subprocess.run([str(c) for c in command], env={**base_env, **env}, capture_output=True, text=True,
+        return subprocess.run([str(c) for c in command],
+                              env={
+                                  **base_env,
+                                  **env
+                              },
+                              capture_output=True,
+                              text=True,
                               timeout=120)
+
     run.bin_dir, run.cuda_home = bin_dir, cuda_home
     return run
 
@@ -179,7 +197,7 @@ def test_print_plan_on_a_cpu_machine(machine):
     plan = print_plan(machine)
     assert plan['rc'] == 0, plan['stderr']
     assert plan['device'] == 'cpu (GPUs: none)' and plan['torch index'].startswith('pip default')
-    assert plan['mmcv'] == "cpu-ops; build: MMCV_WITH_OPS=1 FORCE_CUDA=0 CUDA_VISIBLE_DEVICES="
+    assert plan['mmcv'] == 'cpu-ops; build: MMCV_WITH_OPS=1 FORCE_CUDA=0 CUDA_VISIBLE_DEVICES='
     assert plan['mmcv cache key'] == f'{PY}-torch{torch.__version__.split("+")[0]}'
     assert (open(stamp).read() if osp.exists(stamp) else None) == before  # nothing installed or stamped
     assert machine('bash', SCRIPT, '--install-everything').returncode == 2
@@ -224,8 +242,8 @@ def test_shell_assignments_evaluate_in_bash(machine):
     assert proc.returncode == 0, proc.stderr
     device, index, key, ops, force, archs = proc.stdout.strip().split('|')
     assert (device, index, ops, force, archs) == ('cuda', '', '1', '1', '8.0;9.0') and key.endswith('-sm80_90')
-    proc = machine('bash', '-c', script.replace('"$TORCH_CUDA_ARCH_LIST"', '"${CUDA_VISIBLE_DEVICES-unset}"'),
-                   FDCLIP_DEVICE='cpu')
+    proc = machine(
+        'bash', '-c', script.replace('"$TORCH_CUDA_ARCH_LIST"', '"${CUDA_VISIBLE_DEVICES-unset}"'), FDCLIP_DEVICE='cpu')
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().split('|')[3:] == ['1', '0', '']  # CPU ops, the GPU hidden from mmcv's setup.py
 
@@ -255,10 +273,17 @@ def test_distillation_runs_with_mmcv_built_without_ops(tmp_path, tiny_clip_teach
         assert 'mmcv._ext' not in sys.modules and MODELS.get('GLPDepthHead') is None
         print('ok')
         ''')
-    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(lite), os.environ.get('PYTHONPATH', '')]),
-           'OMP_NUM_THREADS': '1'}
-    proc = subprocess.run([sys.executable, '-c', code, json.dumps(tiny_clip_teacher), str(lite)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ, 'PYTHONPATH': os.pathsep.join([str(lite), os.environ.get('PYTHONPATH', '')]),
+        'OMP_NUM_THREADS': '1'
+    }
+    proc = subprocess.run([sys.executable, '-c', code,
+                           json.dumps(tiny_clip_teacher),
+                           str(lite)],
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), proc.stderr[-3000:]
 
 
@@ -267,7 +292,8 @@ def fake_venv(tmp_path):
     """A venv whose ``python -m pip`` only logs its arguments; other calls go to this suite's interpreter."""
     venv, log = tmp_path / 'venv', tmp_path / 'pip.log'
     (venv / 'bin').mkdir(parents=True)
-    write_tool(venv / 'bin', 'python', f'''\
+    write_tool(
+        venv / 'bin', 'python', f'''\
         if [ "$1" = -m ] && [ "$2" = pip ]; then shift 2; echo "pip $*" >>{log}; exit 0; fi
         case "$*" in *mmcv._ext*) exit 1 ;; esac  # no mmcv installed yet
         exec {sys.executable} "$@"

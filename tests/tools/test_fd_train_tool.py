@@ -27,7 +27,9 @@ def test_fd_config_trains_on_two_cpu_processes(tmp_path):
     cfg.train_dataloader.batch_size = 1  # 4 images, 2 ranks: 2 steps per epoch
     config = str(tmp_path / 'fd_tiny.py')
     cfg.dump(config)
-    run([osp.join(TOOLS, 'dist_train.sh'), config, 2, '--work-dir', 'dist'], tmp_path, PORT=str(free_port()),
+    run([osp.join(TOOLS, 'dist_train.sh'), config, 2, '--work-dir', 'dist'],
+        tmp_path,
+        PORT=str(free_port()),
         PYTHON=sys.executable)
     rank0 = load_weights(tmp_path / 'dist' / 'weights_rank0.pth')
     rank1 = load_weights(tmp_path / 'dist' / 'weights_rank1.pth')
@@ -65,8 +67,11 @@ def deterministic_fd_config(tmp_path, epochs: int) -> Config:
     """The tiny FD config with fixed crops and no drop path: every source of randomness is seeded."""
     cfg = shrink(Config.fromfile(FD_CONFIG), tmp_path)
     cfg.model.student.drop_path_rate = 0.
-    pipeline = [dict(type='fdclip_mm.CheckedLoadImageFromFile'), dict(type='Resize', scale=(32, 32)),
-                dict(type='PackInputs')]
+    pipeline = [
+        dict(type='fdclip_mm.CheckedLoadImageFromFile'),
+        dict(type='Resize', scale=(32, 32)),
+        dict(type='PackInputs')
+    ]
     cfg.train_dataloader.dataset.pipeline = pipeline
     cfg.val_dataloader.dataset.pipeline = pipeline
     cfg.model.student.img_size = 32
@@ -97,8 +102,10 @@ def test_two_processes_follow_one_process_with_the_doubled_batch(tmp_path):
     cfg.train_dataloader.batch_size = 2
     cfg.dump(str(tmp_path / 'one_rank.py'))
 
-    run([osp.join(TOOLS, 'dist_train.sh'), 'two_ranks.py', 2, '--work-dir', 'dist'], tmp_path,
-        PORT=str(free_port()), PYTHON=sys.executable)
+    run([osp.join(TOOLS, 'dist_train.sh'), 'two_ranks.py', 2, '--work-dir', 'dist'],
+        tmp_path,
+        PORT=str(free_port()),
+        PYTHON=sys.executable)
     run([sys.executable, osp.join(TOOLS, 'train.py'), 'one_rank.py', '--work-dir', 'single'], tmp_path)
 
     two, one = val_curve(tmp_path / 'dist'), val_curve(tmp_path / 'single')
@@ -122,14 +129,18 @@ def test_kill_9_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_pa
         dict(type='fdclip_mm.CheckedLoadImageFromFile'),
         dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.08, 1.0), backend='pillow'),
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-        dict(type='PackInputs')]
+        dict(type='PackInputs')
+    ]
     cfg.dump(str(tmp_path / 'fd.py'))
     train = [sys.executable, osp.join(TOOLS, 'train.py'), 'fd.py']
 
     run(train + ['--work-dir', 'straight'], tmp_path)
     log = open(tmp_path / 'killed.log', 'w')
-    proc = subprocess.Popen([str(c) for c in train + ['--work-dir', 'killed']], cwd=tmp_path, env=tool_env(),
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(c) for c in train + ['--work-dir', 'killed']],
+                            cwd=tmp_path,
+                            env=tool_env(),
+                            stdout=log,
+                            stderr=subprocess.STDOUT)
     first = tmp_path / 'killed' / 'epoch_1.pth'
     deadline = time.time() + 150
     while not first.exists() and proc.poll() is None and time.time() < deadline:

@@ -80,7 +80,11 @@ def test_mmdet_train_tool_trains_fdclip_model(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'PYTHONPATH')}
     env['OMP_NUM_THREADS'] = '1'
     proc = subprocess.run([sys.executable, MMDET_TRAIN, 'mask_rcnn_fdvit.py', '--work-dir', 'work_dir'],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     log = proc.stdout + proc.stderr
     assert 'Layer-wise lr decay 0.75' in log  # our optimizer constructor built the optimizer

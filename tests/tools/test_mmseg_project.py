@@ -69,9 +69,12 @@ def test_mmseg_train_tool_runs_fdclip_mm_modules(tmp_path):
     write_ade_folder(str(tmp_path / 'ade'), count=2, size=(40, 48))
     (tmp_path / 'project_config.py').write_text(textwrap.dedent(PROJECT_CONFIG))
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    proc = subprocess.run(
-        [sys.executable, MMSEG_TRAIN, 'project_config.py', '--work-dir', 'work'],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, MMSEG_TRAIN, 'project_config.py', '--work-dir', 'work'],
+                          cwd=tmp_path,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     ckpt_path = tmp_path / 'work' / 'iter_2.pth'

@@ -24,8 +24,7 @@ LINK = re.compile(r'\[(-?\d+(?:\.\d+)?)\]\(([^)]+)\)')
 def tiny_fashion_mnist(root: str) -> None:
     """The layout scripts/fetch_fashion_mnist.py writes, with random grey 28 x 28 images."""
     rng = np.random.default_rng(0)
-    lists = {'unlabelled': ('train', 320), 'labelled_1k': ('train', 160), 'val': ('train', 64),
-             'test': ('test', 200)}
+    lists = {'unlabelled': ('train', 320), 'labelled_1k': ('train', 160), 'val': ('train', 64), 'test': ('test', 200)}
     for name, (split, count) in lists.items():
         folder = osp.join(root, 'images', split)
         lines = []
@@ -49,8 +48,10 @@ def numbers_in(path: str):
 
 
 def reproduce(*args, cwd=REPO):
-    return subprocess.run([sys.executable, osp.join(REPO, 'tools', 'reproduce.py'), '--quick', *args], cwd=cwd,
-                          capture_output=True, text=True)
+    return subprocess.run([sys.executable, osp.join(REPO, 'tools', 'reproduce.py'), '--quick', *args],
+                          cwd=cwd,
+                          capture_output=True,
+                          text=True)
 
 
 def test_quick_reproduction_end_to_end(tmp_path):

@@ -3,8 +3,8 @@ import importlib.util
 import os
 import os.path as osp
 import pickle
-import signal
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -27,8 +27,8 @@ import toy_modules  # noqa: E402
 sys.path.remove(TOY_DIR)
 cpu_only = pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
 
-DIST_ENV_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'SLURM_PROCID',
-                 'SLURM_NTASKS', 'SLURM_NODELIST', 'SLURM_LOCALID')
+DIST_ENV_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'SLURM_PROCID', 'SLURM_NTASKS',
+                 'SLURM_NODELIST', 'SLURM_LOCALID')
 
 
 def free_port() -> int:
@@ -47,8 +47,12 @@ def tool_env(**extra) -> dict:
 
 def run(cmd, cwd, **env) -> subprocess.CompletedProcess:
     """Run a tool; fail the test with the tail of its output if it fails."""
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=tool_env(**env), capture_output=True,
-                          text=True, timeout=180)
+    proc = subprocess.run([str(c) for c in cmd],
+                          cwd=cwd,
+                          env=tool_env(**env),
+                          capture_output=True,
+                          text=True,
+                          timeout=180)
     assert proc.returncode == 0, f'{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
     return proc
 
@@ -106,20 +110,30 @@ def test_a_refused_run_writes_nothing(toy_dir, full_run, tmp_path):
     shutil.copytree(full_run, work_dir)
     before = sorted(os.listdir(work_dir))
     dump = (work_dir / 'toy.py').read_text()
-    proc = subprocess.run([sys.executable, osp.join(TOOLS, 'train.py'), 'toy.py', '--work-dir', str(work_dir),
-                           '--cfg-options', 'optim_wrapper.optimizer.lr=5e-4'], cwd=toy_dir, env=tool_env(),
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(TOOLS, 'train.py'), 'toy.py', '--work-dir',
+        str(work_dir), '--cfg-options', 'optim_wrapper.optimizer.lr=5e-4'
+    ],
+                          cwd=toy_dir,
+                          env=tool_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=180)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f'[error] {work_dir} already holds a run (iter_8.pth, iter_4.pth, last_checkpoint) that this run would '
-        'overwrite. Continue it with --resume, choose another --work-dir, or pass --overwrite to replace it']
+        'overwrite. Continue it with --resume, choose another --work-dir, or pass --overwrite to replace it'
+    ]
     assert sorted(os.listdir(work_dir)) == before and (work_dir / 'toy.py').read_text() == dump
 
 
 def test_dist_train_two_cpu_processes(toy_dir, full_run):
     """tools/dist_train.sh with 2 ranks on CPU (gloo): both ranks end with identical weights."""
-    run([osp.join(TOOLS, 'dist_train.sh'), 'toy.py', 2, '--work-dir', 'dist'], toy_dir,
-        PORT=str(free_port()), PYTHON=sys.executable)
+    run([osp.join(TOOLS, 'dist_train.sh'), 'toy.py', 2, '--work-dir', 'dist'],
+        toy_dir,
+        PORT=str(free_port()),
+        PYTHON=sys.executable)
     rank0 = load_weights(toy_dir / 'dist' / 'weights_rank0.pth')
     assert_same_weights(load_weights(toy_dir / 'dist' / 'weights_rank1.pth'), rank0)
     # each rank saw half of every batch, so this is not the single-process run
@@ -144,8 +158,11 @@ def test_amp_on_cpu_uses_bfloat16_when_asked(toy_dir, full_run):
 
 
 def test_test_tool_dumps_predictions(toy_dir, full_run):
-    run([sys.executable, osp.join(TOOLS, 'test.py'), 'toy.py', full_run / 'iter_8.pth', '--work-dir',
-         'test_single', '--out', 'test_single/preds.pkl'], toy_dir)
+    run([
+        sys.executable,
+        osp.join(TOOLS, 'test.py'), 'toy.py', full_run / 'iter_8.pth', '--work-dir', 'test_single', '--out',
+        'test_single/preds.pkl'
+    ], toy_dir)
     with open(toy_dir / 'test_single' / 'preds.pkl', 'rb') as f:
         preds = pickle.load(f)
     assert len(preds) == 16 and set(preds[0]) == {'pred', 'target'}
@@ -185,10 +202,18 @@ def test_slurm_test_two_cpu_tasks(toy_dir, full_run, tmp_path):
     bin_dir.mkdir()
     write_executable(bin_dir / 'srun', FAKE_SRUN)
     write_executable(bin_dir / 'scontrol', '#!/bin/sh\necho 127.0.0.1\n')
-    run([osp.join(TOOLS, 'slurm_test.sh'), 'cpu', 'toy', 'toy.py', full_run / 'iter_8.pth', '--work-dir',
-         'test_slurm', '--out', 'test_slurm/preds.pkl'], toy_dir,
-        PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', PYTHON=sys.executable, GPUS='2',
-        GPUS_PER_NODE='2', CPUS_PER_TASK='1', GRES='', MASTER_PORT=str(free_port()))
+    run([
+        osp.join(TOOLS, 'slurm_test.sh'), 'cpu', 'toy', 'toy.py', full_run / 'iter_8.pth', '--work-dir', 'test_slurm',
+        '--out', 'test_slurm/preds.pkl'
+    ],
+        toy_dir,
+        PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+        PYTHON=sys.executable,
+        GPUS='2',
+        GPUS_PER_NODE='2',
+        CPUS_PER_TASK='1',
+        GRES='',
+        MASTER_PORT=str(free_port()))
     srun_args = (bin_dir / 'srun_args.txt').read_text()
     assert '--ntasks=2' in srun_args and '--gres' not in srun_args and '--launcher=slurm' in srun_args
     with open(toy_dir / 'test_slurm' / 'preds.pkl', 'rb') as f:
@@ -200,8 +225,8 @@ def test_ctrl_c_prints_one_line_with_the_checkpoint_and_the_resume_command(toy_d
     toy_modules.write_toy_config(str(toy_dir / 'toy_long.py'), max_iters=10**7)
     work_dir = toy_dir / 'ctrl_c'
     cmd = [sys.executable, osp.join(TOOLS, 'train.py'), 'toy_long.py', '--work-dir', 'ctrl_c']
-    proc = subprocess.Popen(cmd, cwd=toy_dir, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=toy_dir, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (work_dir / 'last_checkpoint').exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -225,8 +250,16 @@ def load_tool(name: str):
 
 
 def train_args(**kwargs) -> Namespace:
-    args = dict(config='configs/x/my_config.py', work_dir=None, resume=None, amp=False, no_validate=False,
-                auto_scale_lr=False, cfg_options=None, launcher='none', overwrite=False)
+    args = dict(
+        config='configs/x/my_config.py',
+        work_dir=None,
+        resume=None,
+        amp=False,
+        no_validate=False,
+        auto_scale_lr=False,
+        cfg_options=None,
+        launcher='none',
+        overwrite=False)
     args.update(kwargs)
     return Namespace(**args)
 
@@ -248,8 +281,8 @@ def test_train_merge_args(toy_dir):
     cfg = tool.merge_args(toy_cfg(toy_dir), train_args(resume='a/iter_4.pth'))
     assert cfg.resume is True and cfg.load_from == 'a/iter_4.pth'
 
-    cfg = tool.merge_args(toy_cfg(toy_dir), train_args(auto_scale_lr=True, no_validate=True,
-                                                       cfg_options={'train_cfg.max_iters': 3}))
+    cfg = tool.merge_args(
+        toy_cfg(toy_dir), train_args(auto_scale_lr=True, no_validate=True, cfg_options={'train_cfg.max_iters': 3}))
     assert cfg.auto_scale_lr.enable is True and cfg.val_cfg is None and cfg.train_cfg.max_iters == 3
     no_scale = toy_cfg(toy_dir)
     no_scale.auto_scale_lr = None
@@ -268,18 +301,23 @@ def test_train_amp_args(toy_dir):
         assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
         assert cfg.optim_wrapper.dtype == ('bfloat16' if native else 'float16')
     # an AmpOptimWrapper written in the config itself is adapted too
-    cfg = tool.merge_args(toy_cfg(toy_dir), train_args(cfg_options={
-        'optim_wrapper.type': 'AmpOptimWrapper', 'optim_wrapper.dtype': 'float16'}))
+    cfg = tool.merge_args(
+        toy_cfg(toy_dir),
+        train_args(cfg_options={
+            'optim_wrapper.type': 'AmpOptimWrapper',
+            'optim_wrapper.dtype': 'float16'
+        }))
     expected = 'fdclip_mm.CPUAmpOptimWrapper' if is_cpu_only() else 'AmpOptimWrapper'
     assert cfg.optim_wrapper.type == expected
 
 
 @pytest.mark.parametrize('gpu, dtype, loss_scale, log', [
-    (('Tesla V100-SXM2-32GB', (7, 0)), 'float16', 'dynamic',
-     "AMP dtype 'auto': float16 autocast with dynamic loss scaling on cuda "
+    (('Tesla V100-SXM2-32GB',
+      (7, 0)), 'float16', 'dynamic', "AMP dtype 'auto': float16 autocast with dynamic loss scaling on cuda "
      '(Tesla V100-SXM2-32GB, compute capability 7.0, no native bf16)'),
-    (('NVIDIA H100 80GB HBM3', (9, 0)), 'bfloat16', {'enabled': False},
-     "AMP dtype 'auto': bfloat16 autocast with no loss scaling on cuda "
+    (('NVIDIA H100 80GB HBM3', (9, 0)), 'bfloat16', {
+        'enabled': False
+    }, "AMP dtype 'auto': bfloat16 autocast with no loss scaling on cuda "
      '(NVIDIA H100 80GB HBM3, compute capability 9.0, native bf16)'),
 ])
 def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, log):
@@ -305,9 +343,15 @@ def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, lo
     assert cfg.optim_wrapper.dtype == dtype and cfg.optim_wrapper.loss_scale == loss_scale
     assert messages == [log]
     # in the config: an unset or 'auto' dtype is resolved alike, the CPU wrapper becomes mmengine's
-    for options in ({'optim_wrapper.type': 'AmpOptimWrapper'},
-                    {'optim_wrapper.type': 'AmpOptimWrapper', 'optim_wrapper.dtype': 'auto'},
-                    {'optim_wrapper.type': 'fdclip_mm.CPUAmpOptimWrapper', 'optim_wrapper.dtype': 'auto'}):
+    for options in ({
+            'optim_wrapper.type': 'AmpOptimWrapper'
+    }, {
+            'optim_wrapper.type': 'AmpOptimWrapper',
+            'optim_wrapper.dtype': 'auto'
+    }, {
+            'optim_wrapper.type': 'fdclip_mm.CPUAmpOptimWrapper',
+            'optim_wrapper.dtype': 'auto'
+    }):
         cfg = tool.merge_args(toy_cfg(toy_dir), train_args(cfg_options=options))
         assert cfg.optim_wrapper.type == 'AmpOptimWrapper', options
         assert cfg.optim_wrapper.dtype == dtype and cfg.optim_wrapper.loss_scale == loss_scale, options
@@ -324,8 +368,8 @@ def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, lo
 
 def test_test_merge_args(toy_dir):
     tool = load_tool('test')
-    args = Namespace(config='toy.py', checkpoint='c.pth', work_dir=None, out=None, amp=True, cfg_options=None,
-                     launcher='none')
+    args = Namespace(
+        config='toy.py', checkpoint='c.pth', work_dir=None, out=None, amp=True, cfg_options=None, launcher='none')
     cfg = tool.merge_args(toy_cfg(toy_dir), args)
     assert cfg.load_from == 'c.pth' and cfg.resume is False and cfg.test_cfg.fp16 is True
     assert cfg.work_dir == osp.join('./work_dirs', 'toy')

@@ -14,17 +14,16 @@ wheel. About 4 minutes on 2 cores, most of it installing the environment.
 import glob
 import os
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
-import re
 import textwrap
 import zipfile
 
 import pytest
 
 import fdclip_mm
-
 from ..configs.test_finetune_configs import write_labelled_folder
 from ..configs.test_mask_rcnn_configs import write_coco
 from ..configs.test_upernet_configs import write_ade_folder
@@ -128,8 +127,10 @@ def user_project(tmp_path_factory):
     assert checkout_files() == before_build, 'building the wheel or the sdist wrote into the checkout'
     wheel = glob.glob(str(root / 'dist' / 'fdclip_mm-*.whl'))[0]
     sdist = glob.glob(str(root / 'sdist' / 'fdclip_mm-*.tar.gz'))[0]
-    sh([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', root / 'from_sdist',
-        sdist])
+    sh([
+        sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', root / 'from_sdist',
+        sdist
+    ])
     from_sdist = glob.glob(str(root / 'from_sdist' / 'fdclip_mm-*.whl'))[0]
     with zipfile.ZipFile(wheel) as direct, zipfile.ZipFile(from_sdist) as rebuilt:
         assert sorted(direct.namelist()) == sorted(rebuilt.namelist())  # the sdist carries configs and tools
@@ -147,8 +148,15 @@ def user_project(tmp_path_factory):
 
     proc = sh([venv / 'bin' / 'mim', 'install', wheel])
     after = freeze(python)
-    return dict(root=root, venv=venv, python=python, wheel=wheel, install=proc, installed=installed,
-                after=after, conflicts=conflicts)
+    return dict(
+        root=root,
+        venv=venv,
+        python=python,
+        wheel=wheel,
+        install=proc,
+        installed=installed,
+        after=after,
+        conflicts=conflicts)
 
 
 def test_mim_install_changes_nothing_the_project_had(user_project):
@@ -168,50 +176,56 @@ def test_mim_install_changes_nothing_the_project_had(user_project):
 def project_dir(user_project):
     """A folder holding the libraries' own tools (copied from the installed packages), tiny data, the configs."""
     work = user_project['root'] / 'project'
-    site = sh([user_project['python'], '-c', 'import mmdet, mmseg, mmpretrain, os.path as p; '
-               'print(" ".join(p.dirname(m.__file__) for m in (mmdet, mmseg, mmpretrain)))']).stdout.split()
+    site = sh([
+        user_project['python'], '-c', 'import mmdet, mmseg, mmpretrain, os.path as p; '
+        'print(" ".join(p.dirname(m.__file__) for m in (mmdet, mmseg, mmpretrain)))'
+    ]).stdout.split()
     for lib, path in zip(('mmdet', 'mmseg', 'mmpretrain'), site):
         shutil.copytree(osp.join(path, '.mim', 'tools'), work / f'{lib}_tools')
     write_coco(str(work / 'coco'), num_images=2)
     write_ade_folder(str(work / 'ade' / 'ADEChallengeData2016'), count=2, size=(56, 56))
     for split in ('train', 'val'):
         write_labelled_folder(str(work / 'digits' / split), per_class=1, seed=0)
-    for name, text in (('mask_rcnn_inheriting.py', MMDET_INHERITING_CONFIG),
-                       ('mask_rcnn_own_bases.py', MMDET_OWN_BASES_CONFIG),
-                       ('upernet_inheriting.py', MMSEG_INHERITING_CONFIG),
-                       ('finetune_inheriting.py', MMPRETRAIN_INHERITING_CONFIG)):
+    for name, text in (('mask_rcnn_inheriting.py', MMDET_INHERITING_CONFIG), ('mask_rcnn_own_bases.py',
+                                                                              MMDET_OWN_BASES_CONFIG),
+                       ('upernet_inheriting.py', MMSEG_INHERITING_CONFIG), ('finetune_inheriting.py',
+                                                                            MMPRETRAIN_INHERITING_CONFIG)):
         (work / name).write_text(textwrap.dedent(text))
     return work
 
 
 def run_in_project(user_project, project_dir, *args) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PATH=f"{user_project['venv'] / 'bin'}:"
-               f"{os.environ.get('PATH', '')}")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        MKL_NUM_THREADS='1',
+        PATH=f"{user_project['venv'] / 'bin'}:"
+        f"{os.environ.get('PATH', '')}")
     env.pop('PYTHONPATH', None)
     return sh([*args], cwd=project_dir, env=env)
 
 
 def test_mmdet_tools_and_mim_run_configs_inheriting_ours_and_using_our_modules(user_project, project_dir):
     python = user_project['python']
-    run_in_project(user_project, project_dir, python, 'mmdet_tools/train.py', 'mask_rcnn_inheriting.py',
-                   '--work-dir', 'mmdet_inheriting')
+    run_in_project(user_project, project_dir, python, 'mmdet_tools/train.py', 'mask_rcnn_inheriting.py', '--work-dir',
+                   'mmdet_inheriting')
     assert osp.isfile(project_dir / 'mmdet_inheriting' / 'iter_2.pth')
-    run_in_project(user_project, project_dir, python, 'mmdet_tools/train.py', 'mask_rcnn_own_bases.py',
-                   '--work-dir', 'mmdet_own_bases')
+    run_in_project(user_project, project_dir, python, 'mmdet_tools/train.py', 'mask_rcnn_own_bases.py', '--work-dir',
+                   'mmdet_own_bases')
     assert glob.glob(str(project_dir / 'mmdet_own_bases' / 'iter_*.pth'))
     mim = str(user_project['venv'] / 'bin' / 'mim')
     run_in_project(user_project, project_dir, mim, 'train', 'mmdet', 'mask_rcnn_inheriting.py', '--work-dir',
                    'mim_mmdet')
-    tested = run_in_project(user_project, project_dir, mim, 'test', 'mmdet', 'mask_rcnn_inheriting.py',
-                            '--checkpoint', 'mim_mmdet/iter_2.pth', '--work-dir', 'mim_mmdet_test')
+    tested = run_in_project(user_project, project_dir, mim, 'test', 'mmdet', 'mask_rcnn_inheriting.py', '--checkpoint',
+                            'mim_mmdet/iter_2.pth', '--work-dir', 'mim_mmdet_test')
     # two iterations detect nothing yet (mmdet's CocoMetric logs an empty result): the run is what is tested
     assert 'Iter(test) [2/2]' in tested.stdout and 'Testing finished successfully' in tested.stdout
 
 
 def test_mmseg_and_mmpretrain_tools_run_configs_inheriting_ours(user_project, project_dir):
     python = user_project['python']
-    run_in_project(user_project, project_dir, python, 'mmseg_tools/train.py', 'upernet_inheriting.py',
-                   '--work-dir', 'mmseg_inheriting')
+    run_in_project(user_project, project_dir, python, 'mmseg_tools/train.py', 'upernet_inheriting.py', '--work-dir',
+                   'mmseg_inheriting')
     assert osp.isfile(project_dir / 'mmseg_inheriting' / 'iter_2.pth')
     run_in_project(user_project, project_dir, python, 'mmpretrain_tools/train.py', 'finetune_inheriting.py',
                    '--work-dir', 'mmpretrain_inheriting')
@@ -220,8 +234,8 @@ def test_mmseg_and_mmpretrain_tools_run_configs_inheriting_ours(user_project, pr
 
 def test_mim_train_and_test_fdclip_mm_run_our_tools_from_the_wheel(user_project, project_dir):
     mim = str(user_project['venv'] / 'bin' / 'mim')
-    proc = run_in_project(user_project, project_dir, mim, 'train', 'fdclip_mm', 'finetune_inheriting.py',
-                          '--work-dir', 'mim_fdclip_mm')
+    proc = run_in_project(user_project, project_dir, mim, 'train', 'fdclip_mm', 'finetune_inheriting.py', '--work-dir',
+                          'mim_fdclip_mm')
     assert osp.isfile(project_dir / 'mim_fdclip_mm' / 'epoch_1.pth')
     assert 'System environment' not in proc.stdout  # our CheckedRunner's quiet console: our tool ran
     tested = run_in_project(user_project, project_dir, mim, 'test', 'fdclip_mm', 'finetune_inheriting.py',

@@ -150,7 +150,10 @@ class FdclipShardReportHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         trained = [p for p in model.parameters() if p.requires_grad]
         moments = [s[k] for s in runner.optim_wrapper.optimizer.state.values() for k in ('exp_avg', 'exp_avg_sq')]
-        report = dict(params_local=sum(map(local, trained)), params_full=sum(p.numel() for p in trained),
-                      optim_local=sum(map(local, moments)), optim_full=sum(m.numel() for m in moments))
+        report = dict(
+            params_local=sum(map(local, trained)),
+            params_full=sum(p.numel() for p in trained),
+            optim_local=sum(map(local, moments)),
+            optim_full=sum(m.numel() for m in moments))
         with open(osp.join(runner.work_dir, f'shards_rank{get_rank()}.json'), 'w') as f:
             json.dump(report, f)

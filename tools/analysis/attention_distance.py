@@ -13,9 +13,9 @@ import argparse
 import os
 import os.path as osp
 
+from fdclip_mm.analysis.attention_distance_files import write_distance_csv, write_distance_json
 from fdclip_mm.analysis.model_spec import add_analysis_args, analyse_specs, parse_model_spec
 from fdclip_mm.analysis.plots import plot_attention_distances
-from fdclip_mm.analysis.attention_distance_files import write_distance_csv, write_distance_json
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,21 +35,12 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     specs = [parse_model_spec(tokens) for tokens in args.model]
     stats = analyse_specs(
-        specs,
-        args.images,
-        args.num_images,
-        args.img_size,
-        args.batch_size,
-        renormalize=not args.no_renormalize)
+        specs, args.images, args.num_images, args.img_size, args.batch_size, renormalize=not args.no_renormalize)
     os.makedirs(args.out_dir, exist_ok=True)
     distances = {label: s.distances.numpy() for label, s in stats.items()}
     meta = {
         label:
-        dict(
-            grid=list(s.grid),
-            patch_size=s.patch_size,
-            num_images=s.num_images,
-            renormalized=not args.no_renormalize)
+        dict(grid=list(s.grid), patch_size=s.patch_size, num_images=s.num_images, renormalized=not args.no_renormalize)
         for label, s in stats.items()
     }
     stem = osp.join(args.out_dir, args.name)

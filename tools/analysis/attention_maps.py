@@ -39,8 +39,7 @@ def main(argv=None) -> dict:
         maps = s.maps.numpy().astype(np.float32)
         np.save(stem + '.npy', maps)
         title = f'{label}: average attention maps ({s.grid[0]}x{s.grid[1]} patches, {s.num_images} images)'
-        written[label] = dict(
-            npy=stem + '.npy', png=plot_attention_maps(maps, stem + '.png', title, args.ncols))
+        written[label] = dict(npy=stem + '.npy', png=plot_attention_maps(maps, stem + '.png', title, args.ncols))
         print(f'{label}: {written[label]["npy"]}, {written[label]["png"]}')
     return written
 

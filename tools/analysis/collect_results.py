@@ -28,8 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='NAME WORK_DIR [WORK_DIR ...]; repeat for each method, in display order')
     parser.add_argument('--layout', choices=sorted(LAYOUTS), default='table1')
     parser.add_argument('--baseline', help='row the deltas are taken against (default: the first row)')
-    parser.add_argument(
-        '--columns', nargs='+', choices=sorted(COLUMNS), help='override the layout\'s columns')
+    parser.add_argument('--columns', nargs='+', choices=sorted(COLUMNS), help='override the layout\'s columns')
     parser.add_argument(
         '--gpu-time-dir',
         nargs=3,
@@ -46,10 +45,7 @@ def main(argv=None) -> str:
     args = parse_args(argv)
     columns, delta = LAYOUTS[args.layout]
     columns = args.columns or columns
-    hours = {
-        name: measure_run(work_dir, int(batch)).device_hours
-        for name, work_dir, batch in args.gpu_time_dir
-    }
+    hours = {name: measure_run(work_dir, int(batch)).device_hours for name, work_dir, batch in args.gpu_time_dir}
     rows = []
     for tokens in args.row:
         if len(tokens) < 2:

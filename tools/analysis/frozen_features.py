@@ -48,14 +48,21 @@ def main(argv=None) -> dict:
         model, module = build_analysis_module(spec.config, spec.checkpoint, spec.part, spec.cfg_options)
         size = _module_img_size(module)
         mean, std = input_statistics(model, module)
-        feats = [pooled_features(module, iter_image_batches(paths, size, mean, std, args.batch_size))
-                 for paths in (train_paths, test_paths)]
-        results[spec.label] = dict(evaluate_frozen(feats[0], train_labels, feats[1], test_labels, k=args.k),
-                                   num_train=len(train_paths), num_test=len(test_paths), img_size=size,
-                                   seconds=round(time.time() - start, 1))
+        feats = [
+            pooled_features(module, iter_image_batches(paths, size, mean, std, args.batch_size))
+            for paths in (train_paths, test_paths)
+        ]
+        results[spec.label] = dict(
+            evaluate_frozen(feats[0], train_labels, feats[1], test_labels, k=args.k),
+            num_train=len(train_paths),
+            num_test=len(test_paths),
+            img_size=size,
+            seconds=round(time.time() - start, 1))
         row = results[spec.label]
-        print(f'{spec.label}: {args.k}-NN {row["knn_top1"]:.2f}%, linear {row["linear_top1"]:.2f}% '
-              f'({row["dims"]}-d, {size} px, {row["seconds"]} s)', flush=True)
+        print(
+            f'{spec.label}: {args.k}-NN {row["knn_top1"]:.2f}%, linear {row["linear_top1"]:.2f}% '
+            f'({row["dims"]}-d, {size} px, {row["seconds"]} s)',
+            flush=True)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=2)

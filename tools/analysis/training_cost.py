@@ -14,8 +14,8 @@ from dataclasses import asdict
 
 from mmengine.config import Config, DictAction
 
-from fdclip_mm.analysis.training_cost_config import cost_from_config, train_batch_size
 from fdclip_mm.analysis.training_cost import format_cost, measure_run, paper_cost
+from fdclip_mm.analysis.training_cost_config import cost_from_config, train_batch_size
 from fdclip_mm.engine import merge_cfg_options
 
 
@@ -24,8 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', nargs='?', help='distillation config')
     parser.add_argument('--paper', action='store_true', help='the supplement\'s settings (appendix A)')
     parser.add_argument('--work-dir', help='finished run: measure throughput and device-hours from its logs')
-    parser.add_argument(
-        '--dataset-size', type=float, help='training images per epoch (default: the dataset\'s)')
+    parser.add_argument('--dataset-size', type=float, help='training images per epoch (default: the dataset\'s)')
     parser.add_argument(
         '--teacher-images',
         type=float,

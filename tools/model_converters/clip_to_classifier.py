@@ -12,15 +12,14 @@ Example:
 import argparse
 import os.path as osp
 
-from fdclip_mm.converters.to_classifier import save_classifier_checkpoint
 from fdclip_mm.converters.clip_to_vit import load_clip_as_vit
 from fdclip_mm.converters.output_path import parse_converter_args
+from fdclip_mm.converters.to_classifier import save_classifier_checkpoint
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help="OpenAI CLIP file (TorchScript archive) or a CLIP state dict")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='OpenAI CLIP file (TorchScript archive) or a CLIP state dict')
     parser.add_argument('dst', help='where to write the classifier checkpoint')
     parser.add_argument(
         '--final-norm', action='store_true', help='keep ln_post as ln1 (for a backbone with final_norm=True)')

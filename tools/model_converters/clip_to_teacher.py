@@ -20,12 +20,10 @@ from fdclip_mm.models.teachers.clip_weights import block_indices, load_clip_visu
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='OpenAI TorchScript archive or CLIP state-dict file')
     parser.add_argument('dst', help='output state-dict file (.pth)')
-    parser.add_argument(
-        '--fp32', action='store_true', help='store floating tensors as float32 (default: as read)')
+    parser.add_argument('--fp32', action='store_true', help='store floating tensors as float32 (default: as read)')
     return parse_converter_args(parser, argv)
 
 

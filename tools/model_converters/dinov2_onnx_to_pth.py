@@ -22,8 +22,7 @@ from fdclip_mm.converters.output_path import parse_converter_args
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='ONNX file holding a DINOv2 backbone')
     parser.add_argument('dst', help='output state-dict file (.pth)')
     return parse_converter_args(parser, argv)

@@ -14,10 +14,10 @@ import argparse
 import os.path as osp
 import sys
 
-from fdclip_mm.converters.to_classifier import save_classifier_checkpoint
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
-from fdclip_mm.converters.output_path import parse_converter_args
 from fdclip_mm.converters.dinov2_weights import load_dinov2_checkpoint
+from fdclip_mm.converters.output_path import parse_converter_args
+from fdclip_mm.converters.to_classifier import save_classifier_checkpoint
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -22,9 +22,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='checkpoint written by a FeatureDistiller run, or its work dir (last checkpoint)')
     parser.add_argument('dst', help='where to write the student backbone checkpoint')
-    parser.add_argument('--out-indices', type=int, nargs='+', default=[],
-                        help='Swin / ConvNeXt students for mmdet / mmseg: the stages the dense backbone '
-                             'outputs (adds their norms, writes backbone.* keys)')
+    parser.add_argument(
+        '--out-indices',
+        type=int,
+        nargs='+',
+        default=[],
+        help='Swin / ConvNeXt students for mmdet / mmseg: the stages the dense backbone '
+        'outputs (adds their norms, writes backbone.* keys)')
     return parse_converter_args(parser)
 
 

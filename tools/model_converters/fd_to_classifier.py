@@ -12,15 +12,13 @@ Example:
 """
 import argparse
 
-from fdclip_mm.converters.to_classifier import convert_fd_to_classifier
 from fdclip_mm.converters.output_path import parse_converter_args
+from fdclip_mm.converters.to_classifier import convert_fd_to_classifier
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        'src', help='FeatureDistiller checkpoint, its work dir, or a student backbone checkpoint')
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='FeatureDistiller checkpoint, its work dir, or a student backbone checkpoint')
     parser.add_argument('dst', help='where to write the classifier checkpoint')
     parser.add_argument(
         '--shared-rpb',

@@ -19,16 +19,26 @@ train_dataloader = dict(
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='CustomDataset', data_root=data_root, ann_file='meta/unlabelled.txt', data_prefix='images',
-                 indices=10000, pipeline=train_pipeline),
+    dataset=dict(
+        type='CustomDataset',
+        data_root=data_root,
+        ann_file='meta/unlabelled.txt',
+        data_prefix='images',
+        indices=10000,
+        pipeline=train_pipeline),
 )
 val_dataloader = dict(
     batch_size=128,
     num_workers=1,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='CustomDataset', data_root=data_root, ann_file='meta/val.txt', data_prefix='images',
-                 indices=256, pipeline=test_pipeline),
+    dataset=dict(
+        type='CustomDataset',
+        data_root=data_root,
+        ann_file='meta/val.txt',
+        data_prefix='images',
+        indices=256,
+        pipeline=test_pipeline),
 )
 val_evaluator = dict(type='fdclip_mm.DistillLossMetric')
 test_dataloader = val_dataloader

@@ -7,8 +7,12 @@ data_root = 'data/fashion_mnist'
 
 train_pipeline = [
     dict(type='fdclip_mm.CheckedLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, crop_ratio_range=(0.35, 1.0), backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='RandomResizedCrop',
+        scale=img_size,
+        crop_ratio_range=(0.35, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
@@ -24,16 +28,25 @@ train_dataloader = dict(
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='CustomDataset', data_root=data_root, ann_file='meta/labelled_1k.txt', data_prefix='images',
-                 pipeline=train_pipeline),
+    dataset=dict(
+        type='CustomDataset',
+        data_root=data_root,
+        ann_file='meta/labelled_1k.txt',
+        data_prefix='images',
+        pipeline=train_pipeline),
 )
 val_dataloader = dict(
     batch_size=256,
     num_workers=1,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='CustomDataset', data_root=data_root, ann_file='meta/val.txt', data_prefix='images',
-                 indices=2000, pipeline=test_pipeline),
+    dataset=dict(
+        type='CustomDataset',
+        data_root=data_root,
+        ann_file='meta/val.txt',
+        data_prefix='images',
+        indices=2000,
+        pipeline=test_pipeline),
 )
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = dict(
@@ -41,7 +54,11 @@ test_dataloader = dict(
     num_workers=1,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='CustomDataset', data_root=data_root, ann_file='meta/test.txt', data_prefix='images',
-                 pipeline=test_pipeline),
+    dataset=dict(
+        type='CustomDataset',
+        data_root=data_root,
+        ann_file='meta/test.txt',
+        data_prefix='images',
+        pipeline=test_pipeline),
 )
 test_evaluator = val_evaluator

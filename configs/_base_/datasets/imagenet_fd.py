@@ -6,8 +6,7 @@ data_root = 'data/imagenet'
 
 train_pipeline = [
     dict(type='fdclip_mm.CheckedLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0), backend='pillow',
-         interpolation='bilinear'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0), backend='pillow', interpolation='bilinear'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]

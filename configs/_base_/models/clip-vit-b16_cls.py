@@ -4,8 +4,11 @@
 # own input statistics.
 model = dict(
     type='ImageClassifier',
-    data_preprocessor=dict(num_classes=1000, mean=[122.7709383, 116.7460125, 104.09373615],
-                           std=[68.5005327, 66.6321579, 70.32316305], to_rgb=True),
+    data_preprocessor=dict(
+        num_classes=1000,
+        mean=[122.7709383, 116.7460125, 104.09373615],
+        std=[68.5005327, 66.6321579, 70.32316305],
+        to_rgb=True),
     backbone=dict(
         type='VisionTransformer',
         arch='base',
@@ -28,5 +31,6 @@ model = dict(
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02 * 0.001, bias=0.),
     ),
-    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]),
+    train_cfg=dict(
+        augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]),
 )

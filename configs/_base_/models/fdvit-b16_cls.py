@@ -5,8 +5,7 @@
 # Table 5's "Mixup 0.8 / Cutmix 1.0"; one of the two per batch, as timm's switch_prob 0.5).
 model = dict(
     type='ImageClassifier',
-    data_preprocessor=dict(num_classes=1000, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-                           to_rgb=True),
+    data_preprocessor=dict(num_classes=1000, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
     backbone=dict(
         type='fdclip_mm.FDViT',
         arch='base',
@@ -27,5 +26,6 @@ model = dict(
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02 * 0.001, bias=0.),
     ),
-    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]),
+    train_cfg=dict(
+        augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]),
 )

@@ -20,13 +20,18 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomCrop', crop_size=crop_size),
     # brightness +-0.2 x 255, contrast x(0.8, 1.2), saturation ~ +-30/255, hue +-20 (OpenCV units), each p 0.5
-    dict(type='PhotoMetricDistortion', brightness_delta=51, contrast_range=(0.8, 1.2),
-         saturation_range=(0.8, 1.2), hue_delta=20),
+    dict(
+        type='PhotoMetricDistortion',
+        brightness_delta=51,
+        contrast_range=(0.8, 1.2),
+        saturation_range=(0.8, 1.2),
+        hue_delta=20),
     # gamma in (0.8, 1.2) with p 0.5 on the image range (written for 3-D scans, but shape-agnostic)
     dict(type='BioMedicalRandomGamma', prob=0.5, gamma_range=(0.8, 1.2)),
-    dict(type='PackSegInputs',
-         meta_keys=('img_path', 'depth_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor',
-                    'flip', 'flip_direction', 'category_id')),
+    dict(
+        type='PackSegInputs',
+        meta_keys=('img_path', 'depth_map_path', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor', 'flip',
+                   'flip_direction', 'category_id')),
 ]
 train_dataloader = dict(batch_size=3, num_workers=4, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(num_workers=2)
@@ -49,10 +54,14 @@ optim_wrapper = dict(
 # ramp as a power-0.9 curve; linear ramps stay within 4% of the lr range from it. Factors apply to each group's
 # layer-decayed lr, as the original scales its scheduled lr by lr_scale.
 param_scheduler = [
-    dict(type='LinearLR', start_factor=min_lr / base_lr, end_factor=1.0, by_epoch=False, begin=0,
-         end=max_iters // 2),
-    dict(type='LinearLR', start_factor=1.0, end_factor=min_lr / base_lr, by_epoch=False, begin=max_iters // 2,
-         end=max_iters),
+    dict(type='LinearLR', start_factor=min_lr / base_lr, end_factor=1.0, by_epoch=False, begin=0, end=max_iters // 2),
+    dict(
+        type='LinearLR',
+        start_factor=1.0,
+        end_factor=min_lr / base_lr,
+        by_epoch=False,
+        begin=max_iters // 2,
+        end=max_iters),
 ]
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=iters_per_epoch)
@@ -63,8 +72,13 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='fdclip_mm.AtomicCheckpointHook', by_epoch=False, interval=iters_per_epoch,
-                    max_keep_ckpts=1, save_best='rmse', rule='less'),
+    checkpoint=dict(
+        type='fdclip_mm.AtomicCheckpointHook',
+        by_epoch=False,
+        interval=iters_per_epoch,
+        max_keep_ckpts=1,
+        save_best='rmse',
+        rule='less'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 

@@ -5,8 +5,8 @@
 _base_ = 'mmdet::_base_/datasets/coco_instance.py'
 
 backend_args = None
-ms_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333), (640, 1333), (672, 1333),
-             (704, 1333), (736, 1333), (768, 1333), (800, 1333)]
+ms_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333), (640, 1333), (672, 1333), (704, 1333),
+             (736, 1333), (768, 1333), (800, 1333)]
 crop_scales = [(400, 1333), (500, 1333), (600, 1333)]
 crop_size = (384, 600)
 
@@ -20,8 +20,7 @@ train_pipeline = [
             [dict(type='RandomChoiceResize', scales=ms_scales, keep_ratio=True)],
             [
                 dict(type='RandomChoiceResize', scales=crop_scales, keep_ratio=True),
-                dict(type='RandomCrop', crop_type='absolute_range', crop_size=crop_size,
-                     allow_negative_crop=True),
+                dict(type='RandomCrop', crop_type='absolute_range', crop_size=crop_size, allow_negative_crop=True),
                 dict(type='RandomChoiceResize', scales=ms_scales, keep_ratio=True),
             ],
         ]),

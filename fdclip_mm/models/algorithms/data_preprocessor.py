@@ -59,10 +59,10 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
                                  f'{teacher_mean!r} and {teacher_std!r}')
             self.num_teachers = len(means) if nested else 1
             self.several_teachers = nested
-            self.register_buffer('teacher_mean', torch.cat([_channel_stats(m, 'teacher_mean') for m in means]),
-                                 persistent=False)
-            self.register_buffer('teacher_std', torch.cat([_channel_stats(v, 'teacher_std') for v in stds]),
-                                 persistent=False)
+            self.register_buffer(
+                'teacher_mean', torch.cat([_channel_stats(m, 'teacher_mean') for m in means]), persistent=False)
+            self.register_buffer(
+                'teacher_std', torch.cat([_channel_stats(v, 'teacher_std') for v in stds]), persistent=False)
 
     def _stack(self, inputs) -> torch.Tensor:
         if isinstance(inputs, torch.Tensor):
@@ -83,8 +83,8 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
         if not self.has_teacher_stats:
             teacher = student
         elif self.several_teachers:
-            teacher = tuple((images - self.teacher_mean[i:i + 1]) / self.teacher_std[i:i + 1]
-                            for i in range(self.num_teachers))
+            teacher = tuple(
+                (images - self.teacher_mean[i:i + 1]) / self.teacher_std[i:i + 1] for i in range(self.num_teachers))
         else:
             teacher = (images - self.teacher_mean) / self.teacher_std
         return dict(inputs=dict(student=student, teacher=teacher), data_samples=data.get('data_samples'))

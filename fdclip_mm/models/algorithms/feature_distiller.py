@@ -10,8 +10,8 @@ from torch import nn
 
 from fdclip_mm.registry import MODELS
 from ..builder import build_model, scoped
-from ..feature_map import (FeatureMap, backbone_features, feature_tokens, output_channels, resample_patches,
-                           token_grid, tokens_to_feature_map)
+from ..feature_map import (FeatureMap, backbone_features, feature_tokens, output_channels, resample_patches, token_grid,
+                           tokens_to_feature_map)
 from ..teachers import BackboneTeacher
 from .legacy_keys import rename_single_projector
 from .teacher_target_cache import TeacherTargetCache
@@ -97,7 +97,8 @@ class FeatureDistiller(BaseModel):
                 raise TypeError(f"teacher {spec['name']!r} must build a BackboneTeacher, got {type(module).__name__}")
         preprocessor = scoped(data_preprocessor or dict(type='DistillDataPreprocessor'))
         single = len(teacher_modules) == 1
-        preprocessor.setdefault('teacher_mean', teacher_modules[0].mean if single else [t.mean for t in teacher_modules])
+        preprocessor.setdefault('teacher_mean',
+                                teacher_modules[0].mean if single else [t.mean for t in teacher_modules])
         preprocessor.setdefault('teacher_std', teacher_modules[0].std if single else [t.std for t in teacher_modules])
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
 
@@ -130,7 +131,7 @@ class FeatureDistiller(BaseModel):
         AttributeError's message)."""
         if len(self.teachers) != 1:
             raise RuntimeError(f'this distiller has {len(self.teachers)} teachers ({self.teacher_names}); '
-                                 'use .teachers')
+                               'use .teachers')
         return self.teachers[0]
 
     def _check_target_cache(self) -> None:
@@ -147,9 +148,12 @@ class FeatureDistiller(BaseModel):
     def _warn_if_crop_differs(self, crop: Tuple[int, int]) -> None:
         img_size = getattr(self.student, 'img_size', None)
         if img_size is not None and crop != tuple(img_size):
-            print_log(f'training crops are {crop} but the student is built for img_size {tuple(img_size)}, i.e. '
-                      "for another patch grid than it trains on; set the student's img_size to the pipeline's "
-                      'crop size', logger='current', level=logging.WARNING)
+            print_log(
+                f'training crops are {crop} but the student is built for img_size {tuple(img_size)}, i.e. '
+                "for another patch grid than it trains on; set the student's img_size to the pipeline's "
+                'crop size',
+                logger='current',
+                level=logging.WARNING)
 
     def teacher_inputs(self, inputs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         """One normalised image batch per teacher (the preprocessor's ``teacher`` tensor or tuple)."""
@@ -160,7 +164,9 @@ class FeatureDistiller(BaseModel):
                              f'{len(self.teachers)} teachers: give teacher_mean/teacher_std one entry per teacher')
         return batches
 
-    def teacher_features(self, inputs: Dict[str, torch.Tensor], data_samples=None,
+    def teacher_features(self,
+                         inputs: Dict[str, torch.Tensor],
+                         data_samples=None,
                          training: bool = False) -> List[FeatureMap]:
         """Each teacher's features of the batch (from ``target_cache`` in training steps when it is set)."""
         if training and self.target_cache is not None:
@@ -229,11 +235,18 @@ class FeatureDistiller(BaseModel):
             ids_keep, student = None, self.student_features(images)
             grid, with_cls = student.grid, student.cls_token is not None
             tokens = feature_tokens(student, with_cls)
-        return {self.loss_name(index): self.teacher_loss(index, tokens, with_cls, grid, target, ids_keep)
-                for index, target in enumerate(targets)}
+        return {
+            self.loss_name(index): self.teacher_loss(index, tokens, with_cls, grid, target, ids_keep)
+            for index, target in enumerate(targets)
+        }
 
-    def teacher_loss(self, index: int, tokens: torch.Tensor, student_cls: bool, grid: Tuple[int, int],
-                     target: FeatureMap, ids_keep: Optional[torch.Tensor] = None,
+    def teacher_loss(self,
+                     index: int,
+                     tokens: torch.Tensor,
+                     student_cls: bool,
+                     grid: Tuple[int, int],
+                     target: FeatureMap,
+                     ids_keep: Optional[torch.Tensor] = None,
                      per_sample: bool = False) -> torch.Tensor:
         """Teacher ``index``'s weighted loss: its projector on the student's tokens against its whitened target.
 
@@ -260,8 +273,9 @@ class FeatureDistiller(BaseModel):
         student = self.student_features(inputs['student'])
         with_cls = student.cls_token is not None
         tokens = feature_tokens(student, with_cls)
-        per_image = sum(self.teacher_loss(index, tokens, with_cls, student.grid, target, per_sample=True)
-                        for index, target in enumerate(self.teacher_features(inputs)))
+        per_image = sum(
+            self.teacher_loss(index, tokens, with_cls, student.grid, target, per_sample=True)
+            for index, target in enumerate(self.teacher_features(inputs)))
         if data_samples is None:
             data_samples = [BaseDataElement() for _ in range(per_image.shape[0])]
         for sample, value in zip(data_samples, per_image):

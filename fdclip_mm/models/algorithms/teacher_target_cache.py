@@ -170,8 +170,7 @@ def dataset_image_paths(dataset) -> List[str]:
     return paths
 
 
-def write_target_cache(path: str, keys: List[str], features: FeatureMap, meta: Dict,
-                       overwrite: bool = False) -> None:
+def write_target_cache(path: str, keys: List[str], features: FeatureMap, meta: Dict, overwrite: bool = False) -> None:
     """Writes the teacher ``features`` of the images ``keys`` atomically (a temporary file renamed into
     place); refuses to replace a cache unless asked. ``meta['pipeline']`` (the pipeline that made the views)
     is required."""
@@ -186,6 +185,12 @@ def write_target_cache(path: str, keys: List[str], features: FeatureMap, meta: D
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = osp.join(folder, f'.{osp.basename(path)}.tmp{os.getpid()}')
-    torch.save(dict(version=FORMAT_VERSION, keys=list(keys), tokens=tokens.to(torch.float16).contiguous(),
-                    grid=list(features.grid), with_cls=with_cls, meta=meta), tmp)
+    torch.save(
+        dict(
+            version=FORMAT_VERSION,
+            keys=list(keys),
+            tokens=tokens.to(torch.float16).contiguous(),
+            grid=list(features.grid),
+            with_cls=with_cls,
+            meta=meta), tmp)
     os.replace(tmp, path)

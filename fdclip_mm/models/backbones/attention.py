@@ -107,10 +107,7 @@ class Attention(nn.Module):
         attn = logits.softmax(dim=-1)
         return F.dropout(attn, drop, self.training).to(v.dtype) @ v, attn
 
-    def forward(self,
-                x: torch.Tensor,
-                bias: Optional[torch.Tensor] = None,
-                return_attn: bool = False):
+    def forward(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None, return_attn: bool = False):
         """Attends ``x`` (B, N, C) with an optional additive ``bias`` broadcastable to (B, heads, N, N).
 
         Returns:

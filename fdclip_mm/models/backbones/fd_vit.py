@@ -69,12 +69,9 @@ class FDViT(BaseModule):
     """
     arch_zoo = {
         **dict.fromkeys(['t', 'tiny'], dict(embed_dims=192, num_layers=12, num_heads=3, feedforward_channels=768)),
-        **dict.fromkeys(['s', 'small'], dict(embed_dims=384, num_layers=12, num_heads=6,
-                                             feedforward_channels=1536)),
-        **dict.fromkeys(['b', 'base'], dict(embed_dims=768, num_layers=12, num_heads=12,
-                                            feedforward_channels=3072)),
-        **dict.fromkeys(['l', 'large'], dict(embed_dims=1024, num_layers=24, num_heads=16,
-                                             feedforward_channels=4096)),
+        **dict.fromkeys(['s', 'small'], dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536)),
+        **dict.fromkeys(['b', 'base'], dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072)),
+        **dict.fromkeys(['l', 'large'], dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096)),
     }
     num_extra_tokens = 1
     #: ``forward_features(x, ids_keep)`` encodes a subset of the patch tokens (the distiller's masked input).
@@ -118,8 +115,13 @@ class FDViT(BaseModule):
         self.patch_resolution = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         num_patches = self.patch_resolution[0] * self.patch_resolution[1]
 
-        self.patch_embed = PatchEmbed(in_channels=in_channels, embed_dims=self.embed_dims, conv_type='Conv2d',
-                                      kernel_size=patch_size, stride=patch_size, input_size=self.img_size)
+        self.patch_embed = PatchEmbed(
+            in_channels=in_channels,
+            embed_dims=self.embed_dims,
+            conv_type='Conv2d',
+            kernel_size=patch_size,
+            stride=patch_size,
+            input_size=self.img_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, self.embed_dims)) \
             if pos_embed == 'ape' else None
@@ -213,7 +215,9 @@ class FDViT(BaseModule):
             prefix += '.'
         checkpoint = init_cfg['checkpoint']
         load_state_dict_exactly(
-            self, read_state_dict(checkpoint, prefix), checkpoint,
+            self,
+            read_state_dict(checkpoint, prefix),
+            checkpoint,
             hint='A backbone file comes from a distillation checkpoint through '
             'tools/model_converters/fd_to_backbone.py (dense tasks) or fd_to_classifier.py (classification, '
             "with prefix='backbone.')")
@@ -332,8 +336,9 @@ class FDViT(BaseModule):
             for key in final_norm_keys:
                 del state_dict[key]
             if final_norm_keys:
-                print_log('Dropped the final norm ln1 of the checkpoint (this backbone has final_norm=False)',
-                          logger='current')
+                print_log(
+                    'Dropped the final norm ln1 of the checkpoint (this backbone has final_norm=False)',
+                    logger='current')
 
         shared_key = prefix + 'rel_pos_bias.relative_position_bias_table'
         if self.pos_embed_type == 'rpb' and shared_key in state_dict:
@@ -353,7 +358,7 @@ class FDViT(BaseModule):
                 print_log(f'Fitted {key} from a {src} to a {self.patch_resolution} patch grid', logger='current')
             elif name == 'pos_embed':
                 side = int(math.isqrt(state_dict[key].shape[1] - 1))
-                state_dict[key] = resize_pos_embed(state_dict[key], (side, side), self.patch_resolution,
-                                                   mode='bicubic', num_extra_tokens=1)
-                print_log(f'Resized {key} from a {(side, side)} to a {self.patch_resolution} patch grid',
-                          logger='current')
+                state_dict[key] = resize_pos_embed(
+                    state_dict[key], (side, side), self.patch_resolution, mode='bicubic', num_extra_tokens=1)
+                print_log(
+                    f'Resized {key} from a {(side, side)} to a {self.patch_resolution} patch grid', logger='current')

@@ -62,8 +62,8 @@ def resize_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torc
     if src == dst:
         return table
     offsets = _offset_grid(table, src)
-    resized = F.interpolate(offsets[None].float(), size=(2 * dst[0] - 1, 2 * dst[1] - 1), mode='bicubic',
-                            align_corners=False)
+    resized = F.interpolate(
+        offsets[None].float(), size=(2 * dst[0] - 1, 2 * dst[1] - 1), mode='bicubic', align_corners=False)
     return _with_class_rows(resized[0], table)
 
 

@@ -47,12 +47,17 @@ class ViTBlock(nn.Module):
                  attn_backend: str = 'auto') -> None:
         super().__init__()
         self.ln1 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.attn = Attention(embed_dims, num_heads, qv_bias=qv_bias, attn_drop=attn_drop_rate,
-                              proj_drop=drop_rate, backend=attn_backend)
+        self.attn = Attention(
+            embed_dims, num_heads, qv_bias=qv_bias, attn_drop=attn_drop_rate, proj_drop=drop_rate, backend=attn_backend)
         self.attn.rel_pos_bias = RelativePositionBias(rel_pos_grid, num_heads) if rel_pos_grid else None
         self.ln2 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=feedforward_channels, num_fcs=2,
-                       ffn_drop=drop_rate, act_cfg=act_cfg, add_identity=False)
+        self.ffn = FFN(
+            embed_dims=embed_dims,
+            feedforward_channels=feedforward_channels,
+            num_fcs=2,
+            ffn_drop=drop_rate,
+            act_cfg=act_cfg,
+            add_identity=False)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         if layer_scale_init_value > 0:
             self.gamma_1 = nn.Parameter(torch.full((embed_dims, ), float(layer_scale_init_value)))

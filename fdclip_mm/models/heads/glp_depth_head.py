@@ -46,19 +46,20 @@ class GLPDepthHead(BaseDecodeHead):
     out_channels = 1
     input_transform = None
 
-    def __init__(self,
-                 in_channels: Union[int, Sequence[int]],
-                 feature_stride: int,
-                 channels: int = 96,
-                 in_index: int = -1,
-                 max_depth: float = 10.0,
-                 num_deconv: int = 3,
-                 num_filters: Sequence[int] = (32, 32, 32),
-                 norm_cfg: dict = dict(type='BN'),
-                 align_corners: bool = False,
-                 loss_decode: Union[dict, Sequence[dict]] = dict(type='SiLogLoss'),
-                 init_cfg=dict(type='Normal', std=0.001, bias=0., layer=['Conv2d', 'ConvTranspose2d'])
-                 ) -> None:
+    def __init__(
+        self,
+        in_channels: Union[int, Sequence[int]],
+        feature_stride: int,
+        channels: int = 96,
+        in_index: int = -1,
+        max_depth: float = 10.0,
+        num_deconv: int = 3,
+        num_filters: Sequence[int] = (32, 32, 32),
+        norm_cfg: dict = dict(type='BN'),
+        align_corners: bool = False,
+        loss_decode: Union[dict, Sequence[dict]] = dict(type='SiLogLoss'),
+        init_cfg=dict(type='Normal', std=0.001, bias=0., layer=['Conv2d', 'ConvTranspose2d'])
+    ) -> None:
         # BaseDecodeHead.__init__ would add a 1x1 classifier (``conv_seg``) this head never uses; only its
         # loss / predict plumbing is inherited, so its base (BaseModule) is initialised directly.
         super(BaseDecodeHead, self).__init__(init_cfg=init_cfg)
@@ -90,11 +91,9 @@ class GLPDepthHead(BaseDecodeHead):
         self.deconv_layers = nn.Sequential(*deconvs)
         self.conv_layers = nn.Sequential(
             nn.Conv2d(width, channels, kernel_size=3, padding=1),
-            build_norm_layer(norm_cfg, channels)[1],
-            nn.ReLU(inplace=True))
+            build_norm_layer(norm_cfg, channels)[1], nn.ReLU(inplace=True))
         self.depth_pred = nn.Sequential(
-            nn.Conv2d(channels, channels, kernel_size=3, padding=1),
-            nn.ReLU(inplace=False),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1), nn.ReLU(inplace=False),
             nn.Conv2d(channels, 1, kernel_size=3, padding=1))
 
         losses = [loss_decode] if isinstance(loss_decode, dict) else list(loss_decode)
@@ -118,8 +117,7 @@ class GLPDepthHead(BaseDecodeHead):
     def loss_by_feat(self, pred_depth: torch.Tensor, batch_data_samples: SampleList) -> dict:
         """Losses between the prediction (resized to the ground truth) and ``gt_depth_map``."""
         gt = torch.stack([s.gt_depth_map.data for s in batch_data_samples]).to(pred_depth)
-        pred_depth = F.interpolate(
-            pred_depth, size=gt.shape[2:], mode='bilinear', align_corners=self.align_corners)
+        pred_depth = F.interpolate(pred_depth, size=gt.shape[2:], mode='bilinear', align_corners=self.align_corners)
         losses = self.loss_decode if isinstance(self.loss_decode, nn.ModuleList) else [self.loss_decode]
         out = {}
         for loss in losses:

@@ -14,8 +14,7 @@ def _rescale_branch(channels: int, scale: float, norm_cfg: dict) -> nn.Module:
     if scale == 4:
         return nn.Sequential(
             nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2),
-            build_norm_layer(norm_cfg, channels)[1],
-            nn.GELU(),
+            build_norm_layer(norm_cfg, channels)[1], nn.GELU(),
             nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2))
     if scale == 2:
         return nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2)

@@ -34,8 +34,7 @@ def layer_attention_maps(backbone: nn.Module, x: torch.Tensor) -> List[torch.Ten
     if layers is None or not all(hasattr(layer, 'attn') for layer in layers):
         raise TypeError(f'{type(backbone).__name__} has no layers[i].attn: attention maps need a ViT teacher')
     inputs: List[torch.Tensor] = []
-    handles = [layer.attn.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
-               for layer in layers]
+    handles = [layer.attn.register_forward_pre_hook(lambda module, args: inputs.append(args[0])) for layer in layers]
     try:
         backbone(x)
     finally:

@@ -14,8 +14,8 @@ from ..builder import build_model
 from ..feature_map import FeatureMap, backbone_features, output_channels, token_grid
 from ..image_statistics import IMAGENET_MEAN, IMAGENET_STD
 from .attention_probabilities import layer_attention_maps
-from .readers import read_teacher_checkpoint
 from .families import family_defaults
+from .readers import read_teacher_checkpoint
 
 _DTYPES = {None: None, 'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 #: Buffers the backbone computes from its config (window indices, masks): not read from a checkpoint.
@@ -111,7 +111,9 @@ class BackboneTeacher(BaseModule):
             if key.endswith(COMPUTED_BUFFERS) and key not in state_dict:
                 state_dict[key] = own[key]
         load_state_dict_exactly(
-            self.backbone, state_dict, self.checkpoint,
+            self.backbone,
+            state_dict,
+            self.checkpoint,
             hint=f"check that the teacher's backbone config matches the file and that reader={self.reader!r} "
             'is the one for its family')
 
@@ -126,9 +128,11 @@ class BackboneTeacher(BaseModule):
         if self.img_size is not None and tuple(x.shape[-2:]) != self.img_size:
             if tuple(x.shape[-2:]) not in self._logged_resizes:
                 self._logged_resizes.add(tuple(x.shape[-2:]))
-                print_log(f'teacher {self.checkpoint}: {tuple(x.shape[-2:])} inputs are resized to its img_size '
-                          f'{self.img_size} (bicubic, antialiased) before it runs; the student sees them as they '
-                          'come', logger='current')
+                print_log(
+                    f'teacher {self.checkpoint}: {tuple(x.shape[-2:])} inputs are resized to its img_size '
+                    f'{self.img_size} (bicubic, antialiased) before it runs; the student sees them as they '
+                    'come',
+                    logger='current')
             x = F.interpolate(x.float(), size=self.img_size, mode='bicubic', align_corners=False, antialias=True)
         return x if self.compute_dtype is None else x.to(self.compute_dtype)
 

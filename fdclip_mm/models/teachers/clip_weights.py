@@ -26,8 +26,8 @@ from fdclip_mm.checkpoint import is_torchscript_archive, read_checkpoint
 
 # Per-block keys of an OpenAI-layout residual attention block.
 BLOCK_KEYS = ('ln_1.weight', 'ln_1.bias', 'attn.in_proj_weight', 'attn.in_proj_bias', 'attn.out_proj.weight',
-              'attn.out_proj.bias', 'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias',
-              'mlp.c_proj.weight', 'mlp.c_proj.bias')
+              'attn.out_proj.bias', 'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight',
+              'mlp.c_proj.bias')
 STEM_KEYS = ('conv1.weight', 'class_embedding', 'positional_embedding', 'ln_pre.weight', 'ln_pre.bias',
              'ln_post.weight', 'ln_post.bias')
 _BLOCK_RE = re.compile(r'^transformer\.resblocks\.(\d+)\.')
@@ -46,8 +46,8 @@ _STORAGE_DTYPES = {
     'BoolStorage': torch.bool,
     'UntypedStorage': torch.uint8,
 }
-_DTYPE_NAMES = ('float16', 'half', 'bfloat16', 'float32', 'float', 'float64', 'double', 'int64', 'long',
-                'int32', 'int', 'int16', 'short', 'int8', 'uint8', 'bool')
+_DTYPE_NAMES = ('float16', 'half', 'bfloat16', 'float32', 'float', 'float64', 'double', 'int64', 'long', 'int32', 'int',
+                'int16', 'short', 'int8', 'uint8', 'bool')
 
 
 def load_clip_visual_state_dict(path: str) -> Dict[str, torch.Tensor]:
@@ -183,16 +183,25 @@ class _StorageType:
 def _allowed_globals() -> Dict[Tuple[str, str], Any]:
     """The globals a CLIP archive needs, fresh for each load (a pickle cannot alter another load's)."""
     allowed: Dict[Tuple[str, str], Any] = {
-        ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
-        ('torch._utils', '_rebuild_tensor_v3'): _rebuild_tensor_v3,
-        ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
-        ('collections', 'OrderedDict'): OrderedDict,
+        ('torch._utils', '_rebuild_tensor_v2'):
+        _rebuild_tensor,
+        ('torch._utils', '_rebuild_tensor_v3'):
+        _rebuild_tensor_v3,
+        ('torch._utils', '_rebuild_parameter'):
+        _rebuild_parameter,
+        ('collections', 'OrderedDict'):
+        OrderedDict,
         # Typed lists of scripted modules' attributes, and the aggregate type tags of the C++ pickler.
-        ('torch.jit._pickle', 'build_intlist'): list,
-        ('torch.jit._pickle', 'build_doublelist'): list,
-        ('torch.jit._pickle', 'build_boollist'): list,
-        ('torch.jit._pickle', 'build_tensorlist'): list,
-        ('torch.jit._pickle', 'restore_type_tag'): _identity,
+        ('torch.jit._pickle', 'build_intlist'):
+        list,
+        ('torch.jit._pickle', 'build_doublelist'):
+        list,
+        ('torch.jit._pickle', 'build_boollist'):
+        list,
+        ('torch.jit._pickle', 'build_tensorlist'):
+        list,
+        ('torch.jit._pickle', 'restore_type_tag'):
+        _identity,
     }
     for name, dtype in _STORAGE_DTYPES.items():
         allowed[('torch', name)] = _StorageType(name, dtype)
@@ -233,8 +242,8 @@ class _SafeTorchScriptUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> torch.Tensor:
         """``('storage', storage_type, key, location, numel)`` -> flat tensor over ``<root>/data/<key>``."""
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage'
-                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage' and isinstance(pid[1], _StorageType)
+                and isinstance(pid[2], str)):
             raise pickle.UnpicklingError(f'{self.path}: unsupported persistent id {pid!r}')
         storage_type, key = pid[1], pid[2]
         if key not in self.storages:
@@ -330,6 +339,6 @@ def check_visual_keys(state_dict: Dict[str, torch.Tensor], path: str) -> None:
 
 
 __all__ = [
-    'load_clip_visual_state_dict', 'read_torchscript_tensors',
-    'select_visual_tower', 'check_visual_keys', 'block_indices', 'BLOCK_KEYS', 'STEM_KEYS'
+    'load_clip_visual_state_dict', 'read_torchscript_tensors', 'select_visual_tower', 'check_visual_keys',
+    'block_indices', 'BLOCK_KEYS', 'STEM_KEYS'
 ]

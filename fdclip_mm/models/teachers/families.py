@@ -13,16 +13,32 @@ _VIT = dict(type='mmpretrain.VisionTransformer', final_norm=True, out_type='raw'
 
 #: family -> reader, statistics and backbone config (architecture fields completed by :func:`teacher_config`).
 TEACHER_FAMILIES = {
-    'clip': dict(reader='clip', mean=CLIP_MEAN, std=CLIP_STD, backbone=dict(
-        _VIT, pre_norm=True, norm_cfg=dict(type='LN', eps=1e-5),
-        layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')))),
-    'open_clip': dict(reader='clip', mean=CLIP_MEAN, std=CLIP_STD, backbone=dict(
-        _VIT, pre_norm=True, norm_cfg=dict(type='LN', eps=1e-5))),
-    'timm_vit': dict(reader='timm_vit', mean=IMAGENET_MEAN, std=IMAGENET_STD, backbone=dict(_VIT)),
-    'dinov2': dict(reader='dinov2', mean=IMAGENET_MEAN, std=IMAGENET_STD, backbone=dict(
-        _VIT, layer_scale_init_value=1e-5)),
-    'esvit_swin': dict(reader='esvit_swin', mean=IMAGENET_MEAN, std=IMAGENET_STD, backbone=dict(
-        type='mmpretrain.SwinTransformer', drop_path_rate=0., out_indices=(3, ))),
+    'clip':
+    dict(
+        reader='clip',
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        backbone=dict(
+            _VIT,
+            pre_norm=True,
+            norm_cfg=dict(type='LN', eps=1e-5),
+            layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')))),
+    'open_clip':
+    dict(
+        reader='clip',
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        backbone=dict(_VIT, pre_norm=True, norm_cfg=dict(type='LN', eps=1e-5))),
+    'timm_vit':
+    dict(reader='timm_vit', mean=IMAGENET_MEAN, std=IMAGENET_STD, backbone=dict(_VIT)),
+    'dinov2':
+    dict(reader='dinov2', mean=IMAGENET_MEAN, std=IMAGENET_STD, backbone=dict(_VIT, layer_scale_init_value=1e-5)),
+    'esvit_swin':
+    dict(
+        reader='esvit_swin',
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        backbone=dict(type='mmpretrain.SwinTransformer', drop_path_rate=0., out_indices=(3, ))),
 }
 
 
@@ -50,8 +66,13 @@ def teacher_config(family: str,
     backbone = dict(arch=arch, **backbone_options)
     if patch_size is not None:
         backbone['patch_size'] = patch_size
-    return dict(type='fdclip_mm.BackboneTeacher', family=family, backbone=backbone, checkpoint=checkpoint,
-                img_size=img_size, dtype=dtype)
+    return dict(
+        type='fdclip_mm.BackboneTeacher',
+        family=family,
+        backbone=backbone,
+        checkpoint=checkpoint,
+        img_size=img_size,
+        dtype=dtype)
 
 
 def family_defaults(family: Optional[str]) -> dict:

@@ -107,8 +107,7 @@ def test_predict_mode_gives_per_image_loss_and_metric(tiny_clip_teacher):
 
 
 def test_ablation_switches(tiny_clip_teacher):
-    raw = build(tiny_clip_teacher, target_norm=None,
-                loss=dict(type='FeatureDistillLoss', loss_type='cosine')).eval()
+    raw = build(tiny_clip_teacher, target_norm=None, loss=dict(type='FeatureDistillLoss', loss_type='cosine')).eval()
     inputs = raw.data_preprocessor(batch())['inputs']
     with torch.no_grad():
         target = teacher_tokens(raw, inputs['teacher'])
@@ -134,10 +133,12 @@ def test_teacher_of_another_patch_grid_is_resampled_to_the_students(tiny_clip_te
 
 def test_optimizer_holds_student_and_projector_only(tiny_clip_teacher):
     model = build(tiny_clip_teacher)
-    optim = build_optim_wrapper(model, dict(
-        constructor='fdclip_mm.TrainableOptimWrapperConstructor',
-        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-        paramwise_cfg=dict(norm_decay_mult=0.0, custom_keys={'relative_position_bias_table': dict(decay_mult=0.)})))
+    optim = build_optim_wrapper(
+        model,
+        dict(
+            constructor='fdclip_mm.TrainableOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+            paramwise_cfg=dict(norm_decay_mult=0.0, custom_keys={'relative_position_bias_table': dict(decay_mult=0.)})))
     in_optimizer = {id(p) for group in optim.optimizer.param_groups for p in group['params']}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert in_optimizer == trainable

@@ -7,16 +7,26 @@ from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.feature_map import feature_tokens, resample_patches
 from ...conftest import tiny_teacher_cfg
 
-STUDENT = dict(type='FDViT', arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
-               img_size=32, patch_size=8)
+STUDENT = dict(
+    type='FDViT',
+    arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+    img_size=32,
+    patch_size=8)
 
 
 @pytest.fixture
 def teachers(tmp_path):
     clip = tiny_teacher_cfg('clip', str(tmp_path / 'clip.pth'), width=32, patch=8, image=32)
     dino = tiny_teacher_cfg('timm_vit', str(tmp_path / 'dino.pth'), width=48, patch=16, image=32)
-    return [dict(teacher=clip, name='clip'), dict(teacher=dino, name='dino', loss_weight=0.5, target_norm=None,
-                                                  loss=dict(type='FeatureDistillLoss', loss_type='cosine'))]
+    return [
+        dict(teacher=clip, name='clip'),
+        dict(
+            teacher=dino,
+            name='dino',
+            loss_weight=0.5,
+            target_norm=None,
+            loss=dict(type='FeatureDistillLoss', loss_type='cosine'))
+    ]
 
 
 def batch(n=4, seed=0):
@@ -36,11 +46,12 @@ def test_each_teacher_has_its_loss_and_the_total_is_their_weighted_sum(teachers)
         losses = model(inputs, mode='loss')
         tokens = model.student.forward_features(inputs['student'])
         clip = model.teachers[0](inputs['teacher'][0])
-        clip_loss = F.smooth_l1_loss(model.projectors[0](tokens),
-                                     F.layer_norm(feature_tokens(clip, True), (32, )), beta=2.0)
+        clip_loss = F.smooth_l1_loss(
+            model.projectors[0](tokens), F.layer_norm(feature_tokens(clip, True), (32, )), beta=2.0)
         dino = model.teachers[1](inputs['teacher'][1])  # 2x2 grid -> enlarged to the student's 4x4
-        dino_target = torch.cat([dino.cls_token[:, None],
-                                 resample_patches(dino.patches, (4, 4)).flatten(2).transpose(1, 2)], 1)
+        dino_target = torch.cat(
+            [dino.cls_token[:, None],
+             resample_patches(dino.patches, (4, 4)).flatten(2).transpose(1, 2)], 1)
         dino_loss = (1 - F.cosine_similarity(model.projectors[1](tokens), dino_target, dim=-1)).mean()
     assert set(losses) == {'loss_clip', 'loss_dino'}
     torch.testing.assert_close(losses['loss_clip'], clip_loss)
@@ -77,11 +88,15 @@ def test_teacher_list_is_checked(teachers):
 
 def test_an_unreadable_teacher_file_names_the_teacher_and_the_file(teachers, tmp_path):
     from fdclip_mm.checkpoint import CheckpointFileError
-    missing = [teachers[0], dict(teachers[1], teacher=dict(teachers[1]['teacher'], checkpoint=str(tmp_path / 'no.pth')))]
+    missing = [
+        teachers[0],
+        dict(teachers[1], teacher=dict(teachers[1]['teacher'], checkpoint=str(tmp_path / 'no.pth')))
+    ]
     with pytest.raises(FileNotFoundError, match=r"teacher 'dino' \(teachers\[1\]\): .*no.pth"):
         FeatureDistiller(student=STUDENT, teachers=missing)
     (tmp_path / 'empty.pth').write_bytes(b'')
-    empty = [dict(teachers[0], teacher=dict(teachers[0]['teacher'], checkpoint=str(tmp_path / 'empty.pth'))),
-             teachers[1]]
+    empty = [
+        dict(teachers[0], teacher=dict(teachers[0]['teacher'], checkpoint=str(tmp_path / 'empty.pth'))), teachers[1]
+    ]
     with pytest.raises(CheckpointFileError, match=r"teacher 'clip' \(teachers\[0\]\): .*empty.pth is empty"):
         FeatureDistiller(student=STUDENT, teachers=empty)

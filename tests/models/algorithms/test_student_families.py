@@ -11,18 +11,34 @@ VIT_ARCH = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 STUDENTS = {
     'fdvit': (dict(type='FDViT', arch=VIT_ARCH, img_size=32, patch_size=8, drop_path_rate=0.1), (4, 4), True),
     'fdvit-p16': (dict(type='FDViT', arch=VIT_ARCH, img_size=32, patch_size=16), (2, 2), True),
-    'vit': (dict(type='mmpretrain.VisionTransformer', arch=VIT_ARCH, img_size=32, patch_size=8, out_type='raw'),
-            (4, 4), True),
-    'swin': (dict(type='mmpretrain.SwinTransformer', arch=dict(embed_dims=16, depths=[2, 2], num_heads=[1, 2]),
-                  img_size=32, window_size=4, out_indices=(1, ), drop_path_rate=0.1), (4, 4), False),
-    'swin-v2': (dict(type='mmpretrain.SwinTransformerV2', arch=dict(embed_dims=16, depths=[2, 2], num_heads=[1, 2],
-                                                                   extra_norm_every_n_blocks=0),
-                     img_size=32, window_size=[4, 4], out_indices=(1, ), drop_path_rate=0.1), (4, 4), False),
-    'swin-s32': (dict(type='mmpretrain.SwinTransformer', arch=dict(embed_dims=16, depths=[1, 1, 1],
-                                                                   num_heads=[1, 2, 4]),
-                      img_size=32, window_size=2, out_indices=(2, )), (2, 2), False),
-    'convnext': (dict(type='mmpretrain.ConvNeXt', arch=dict(depths=[1, 1], channels=[16, 32]), out_indices=(1, ),
-                      gap_before_final_norm=False, drop_path_rate=0.1), (4, 4), False),
+    'vit': (dict(type='mmpretrain.VisionTransformer', arch=VIT_ARCH, img_size=32, patch_size=8,
+                 out_type='raw'), (4, 4), True),
+    'swin': (dict(
+        type='mmpretrain.SwinTransformer',
+        arch=dict(embed_dims=16, depths=[2, 2], num_heads=[1, 2]),
+        img_size=32,
+        window_size=4,
+        out_indices=(1, ),
+        drop_path_rate=0.1), (4, 4), False),
+    'swin-v2': (dict(
+        type='mmpretrain.SwinTransformerV2',
+        arch=dict(embed_dims=16, depths=[2, 2], num_heads=[1, 2], extra_norm_every_n_blocks=0),
+        img_size=32,
+        window_size=[4, 4],
+        out_indices=(1, ),
+        drop_path_rate=0.1), (4, 4), False),
+    'swin-s32': (dict(
+        type='mmpretrain.SwinTransformer',
+        arch=dict(embed_dims=16, depths=[1, 1, 1], num_heads=[1, 2, 4]),
+        img_size=32,
+        window_size=2,
+        out_indices=(2, )), (2, 2), False),
+    'convnext': (dict(
+        type='mmpretrain.ConvNeXt',
+        arch=dict(depths=[1, 1], channels=[16, 32]),
+        out_indices=(1, ),
+        gap_before_final_norm=False,
+        drop_path_rate=0.1), (4, 4), False),
     'resnet': (dict(type='mmpretrain.ResNet', depth=18, out_indices=(1, )), (4, 4), False),
 }
 
@@ -43,8 +59,8 @@ def test_student_family_trains_with_a_falling_loss(name, tiny_clip_teacher):
         features = model.student_features(inputs['student'])
     assert features.grid == grid and (features.cls_token is not None) == has_cls
     model.train()
-    optim = build_optim_wrapper(model, dict(constructor='fdclip_mm.TrainableOptimWrapperConstructor',
-                                            optimizer=dict(type='AdamW', lr=3e-3)))
+    optim = build_optim_wrapper(
+        model, dict(constructor='fdclip_mm.TrainableOptimWrapperConstructor', optimizer=dict(type='AdamW', lr=3e-3)))
     data = batch()
     losses = [model.train_step(data, optim)['loss'].item() for _ in range(25)]
     assert losses[-1] < 0.8 * losses[0], losses
@@ -60,13 +76,20 @@ def test_masking_is_an_fdvit_feature(tiny_clip_teacher):
 def test_masked_fdvit_under_a_teacher_without_class_token(tmp_path):
     """A Swin-like teacher (no class token): the masked loss is taken on kept patches only."""
     from mmpretrain.models import SwinTransformer
-    swin = SwinTransformer(arch=dict(embed_dims=16, depths=[1, 1], num_heads=[1, 2]), img_size=32, window_size=4,
-                           out_indices=(1, ))
+    swin = SwinTransformer(
+        arch=dict(embed_dims=16, depths=[1, 1], num_heads=[1, 2]), img_size=32, window_size=4, out_indices=(1, ))
     path = str(tmp_path / 'swin.pth')
     torch.save({'state_dict': {'backbone.' + k: v for k, v in swin.state_dict().items()}}, path)
-    teacher = dict(type='BackboneTeacher', checkpoint=path, reader='mmpretrain',
-                   backbone=dict(type='SwinTransformer', arch=dict(embed_dims=16, depths=[1, 1], num_heads=[1, 2]),
-                                 img_size=32, window_size=4, out_indices=(1, )))
+    teacher = dict(
+        type='BackboneTeacher',
+        checkpoint=path,
+        reader='mmpretrain',
+        backbone=dict(
+            type='SwinTransformer',
+            arch=dict(embed_dims=16, depths=[1, 1], num_heads=[1, 2]),
+            img_size=32,
+            window_size=4,
+            out_indices=(1, )))
     model = FeatureDistiller(student=STUDENTS['fdvit'][0], teacher=teacher, mask_ratio=0.5).eval()
     inputs = model.data_preprocessor(batch(2))['inputs']
     torch.manual_seed(1)

@@ -11,9 +11,11 @@ from fdclip_mm.models.feature_map import FeatureMap, feature_tokens
 from ...conftest import tiny_vit_arch
 from .test_feature_distiller import batch, build
 
-
-PIPELINE = [dict(type='fdclip_mm.CheckedLoadImageFromFile'), dict(type='Resize', scale=(32, 32), backend='pillow'),
-            dict(type='PackInputs')]
+PIPELINE = [
+    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
+    dict(type='Resize', scale=(32, 32), backend='pillow'),
+    dict(type='PackInputs')
+]
 RANDOM_PIPELINE = [PIPELINE[0], dict(type='RandomResizedCrop', scale=32, backend='pillow'), PIPELINE[2]]
 
 
@@ -24,8 +26,10 @@ def samples(n: int):
 def cache_of(model, inputs, path: str) -> str:
     with torch.no_grad():
         features = model.teacher(inputs['teacher'])
-    write_target_cache(path, [s.img_path for s in samples(features.patches.shape[0])], features,
-                       meta=dict(source='test', pipeline=PIPELINE))
+    write_target_cache(
+        path, [s.img_path for s in samples(features.patches.shape[0])],
+        features,
+        meta=dict(source='test', pipeline=PIPELINE))
     return path
 
 
@@ -33,10 +37,12 @@ def cache_tool_config(teacher: dict, dataset: dict) -> dict:
     """What tools/cache_teacher_targets.py reads of a config: the model and the training data."""
     return dict(
         default_scope='mmpretrain',
-        model=dict(type='fdclip_mm.FeatureDistiller', teacher=teacher,
-                   student=dict(type='FDViT', arch=tiny_vit_arch(48, 2, 2, mlp_ratio=2), img_size=32, patch_size=8)),
-        train_dataloader=dict(batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True),
-                              dataset=dataset))
+        model=dict(
+            type='fdclip_mm.FeatureDistiller',
+            teacher=teacher,
+            student=dict(type='FDViT', arch=tiny_vit_arch(48, 2, 2, mlp_ratio=2), img_size=32, patch_size=8)),
+        train_dataloader=dict(
+            batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True), dataset=dataset))
 
 
 def load_tool(name: str):
@@ -58,8 +64,8 @@ def test_cached_targets_give_the_live_teacher_loss(tiny_clip_checkpoint, tmp_pat
     with torch.no_grad():
         expected = live(inputs, samples(4), mode='loss')['loss']
         # the teacher is not run: its input can be anything
-        got = cached(dict(inputs, teacher=torch.full_like(inputs['teacher'], float('nan'))), samples(4),
-                     mode='loss')['loss']
+        got = cached(
+            dict(inputs, teacher=torch.full_like(inputs['teacher'], float('nan'))), samples(4), mode='loss')['loss']
     torch.testing.assert_close(got, expected, rtol=2e-3, atol=1e-4)  # float16 storage
 
 
@@ -76,7 +82,9 @@ def test_cache_lookup_errors_name_the_image_and_file(tiny_clip_checkpoint, tmp_p
     with pytest.raises(FileNotFoundError, match='cache_teacher_targets.py'):
         TeacherTargetCache(str(tmp_path / 'missing.pth'))
     (tmp_path / 'text.pth').write_text('not a cache')
-    with pytest.raises(ValueError, match=r'teacher target cache: \S*text.pth is not a PyTorch checkpoint.*cache_teacher_targets.py'):
+    with pytest.raises(
+            ValueError,
+            match=r'teacher target cache: \S*text.pth is not a PyTorch checkpoint.*cache_teacher_targets.py'):
         TeacherTargetCache(str(tmp_path / 'text.pth'))
     wrong = str(tmp_path / 'wrong.pth')
     with pytest.raises(ValueError, match=r"meta\['pipeline'\].*is required"):
@@ -96,31 +104,37 @@ def test_cache_lookup_errors_name_the_image_and_file(tiny_clip_checkpoint, tmp_p
 def test_a_cache_refuses_runs_with_another_pipeline_or_images(tiny_clip_checkpoint, tmp_path):
     model = build(tiny_clip_checkpoint).eval()
     cache = TeacherTargetCache(cache_of(model, model.data_preprocessor(batch())['inputs'], str(tmp_path / 't.pth')))
-    with pytest.raises(ValueError, match=r't.pth holds the targets of the views of the training pipeline .*Resize.*'
-                                         r'but this run trains on .*RandomResizedCrop'):
+    with pytest.raises(
+            ValueError,
+            match=r't.pth holds the targets of the views of the training pipeline .*Resize.*'
+            r'but this run trains on .*RandomResizedCrop'):
         cache.check_run([s.img_path for s in samples(4)], RANDOM_PIPELINE)
     with pytest.raises(ValueError, match=r'\(4 images\) lacks 2 of this run\'s training images \(x.png, y.png\)'):
         cache.check_run(['img_0.png', 'x.png', 'y.png'], PIPELINE)
     assert not cache.checked
     # tuples, lists and ConfigDicts of the same pipeline are the same pipeline
     from mmengine.config import ConfigDict
-    cache.check_run(['img_1.png'], [ConfigDict(t) for t in PIPELINE[:1]] + [
-        dict(type='Resize', scale=[32, 32], backend='pillow'), PIPELINE[2]])
+    cache.check_run(['img_1.png'],
+                    [ConfigDict(t)
+                     for t in PIPELINE[:1]] + [dict(type='Resize', scale=[32, 32], backend='pillow'), PIPELINE[2]])
     assert cache.checked
 
 
 def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny_clip_checkpoint, tiny_clip_teacher,
-                                                                           image_folder, tmp_path):
+                                                                            image_folder, tmp_path):
     from mmengine.config import Config
     tool = load_tool('cache_teacher_targets')
     pipeline = PIPELINE
     config = tmp_path / 'cfg.py'
-    Config(cache_tool_config(tiny_clip_teacher, dict(type='CustomDataset', data_root=image_folder,
-                                                     with_label=False, pipeline=pipeline))).dump(str(config))
+    Config(
+        cache_tool_config(tiny_clip_teacher,
+                          dict(type='CustomDataset', data_root=image_folder, with_label=False,
+                               pipeline=pipeline))).dump(str(config))
     out = str(tmp_path / 'targets.pth')
     assert tool.main([str(config), '--out', out, '--batch-size', '2']) == 0
     cache = TeacherTargetCache(out)
-    assert cache.meta['teacher_type'] == 'fdclip_mm.BackboneTeacher' and pipeline_text(cache.meta['pipeline']) == pipeline_text(PIPELINE)
+    assert cache.meta['teacher_type'] == 'fdclip_mm.BackboneTeacher' and pipeline_text(
+        cache.meta['pipeline']) == pipeline_text(PIPELINE)
     model = build(tiny_clip_checkpoint).eval()
     from mmengine.registry import DATASETS, DefaultScope, init_default_scope
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -150,33 +164,54 @@ def test_cache_tool_refuses_a_repeated_dataset_before_the_teacher_runs(tiny_clip
     from mmengine.config import Config
     tool = load_tool('cache_teacher_targets')
     config = tmp_path / 'cfg.py'
-    Config(cache_tool_config(tiny_clip_teacher, dict(type='RepeatDataset', times=8, dataset=dict(
-        type='CustomDataset', data_root=image_folder, with_label=False, pipeline=PIPELINE)))).dump(str(config))
-    with pytest.raises(ValueError, match=r'\(RepeatDataset, times=8\) lists 96 items but 12 distinct images.*'
-                                         r'train_dataloader.dataset.times=1'):
+    Config(
+        cache_tool_config(
+            tiny_clip_teacher,
+            dict(
+                type='RepeatDataset',
+                times=8,
+                dataset=dict(type='CustomDataset', data_root=image_folder, with_label=False,
+                             pipeline=PIPELINE)))).dump(str(config))
+    with pytest.raises(
+            ValueError,
+            match=r'\(RepeatDataset, times=8\) lists 96 items but 12 distinct images.*'
+            r'train_dataloader.dataset.times=1'):
         tool.main([str(config), '--out', str(tmp_path / 'targets.pth')])
     assert '[cache]' not in capsys.readouterr().out  # refused before the teacher's first batch
-    assert tool.main([str(config), '--out', str(tmp_path / 'targets.pth'),
-                      '--cfg-options', 'train_dataloader.dataset.times=1']) == 0
+    assert tool.main(
+        [str(config), '--out',
+         str(tmp_path / 'targets.pth'), '--cfg-options', 'train_dataloader.dataset.times=1']) == 0
     assert len(TeacherTargetCache(str(tmp_path / 'targets.pth'))) == 12
 
 
 def distill_config(teacher: dict, image_folder: str, work_dir: str, pipeline, cache: str) -> dict:
     return dict(
         default_scope='mmpretrain',
-        model=dict(type='fdclip_mm.FeatureDistiller', teacher=teacher, target_cache=cache,
-                   student=dict(type='FDViT', arch=dict(embed_dims=48, num_layers=2, num_heads=2,
-                                                        feedforward_channels=96), img_size=32, patch_size=8)),
-        train_dataloader=dict(batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=True),
-                              collate_fn=dict(type='default_collate'),
-                              dataset=dict(type='RepeatDataset', times=2, dataset=dict(
-                                  type='CustomDataset', data_root=image_folder, with_label=False,
-                                  pipeline=pipeline))),
+        model=dict(
+            type='fdclip_mm.FeatureDistiller',
+            teacher=teacher,
+            target_cache=cache,
+            student=dict(
+                type='FDViT',
+                arch=dict(embed_dims=48, num_layers=2, num_heads=2, feedforward_channels=96),
+                img_size=32,
+                patch_size=8)),
+        train_dataloader=dict(
+            batch_size=4,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'),
+            dataset=dict(
+                type='RepeatDataset',
+                times=2,
+                dataset=dict(type='CustomDataset', data_root=image_folder, with_label=False, pipeline=pipeline))),
         train_cfg=dict(by_epoch=False, max_iters=2),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2), logger=dict(type='LoggerHook',
-                                                                                          interval=1)),
-        work_dir=work_dir, randomness=dict(seed=0), log_level='INFO')
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=2), logger=dict(type='LoggerHook', interval=1)),
+        work_dir=work_dir,
+        randomness=dict(seed=0),
+        log_level='INFO')
 
 
 def test_a_run_reading_a_cache_is_checked_before_its_first_step(tiny_clip_teacher, image_folder, tmp_path):
@@ -192,14 +227,13 @@ def test_a_run_reading_a_cache_is_checked_before_its_first_step(tiny_clip_teache
     cache = str(tmp_path / 'targets.pth')
     assert tool.main([str(config), '--out', cache, '--cfg-options', 'train_dataloader.dataset.times=1']) == 0
 
-    runner = build_checked_runner(Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'ok'),
-                                                        PIPELINE, cache)))
+    runner = build_checked_runner(
+        Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'ok'), PIPELINE, cache)))
     runner.train()
     log = open(glob.glob(str(tmp_path / 'ok' / '*' / '*.log'))[0]).read()
     assert f'Teacher targets come from {cache} (12 images' in log and runner.iter == 2
 
-    compiled_cfg = Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'compiled'), PIPELINE,
-                                         cache))
+    compiled_cfg = Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'compiled'), PIPELINE, cache))
     compiled_cfg.compile = dict(backend='aot_eager')  # the student's blocks compiled, the targets from the cache
     compiled = build_checked_runner(compiled_cfg)
     compiled.train()
@@ -207,13 +241,13 @@ def test_a_run_reading_a_cache_is_checked_before_its_first_step(tiny_clip_teache
     assert 'Teacher targets come from' in log and "torch.compile {'backend': 'aot_eager'} of" in log
     assert compiled.iter == 2
 
-    random_run = build_checked_runner(Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'rnd'),
-                                                            RANDOM_PIPELINE, cache)))
+    random_run = build_checked_runner(
+        Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'rnd'), RANDOM_PIPELINE, cache)))
     with pytest.raises(ValueError, match='but this run trains on .*RandomResizedCrop'):
         random_run.train()
     assert random_run.iter == 0 and not glob.glob(str(tmp_path / 'rnd' / '*.pth'))
 
-    plain = Runner.from_cfg(Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'plain'),
-                                                  RANDOM_PIPELINE, cache)))
+    plain = Runner.from_cfg(
+        Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'plain'), RANDOM_PIPELINE, cache)))
     with pytest.raises(RuntimeError, match='were not checked against the cache'):
         plain.train()

@@ -8,7 +8,6 @@ from fdclip_mm.models.backbones.rel_pos_bias import RelativePositionBias, select
 DIMS, HEADS, GRID = 32, 4, (3, 4)
 TOKENS = 1 + GRID[0] * GRID[1]
 
-
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 

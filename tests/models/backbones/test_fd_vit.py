@@ -33,8 +33,14 @@ def tiny(pos_embed='shared_rpb', **kwargs):
 @pytest.mark.parametrize('pos_embed', ['ape', 'rpb', 'shared_rpb'])
 @pytest.mark.parametrize('out_type', ['raw', 'avg_featmap'])
 def test_equals_mmpretrain_beit_on_equal_weights(pos_embed, out_type):
-    beit = BEiTViT(arch=ARCH, img_size=32, patch_size=8, final_norm=out_type == 'raw', out_type=out_type,
-                   layer_scale_init_value=0.1, **POS_TO_BEIT[pos_embed])
+    beit = BEiTViT(
+        arch=ARCH,
+        img_size=32,
+        patch_size=8,
+        final_norm=out_type == 'raw',
+        out_type=out_type,
+        layer_scale_init_value=0.1,
+        **POS_TO_BEIT[pos_embed])
     randomize_(beit)
     ours = tiny(pos_embed, out_type=out_type, final_norm=out_type == 'raw')
     ours.load_state_dict(beit.state_dict(), strict=True)
@@ -119,8 +125,8 @@ def test_loading_resizes_to_new_resolution_like_on_the_fly(pos_embed):
 
 
 def test_beit_per_layer_checkpoint_keys_load():
-    beit = randomize_(BEiTViT(arch=ARCH, img_size=32, patch_size=8, final_norm=True, out_type='raw',
-                              **POS_TO_BEIT['rpb']))
+    beit = randomize_(
+        BEiTViT(arch=ARCH, img_size=32, patch_size=8, final_norm=True, out_type='raw', **POS_TO_BEIT['rpb']))
     keys = beit.state_dict().keys()
     assert 'layers.0.attn.relative_position_bias_table' in keys
     ours = tiny('rpb')
@@ -147,8 +153,11 @@ def test_init_matches_the_official_student_in_distribution():
     """Width 768 as FD-CLIP B/16: stds against the official init (timm's trunc_normal_ cut at plus/minus std)."""
     from timm.layers import trunc_normal_
     torch.manual_seed(0)
-    model = FDViT(arch=dict(embed_dims=768, num_layers=2, num_heads=12, feedforward_channels=3072), img_size=64,
-                  patch_size=16, pos_embed='ape')
+    model = FDViT(
+        arch=dict(embed_dims=768, num_layers=2, num_heads=12, feedforward_channels=3072),
+        img_size=64,
+        patch_size=16,
+        pos_embed='ape')
 
     def official(shape, div=1.0):
         return (trunc_normal_(torch.empty(shape), std=.02, a=-.02, b=.02) / div).std().item()
@@ -219,20 +228,29 @@ def test_pretrained_init_loads_exactly_or_names_the_keys_at_fault(tmp_path):
     source = FDViT(arch=arch, img_size=32, patch_size=8)
     good = tmp_path / 'backbone.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()}}, good)
-    loaded = FDViT(arch=arch, img_size=32, patch_size=8,
-                   init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='backbone'))
+    loaded = FDViT(
+        arch=arch, img_size=32, patch_size=8, init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='backbone'))
     loaded.init_weights()
     for key, value in source.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
 
-    wider = FDViT(arch=dict(arch, embed_dims=48), img_size=32, patch_size=8,
-                  init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='backbone.'))
+    wider = FDViT(
+        arch=dict(arch, embed_dims=48),
+        img_size=32,
+        patch_size=8,
+        init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='backbone.'))
     with pytest.raises(CheckpointMismatchError, match=r'backbone.pth does not fit FDViT .*shape mismatches'):
         wider.init_weights()
     with pytest.raises(CheckpointFileError, match=r"no key starting with 'student\.'"):
-        FDViT(arch=arch, img_size=32, patch_size=8,
-              init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='student.')).init_weights()
-    deeper = FDViT(arch=dict(arch, num_layers=3), img_size=32, patch_size=8,
-                   init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='backbone.'))
+        FDViT(
+            arch=arch,
+            img_size=32,
+            patch_size=8,
+            init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='student.')).init_weights()
+    deeper = FDViT(
+        arch=dict(arch, num_layers=3),
+        img_size=32,
+        patch_size=8,
+        init_cfg=dict(type='Pretrained', checkpoint=str(good), prefix='backbone.'))
     with pytest.raises(CheckpointMismatchError, match=r'missing keys \(layers.2.'):
         deeper.init_weights()

@@ -48,8 +48,8 @@ def test_per_layer_rpb_is_selected_for_kept_tokens():
 
 
 def test_cost_scales_with_kept_tokens():
-    model = tiny('shared_rpb', img_size=64, arch=dict(embed_dims=64, num_layers=2, num_heads=2,
-                                                      feedforward_channels=256))
+    model = tiny(
+        'shared_rpb', img_size=64, arch=dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=256))
     x = torch.randn(2, 3, 64, 64)
 
     def flops(**kwargs):

@@ -9,8 +9,8 @@ from fdclip_mm.models.backbones.rel_pos_bias import (RelativePositionBias, fit_r
 def random_rpb(grid, heads=3, seed=0) -> RelativePositionBias:
     rpb = RelativePositionBias(grid, heads)
     with torch.no_grad():
-        rpb.relative_position_bias_table.copy_(torch.randn(rpb.relative_position_bias_table.shape,
-                                                           generator=torch.Generator().manual_seed(seed)))
+        rpb.relative_position_bias_table.copy_(
+            torch.randn(rpb.relative_position_bias_table.shape, generator=torch.Generator().manual_seed(seed)))
     return rpb
 
 
@@ -27,8 +27,8 @@ def test_smaller_grid_uses_the_learned_offsets_exactly():
 
 def test_larger_grid_is_resized_and_mixed_grids_crop_then_resize():
     table = random_rpb((4, 4)).relative_position_bias_table.detach()
-    torch.testing.assert_close(fit_rel_pos_bias_table(table, (4, 4), (6, 6)),
-                               resize_rel_pos_bias_table(table, (4, 4), (6, 6)))
+    torch.testing.assert_close(
+        fit_rel_pos_bias_table(table, (4, 4), (6, 6)), resize_rel_pos_bias_table(table, (4, 4), (6, 6)))
     mixed = fit_rel_pos_bias_table(table, (4, 4), (3, 7))  # rows cropped to 3, columns stretched to 7
     assert mixed.shape == (num_relative_distances((3, 7)), 3)
     cropped = fit_rel_pos_bias_table(table, (4, 4), (3, 4))

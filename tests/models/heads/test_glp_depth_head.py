@@ -6,7 +6,6 @@ from mmseg.structures import SegDataSample
 
 from fdclip_mm.models import GLPDepthHead
 
-
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
@@ -45,8 +44,9 @@ def test_depth_is_sigmoid_of_the_prediction_times_max_depth():
             torch.nn.init.normal_(m.weight, std=0.1)
     torch.nn.init.normal_(head.depth_pred[2].weight, std=2.0)  # spread the logits over the sigmoid's range
     out = head(x)
-    logits = head.depth_pred(torch.nn.functional.interpolate(
-        head.conv_layers(head.deconv_layers(x)), size=(48, 64), mode='bilinear', align_corners=False))
+    logits = head.depth_pred(
+        torch.nn.functional.interpolate(
+            head.conv_layers(head.deconv_layers(x)), size=(48, 64), mode='bilinear', align_corners=False))
     torch.testing.assert_close(out, torch.sigmoid(logits) * 10.0)
     assert out.min() > 0 and out.max() < 10.0 and out.std() > 0.2
 

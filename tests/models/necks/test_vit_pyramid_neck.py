@@ -7,8 +7,8 @@ from fdclip_mm.models import FDViT, ViTPyramidNeck
 
 def tiny_featmap_backbone(**kwargs):
     arch = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
-    return FDViT(arch=arch, img_size=64, patch_size=16, out_type='featmap', out_indices=(0, 1, 2, 3),
-                 final_norm=False, **kwargs)
+    return FDViT(
+        arch=arch, img_size=64, patch_size=16, out_type='featmap', out_indices=(0, 1, 2, 3), final_norm=False, **kwargs)
 
 
 def test_pyramid_strides_from_the_backbone():

@@ -8,9 +8,7 @@ from fdclip_mm.models.segmentors import window_starts
 from fdclip_mm.registry import MODELS
 from ...conftest import tiny_vit_arch
 
-
 pytestmark = pytest.mark.usefixtures('one_thread')
-
 
 TINY = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 
@@ -19,10 +17,22 @@ def estimator_cfg(test_cfg: dict) -> dict:
     return dict(
         type='fdclip_mm.TwoWindowDepthEstimator',
         data_preprocessor=dict(type='SegDataPreProcessor', mean=[0.] * 3, std=[1.] * 3),
-        backbone=dict(type='fdclip_mm.FDViT', arch=TINY, img_size=32, patch_size=16, pos_embed='rpb',
-                      out_type='featmap', out_indices=(1, ), final_norm=True),
-        decode_head=dict(type='fdclip_mm.GLPDepthHead', in_channels=[32], in_index=0, feature_stride=16,
-                         channels=8, loss_decode=dict(type='SiLogLoss')),
+        backbone=dict(
+            type='fdclip_mm.FDViT',
+            arch=TINY,
+            img_size=32,
+            patch_size=16,
+            pos_embed='rpb',
+            out_type='featmap',
+            out_indices=(1, ),
+            final_norm=True),
+        decode_head=dict(
+            type='fdclip_mm.GLPDepthHead',
+            in_channels=[32],
+            in_index=0,
+            feature_stride=16,
+            channels=8,
+            loss_decode=dict(type='SiLogLoss')),
         test_cfg=test_cfg)
 
 

@@ -37,8 +37,11 @@ def test_probabilities_equal_the_explicit_softmax(heads, qkv_bias):
 
 
 def test_one_map_per_layer_and_errors():
-    vit = VisionTransformer(arch=dict(embed_dims=16, num_layers=3, num_heads=2, feedforward_channels=32),
-                            img_size=16, patch_size=8, out_type='raw')
+    vit = VisionTransformer(
+        arch=dict(embed_dims=16, num_layers=3, num_heads=2, feedforward_channels=32),
+        img_size=16,
+        patch_size=8,
+        out_type='raw')
     vit.eval()
     maps = layer_attention_maps(vit, torch.randn(1, 3, 16, 16))
     assert len(maps) == 3 and all(m.shape == (1, 2, 5, 5) for m in maps)

@@ -45,7 +45,8 @@ def test_other_input_sizes_are_resized_to_the_teachers_and_logged_once(tiny_clip
         teacher(x)
     assert [call.args[0] for call in log.call_args_list] == [
         f'teacher {tiny_clip_teacher["checkpoint"]}: (48, 40) inputs are resized to its img_size (32, 32) '
-        '(bicubic, antialiased) before it runs; the student sees them as they come']
+        '(bicubic, antialiased) before it runs; the student sees them as they come'
+    ]
     assert teacher.output_grid((48, 40)) == (4, 4)
 
 
@@ -84,8 +85,8 @@ def test_errors_name_the_file(tmp_path, tiny_clip_teacher, tiny_clip_checkpoint)
 
 
 def test_several_outputs_are_refused(tiny_clip_checkpoint):
-    cfg = teacher_config('clip', tiny_clip_checkpoint, arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32,
-                         out_indices=(0, 1))
+    cfg = teacher_config(
+        'clip', tiny_clip_checkpoint, arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32, out_indices=(0, 1))
     with pytest.raises(ValueError, match='returned 2 outputs'):
         build(cfg)(torch.randn(1, 3, 32, 32))
 
@@ -94,12 +95,20 @@ def test_a_family_gives_the_reader_statistics_and_backbone_defaults(tiny_clip_ch
     from mmpretrain.models.utils import QuickGELU
 
     from fdclip_mm.models.teachers import CLIP_MEAN, CLIP_STD
-    teacher = build(dict(type='fdclip_mm.BackboneTeacher', family='clip', checkpoint=tiny_clip_checkpoint,
-                         backbone=dict(arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32)))
+    teacher = build(
+        dict(
+            type='fdclip_mm.BackboneTeacher',
+            family='clip',
+            checkpoint=tiny_clip_checkpoint,
+            backbone=dict(arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32)))
     assert teacher.reader == 'clip' and teacher.mean == CLIP_MEAN and teacher.std == CLIP_STD
     backbone = teacher.backbone
     assert backbone.pre_norm.eps == 1e-5 and isinstance(backbone.layers[0].ffn.layers[0][1], QuickGELU)
     assert backbone.ln1.eps == 1e-5 and backbone.out_type == 'raw' and backbone.final_norm
     with pytest.raises(KeyError, match=r"unknown teacher family 'openai'; choose one of \['clip', "):
-        build(dict(type='fdclip_mm.BackboneTeacher', family='openai', checkpoint=tiny_clip_checkpoint,
-                   backbone=dict(arch=tiny_vit_arch(32, 2, 2), patch_size=8)))
+        build(
+            dict(
+                type='fdclip_mm.BackboneTeacher',
+                family='openai',
+                checkpoint=tiny_clip_checkpoint,
+                backbone=dict(arch=tiny_vit_arch(32, 2, 2), patch_size=8)))

@@ -165,15 +165,24 @@ def test_teacher_from_archive_matches_openai_model(traced_archive, openai_model)
     torch.testing.assert_close(feature_tokens(teacher(x), with_cls=True), expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize('wrap',
-                         ['bare', 'state_dict', 'model', 'module_prefix', 'visual_only', 'safetensors'])
+@pytest.mark.parametrize('wrap', ['bare', 'state_dict', 'model', 'module_prefix', 'visual_only', 'safetensors'])
 def test_state_dict_variants(tmp_path, openai_model, wrap):
     full = openai_model.state_dict()
     saved = {
         'bare': full,
-        'state_dict': {'state_dict': full, 'epoch': 3},
-        'model': {'model': full},
-        'module_prefix': {'state_dict': {f'module.{k}': v for k, v in full.items()}},
+        'state_dict': {
+            'state_dict': full,
+            'epoch': 3
+        },
+        'model': {
+            'model': full
+        },
+        'module_prefix': {
+            'state_dict': {
+                f'module.{k}': v
+                for k, v in full.items()
+            }
+        },
         'visual_only': _visual_tensors(openai_model),
         'safetensors': full,
     }[wrap]

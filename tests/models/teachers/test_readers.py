@@ -33,12 +33,21 @@ def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
 
 # --- CLIP: OpenAI / open_clip towers -------------------------------------------------------------------------
 
+
 def open_clip_tower(quick_gelu: bool) -> nn.Module:
     open_clip = pytest.importorskip('open_clip')
     act = open_clip.transformer.QuickGELU if quick_gelu else nn.GELU
-    return randomise(open_clip.transformer.VisionTransformer(
-        image_size=32, patch_size=8, width=64, layers=2, heads=4, mlp_ratio=4.0, output_dim=32, act_layer=act,
-        output_tokens=True))
+    return randomise(
+        open_clip.transformer.VisionTransformer(
+            image_size=32,
+            patch_size=8,
+            width=64,
+            layers=2,
+            heads=4,
+            mlp_ratio=4.0,
+            output_dim=32,
+            act_layer=act,
+            output_tokens=True))
 
 
 def open_clip_tokens(tower: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -57,8 +66,9 @@ def test_clip_reader_matches_open_clip(tmp_path, quick_gelu, family):
     cfg = teacher_config(family, path, arch=tiny_vit_arch(64, 2, 4), patch_size=8, img_size=32)
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(tokens_of(cfg, x), open_clip_tokens(tower, x), atol=1e-5, rtol=1e-5)
-    wrong = teacher_config('open_clip' if quick_gelu else 'clip', path, arch=tiny_vit_arch(64, 2, 4), patch_size=8,
-                           img_size=32)  # the activation is not in the file: the wrong one changes the tokens
+    wrong = teacher_config(
+        'open_clip' if quick_gelu else 'clip', path, arch=tiny_vit_arch(64, 2, 4), patch_size=8,
+        img_size=32)  # the activation is not in the file: the wrong one changes the tokens
     assert not torch.allclose(tokens_of(wrong, x), open_clip_tokens(tower, x), atol=1e-3)
 
 
@@ -74,16 +84,32 @@ def test_clip_reader_refuses_tower_variants(tmp_path):
 
 # --- MAE / DINO / DeiT: timm layout ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize('wrap', ['mae', 'dino', 'deit'])
 def test_timm_vit_reader_matches_timm(tmp_path, wrap):
     from timm.models.vision_transformer import VisionTransformer
     torch.manual_seed(0)
-    reference = randomise(VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
-                                            num_classes=10, global_pool='token'))
+    reference = randomise(
+        VisionTransformer(
+            img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10, global_pool='token'))
     state = reference.state_dict()
-    wrapped = {'mae': {'model': {**state, 'decoder_embed.weight': torch.zeros(3), 'mask_token': torch.zeros(1)}},
-               'dino': {'teacher': {'backbone.' + k: v for k, v in state.items()}},
-               'deit': {'model': state}}[wrap]
+    wrapped = {
+        'mae': {
+            'model': {
+                **state, 'decoder_embed.weight': torch.zeros(3),
+                'mask_token': torch.zeros(1)
+            }
+        },
+        'dino': {
+            'teacher': {
+                'backbone.' + k: v
+                for k, v in state.items()
+            }
+        },
+        'deit': {
+            'model': state
+        }
+    }[wrap]
     path = str(tmp_path / f'{wrap}.pth')
     torch.save(wrapped, path)
     cfg = teacher_config('timm_vit', path, arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32)
@@ -102,11 +128,12 @@ def test_timm_vit_reader_names_what_it_cannot_map(tmp_path):
 
 # --- DINOv2: Hugging Face weights -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize('img_size', [28, 42, 56, (28, 56)])
 def test_dinov2_reader_matches_transformers(tmp_path, img_size):
     transformers = pytest.importorskip('transformers')
-    config = transformers.Dinov2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                       intermediate_size=256, patch_size=14, image_size=56)
+    config = transformers.Dinov2Config(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256, patch_size=14, image_size=56)
     model = randomise(transformers.Dinov2Model(config))
     path = str(tmp_path / 'hf_dinov2.pth')
     torch.save({'dinov2.' + key: value for key, value in model.state_dict().items()}, path)
@@ -121,8 +148,11 @@ def test_dinov2_reader_matches_transformers(tmp_path, img_size):
 def hand_written_dinov2(sd: dict, x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """DINOv2 forward written out from the state-dict tensors (explicit softmax attention, erf GELU)."""
     patch = sd['embeddings.patch_embeddings.projection.weight'].shape[-1]
-    x = F.conv2d(x, sd['embeddings.patch_embeddings.projection.weight'],
-                 sd['embeddings.patch_embeddings.projection.bias'], stride=patch)
+    x = F.conv2d(
+        x,
+        sd['embeddings.patch_embeddings.projection.weight'],
+        sd['embeddings.patch_embeddings.projection.bias'],
+        stride=patch)
     grid = x.shape[-2:]
     x = torch.cat([sd['embeddings.cls_token'].expand(x.shape[0], -1, -1), x.flatten(2).transpose(1, 2)], 1)
     pos = sd['embeddings.position_embeddings']
@@ -138,8 +168,9 @@ def hand_written_dinov2(sd: dict, x: torch.Tensor, num_heads: int) -> torch.Tens
             return h @ sd[p + name + '.weight'].T + sd[p + name + '.bias']
 
         h = F.layer_norm(x, (dims, ), sd[p + 'norm1.weight'], sd[p + 'norm1.bias'], eps=1e-6)
-        q, k, v = (linear(f'attention.attention.{n}', h).unflatten(-1, (num_heads, -1)).transpose(1, 2)
-                   for n in ('query', 'key', 'value'))
+        q, k, v = (
+            linear(f'attention.attention.{n}', h).unflatten(-1, (num_heads, -1)).transpose(1, 2)
+            for n in ('query', 'key', 'value'))
         attn = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1]**0.5, dim=-1)
         h = linear('attention.output.dense', (attn @ v).transpose(1, 2).flatten(2))
         x = x + h * sd[p + 'layer_scale1.lambda1']
@@ -185,7 +216,8 @@ def test_dinov2_reader_refuses_other_files(tmp_path):
     del weights['encoder.layer.1.mlp.fc2.bias']
     incomplete = str(tmp_path / 'incomplete.pth')
     torch.save(weights, incomplete)
-    with pytest.raises(ValueError, match=r'incomplete\.pth is not a DINOv2 .*missing keys \[encoder\.layer\.1\.mlp\.fc2\.bias\]'):
+    with pytest.raises(
+            ValueError, match=r'incomplete\.pth is not a DINOv2 .*missing keys \[encoder\.layer\.1\.mlp\.fc2\.bias\]'):
         read_teacher_checkpoint('dinov2', incomplete)
     tensor_only = str(tmp_path / 'tensor.pth')
     torch.save(torch.zeros(3), tensor_only)
@@ -206,8 +238,10 @@ def test_mmpretrain_reader_strips_the_backbone_prefix(tmp_path, tiny_clip_teache
 
 # --- the real DINOv2 ViT-S/14 of the demo (scripts/fetch_demo_data.py) -----------------------------------------
 
-@pytest.mark.skipif(not osp.isfile(DEMO_WEIGHTS), reason='real DINOv2 weights not set up '
-                    '(run scripts/fetch_demo_data.py)')
+
+@pytest.mark.skipif(
+    not osp.isfile(DEMO_WEIGHTS), reason='real DINOv2 weights not set up '
+    '(run scripts/fetch_demo_data.py)')
 def test_real_dinov2_tells_photos_apart():
     from skimage import io
     teacher = MODELS.build(teacher_config('dinov2', DEMO_WEIGHTS, arch='dinov2-s', patch_size=14, img_size=224))
@@ -216,8 +250,9 @@ def test_real_dinov2_tells_photos_apart():
     def crop(name: str, top: int, left: int) -> torch.Tensor:
         paths = glob.glob(osp.join(DEMO_IMAGES, '*', f'{name}.png'))
         img = torch.from_numpy(io.imread(paths[0])).permute(2, 0, 1)[None].float()
-        img = F.interpolate(img, scale_factor=256 / min(img.shape[-2:]), mode='bilinear', align_corners=False,
-                            antialias=True)[..., top:top + 224, left:left + 224]
+        img = F.interpolate(
+            img, scale_factor=256 / min(img.shape[-2:]), mode='bilinear', align_corners=False,
+            antialias=True)[..., top:top + 224, left:left + 224]
         mean, std = torch.tensor(teacher.mean).view(1, 3, 1, 1), torch.tensor(teacher.std).view(1, 3, 1, 1)
         return (img - mean) / std
 
