@@ -12,16 +12,14 @@ Example:
     python benchmarks/ablation.py --arch base --img-size 224 --batch 8 --threads 2 --amp bf16
 """
 import argparse
-import json
-import os
 import os.path as osp
 import tempfile
 from typing import Callable, Dict
 
 import torch
 
-from common import (AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, summarize,
-                    time_interleaved)
+from common import (AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, save_results,
+                    summarize, time_interleaved)
 from fd_step import build_distiller, clip_teacher_cfg, make_step, random_clip_checkpoint
 from fdclip_mm.registry import MODELS
 
@@ -80,10 +78,7 @@ def main() -> None:
         rows.append(row)
     print(machine_line(machine_facts(args.device, args.threads)))
     print_table(rows, ['case', 'median_s', 'img_per_s', 'speedup_vs_before'])
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=rows), f, indent=2)
-    print(f'saved {args.out}')
+    save_results(args, results=rows)
 
 
 if __name__ == '__main__':

@@ -10,16 +10,13 @@ Example:
     python benchmarks/attention.py --arch base --img-size 224 --batch 8 --threads 2 --amp none bf16
 """
 import argparse
-import json
-import os
-import os.path as osp
 from typing import Callable, Dict
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from common import (AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, summarize,
-                    time_interleaved)
+from common import (AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, save_results,
+                    summarize, time_interleaved)
 from fdclip_mm.models.backbones.attention import Attention
 from fdclip_mm.models.backbones.rel_pos_bias import RelativePositionBias
 
@@ -128,18 +125,7 @@ def main() -> None:
     if kernels is not None:
         print('SDPA kernels that accept the biased call (bf16): ' + ', '.join(f'{k} {"yes" if ok else "no"}'
                                                                               for k, ok in kernels.items()))
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(
-            dict(
-                args=vars(args),
-                machine=machine_facts(args.device, args.threads),
-                results=rows,
-                differences=differences,
-                sdpa_kernels=kernels),
-            f,
-            indent=2)
-    print(f'saved {args.out}')
+    save_results(args, results=rows, differences=differences, sdpa_kernels=kernels)
 
 
 if __name__ == '__main__':

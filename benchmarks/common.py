@@ -1,5 +1,6 @@
 """Helpers the benchmark scripts share: device-aware timing, matmul peak, FLOP counting, machine facts."""
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -103,6 +104,14 @@ def machine_line(facts: dict) -> str:
     bf16 = 'native bf16' if facts['cpu_native_bf16'] else 'no native bf16'
     return (f"machine: {facts['cpu']} ({facts['cpu_capability']}, {bf16}), {facts['threads']} thread(s), "
             f"torch {facts['torch']}{gpu}")
+
+
+def save_results(args, **fields) -> None:
+    """Writes ``fields`` with the arguments and the machine to ``args.out`` (JSON) and says where."""
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), **fields), f, indent=2)
+    print(f'saved {args.out}')
 
 
 def print_table(rows: List[dict], columns: List[str]) -> None:

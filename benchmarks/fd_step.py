@@ -17,8 +17,6 @@ Example (the numbers in benchmarks/README.md):
 """
 import argparse
 import copy
-import json
-import os
 import os.path as osp
 import tempfile
 import time
@@ -30,7 +28,7 @@ from mmpretrain.models import BEiTPretrainViT, VisionTransformer
 from torch import nn
 
 from common import (AMP_DTYPES, WIDTHS, add_step_args, count_flops, machine_facts, machine_line, matmul_peak_flops,
-                    print_table, summarize, time_interleaved)
+                    print_table, save_results, summarize, time_interleaved)
 from fdclip_mm.engine import compile_blocks
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.teachers import teacher_config
@@ -282,17 +280,7 @@ def main() -> None:
         list(results.values()),
         ['case', 'median_s', 'img_per_s', 'time_vs_fd_full', 'speedup_vs_stock', 'gflop_per_step', 'mfu', 'compile_s'])
     print('matmul peak GFLOP/s: ' + ', '.join(f'{a} {p / 1e9:.0f}' for a, p in peaks.items()))
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(
-            dict(
-                args=vars(args),
-                machine=machine_facts(args.device, args.threads),
-                results=results,
-                matmul_peak_flops=peaks),
-            f,
-            indent=2)
-    print(f'saved {args.out}')
+    save_results(args, results=results, matmul_peak_flops=peaks)
 
 
 if __name__ == '__main__':

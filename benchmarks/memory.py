@@ -21,7 +21,7 @@ from typing import Dict
 
 import torch
 
-from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table
+from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, save_results
 
 CASES = (
     'fd_full',
@@ -128,10 +128,7 @@ def main() -> None:
             'case', 'state_mib', 'step_mib', 'peak_mib', 'peak_vs_no_cp', 'step_vs_no_cp', 'peak_vs_eager',
             'step_vs_eager'
         ])
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=results), f, indent=2)
-    print(f'saved {args.out}')
+    save_results(args, results=results)
 
 
 if __name__ == '__main__':

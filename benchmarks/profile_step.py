@@ -6,8 +6,6 @@ Example:
     python benchmarks/profile_step.py --arch base --img-size 224 --batch 8 --threads 2 --amp bf16
 """
 import argparse
-import json
-import os
 import os.path as osp
 import tempfile
 from collections import defaultdict
@@ -16,7 +14,7 @@ from typing import Dict
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table
+from common import AMP_DTYPES, WIDTHS, add_step_args, machine_facts, machine_line, print_table, save_results
 from fd_step import build_distiller, make_step, random_clip_checkpoint, stock_mmpretrain_loss
 
 GROUPS = {
@@ -89,10 +87,7 @@ def main() -> None:
     print(machine_line(machine_facts(args.device, args.threads)))
     print_table([dict(case=k, **v) for k, v in summary.items()],
                 ['case', 'total_s', 'matmul_share', 'copy/cast_share', 'optimizer_share', 'other_share'])
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(dict(args=vars(args), machine=machine_facts(args.device, args.threads), results=summary), f, indent=2)
-    print(f'saved {args.out}')
+    save_results(args, results=summary)
 
 
 if __name__ == '__main__':
