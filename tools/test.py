@@ -116,6 +116,7 @@ def main() -> Dict[str, float]:
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    del runner  # its DDP model holds the process group: see destroy_cpu_process_group
     destroy_cpu_process_group()
     return metrics
 

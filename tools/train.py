@@ -248,6 +248,7 @@ def main() -> None:
             raise
         print(interrupted_message(cfg.work_dir), file=sys.stderr)
         sys.exit(130)
+    del runner  # its DDP model holds the process group: see destroy_cpu_process_group
     destroy_cpu_process_group()
 
 

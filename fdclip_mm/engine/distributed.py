@@ -12,6 +12,7 @@ On a machine with an accelerator this does nothing: mmengine handles it.
 (AMP on CPU: :mod:`fdclip_mm.engine.cpu_amp_optim_wrapper`.)
 """
 import datetime
+import gc
 import os
 import subprocess
 from typing import Optional, Union
@@ -118,10 +119,16 @@ def destroy_cpu_process_group() -> None:
     ``tools/test.py`` had written its results, on a loaded machine), which torchrun reports as a failed
     job. The barrier keeps a rank from tearing down while another still communicates. Does nothing for a
     group created by someone else (e.g. mmengine's ``init_dist`` on GPU).
+
+    ``destroy_process_group`` only unregisters the group: a DDP model still alive keeps it (its reducer holds a
+    reference), and the group is then destroyed during interpreter finalization, where gloo's worker threads
+    releasing tensors abort the process the same way (seen once more after a finished 2-rank training run).
+    Callers drop their runner first; the garbage collection here frees what cycles still hold.
     """
     global _owns_process_group
     if not (_owns_process_group and torch_dist.is_initialized()):
         return
+    gc.collect()
     torch_dist.barrier()
     torch_dist.destroy_process_group()
     _owns_process_group = False
