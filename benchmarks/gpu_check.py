@@ -40,7 +40,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(HERE)
 
 
-def sizes(tiny: bool, device: str) -> dict:
+def sizes(tiny: bool) -> dict:
     """Model, input and batch sizes of the benchmark and training steps."""
     if tiny:
         return dict(
@@ -193,12 +193,11 @@ def compare_resume(work: str, out: str) -> int:
     import torch
 
     from fdclip_mm.checkpoint import read_checkpoint
+    from fdclip_mm.engine.rng_state_hook import CHECKPOINT_KEY
     resumed = read_checkpoint(osp.join(work, 'resume', 'epoch_2.pth'))
     whole = read_checkpoint(osp.join(work, 'bf16', 'epoch_2.pth'))
     first = read_checkpoint(osp.join(work, 'resume', 'epoch_1.pth'))
-    states = first.get('rng_states') or first.get('meta', {}).get('rng_states')
-    has_cuda_state = any('cuda' in s for s in (states or [])) if isinstance(states, list) else \
-        bool(states and 'cuda' in states)
+    has_cuda_state = any('cuda' in rank_states for rank_states in first.get(CHECKPOINT_KEY, []))
     diffs = {
         k: (resumed['state_dict'][k].float() - v.float()).abs().max().item()
         for k, v in whole['state_dict'].items()
@@ -229,7 +228,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.makedirs(out, exist_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    s = sizes(args.tiny, args.device)
+    s = sizes(args.tiny)
     py = sys.executable
     check = Check(out, osp.join(work, 'logs'))
     bench = [

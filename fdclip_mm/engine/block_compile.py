@@ -17,6 +17,7 @@ from mmengine.model import is_model_wrapper
 from torch import nn
 
 from fdclip_mm.registry import HOOKS
+from .module_lists import innermost_module_lists
 
 #: The ``torch.compile`` arguments a ``compile=dict(...)`` config may set.
 COMPILE_ARGS = ('backend', 'mode', 'options', 'dynamic', 'fullgraph')
@@ -24,18 +25,14 @@ COMPILE_ARGS = ('backend', 'mode', 'options', 'dynamic', 'fullgraph')
 MMENGINE_ONLY_KEYS = ('target', )
 
 
-def repeated_blocks(module: nn.Module, prefix: str = '') -> Iterator[Tuple[str, nn.Module]]:
-    """(name, block) for every item of every innermost ``nn.ModuleList`` of ``module`` whose items hold other
-    modules (lists of bare layers, e.g. a distiller's per-teacher ``nn.Linear`` projectors, are left out).
-
-    A list whose items hold lists (a Swin's stages) is not innermost: its items' own lists are.
-    """
-    for name, child in module.named_modules(prefix=prefix):
-        if isinstance(child, nn.ModuleList) and not any(
-                isinstance(inner, nn.ModuleList) for item in child for inner in item.modules()):
-            for index, item in enumerate(child):
-                if next(item.children(), None) is not None:
-                    yield f'{name}.{index}', item
+def repeated_blocks(module: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
+    """(name, block) for every item of every innermost ``nn.ModuleList`` of ``module`` (see
+    :func:`~fdclip_mm.engine.module_lists.innermost_module_lists`) whose items hold other modules (lists of bare
+    layers, e.g. a distiller's per-teacher ``nn.Linear`` projectors, are left out)."""
+    for name, blocks in innermost_module_lists(module):
+        for index, item in enumerate(blocks):
+            if next(item.children(), None) is not None:
+                yield f'{name}.{index}', item
 
 
 def compile_args(compile_cfg: Union[bool, dict, None]) -> Optional[dict]:
@@ -58,10 +55,10 @@ def compile_args(compile_cfg: Union[bool, dict, None]) -> Optional[dict]:
     return args
 
 
-def remove_zero_drop_paths(block: nn.Module) -> int:
+def remove_zero_drop_paths(block: nn.Module) -> None:
     """Replaces each ``DropPath`` of rate 0 inside ``block`` (mmcv's, mmpretrain's and timm's: a frozen
     teacher's, a student built without stochastic depth) by ``nn.Identity``, which it equals; compiled, its
-    ``if drop_prob == 0.`` on a float attribute breaks the graph. Returns how many were replaced."""
+    ``if drop_prob == 0.`` on a float attribute breaks the graph."""
     zero = [
         name for name, module in block.named_modules()
         if type(module).__name__ == 'DropPath' and getattr(module, 'drop_prob', None) == 0
@@ -69,7 +66,6 @@ def remove_zero_drop_paths(block: nn.Module) -> int:
     for name in zero:
         parent, _, attr = name.rpartition('.')
         setattr(block.get_submodule(parent) if parent else block, attr, nn.Identity())
-    return len(zero)
 
 
 def compile_blocks(model: nn.Module, args: dict) -> List[str]:

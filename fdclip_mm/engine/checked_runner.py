@@ -153,7 +153,6 @@ class RunGuards:
     def train(self):
         """Refuses to replace an earlier run's checkpoints (see the module doc), then trains."""
         refuse_to_replace_run(self.work_dir, self._resume, self.cfg.get('overwrite', False))
-        self._compile = False  # FlexibleRunner would hand it to the strategy to compile train_step
         return super().train()
 
     def load_or_resume(self) -> None:
@@ -248,6 +247,10 @@ class CheckedFlexibleRunner(RunGuards, FlexibleRunner):
     the config's ``strict_load`` (default True), resumes from the latest readable checkpoint, refuses to
     replace an earlier run and keeps the console quiet. The FSDP configs name it as their ``runner_type``.
     """
+
+    def train(self):
+        self._compile = False  # else FlexibleRunner has the strategy compile train_step; BlockCompileHook compiles
+        return super().train()
 
     def build_strategy(self, *args, **kwargs):
         strategy = super().build_strategy(*args, **kwargs)

@@ -30,6 +30,7 @@ from fdclip_mm.checkpoint import revise_keys as revise_state_dict_keys
 from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import STRATEGIES
 from .atomic_checkpoint_hook import atomic_open
+from .module_lists import innermost_module_lists
 
 #: Methods besides ``forward`` through which our models call sharded modules (the distiller calls
 #: ``student.forward_features``); registered where a unit has them.
@@ -58,10 +59,8 @@ def auto_shard_units(model: nn.Module) -> List[str]:
     for top_name, top in model.named_children():
         if not trained(top):
             continue
-        for name, module in top.named_modules(prefix=top_name):
-            if isinstance(module, nn.ModuleList) and not any(
-                    isinstance(inner, nn.ModuleList) for item in module for inner in item.modules()):
-                units += [f'{name}.{index}' for index, item in enumerate(module) if trained(item)]
+        for name, blocks in innermost_module_lists(top, prefix=top_name):
+            units += [f'{name}.{index}' for index, item in enumerate(blocks) if trained(item)]
         if not isinstance(top, CONTAINERS):  # FSDP2 shards modules that run a forward, not plain lists
             units.append(top_name)
     return sorted(dict.fromkeys(units), key=lambda name: -name.count('.'))
