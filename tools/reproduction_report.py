@@ -14,9 +14,12 @@ from typing import Dict, List, Optional, Tuple
 
 Value = Tuple[float, str]  # (number, source file relative to the work dir)
 
-MAIN_ROWS = (('scratch', 'scratch (random init)'), ('fd', 'FD (distilled from DINOv2)'),
-             ('teacher', 'DINOv2 ViT-S/14 teacher (reference)'))
-FROZEN_ROWS = (('scratch', 'random init'), ('fd', 'FD student'), ('teacher', 'DINOv2 teacher'))
+ROWS = (('scratch', '4-layer FDViT, scratch (random init)'), ('fd', '4-layer FDViT, FD (distilled from DINOv2)'),
+        ('teacher', 'DINOv2 ViT-S/14 itself (the teacher)'), ('fd-s', 'FDViT-S/14 (matched), FD (distilled)'),
+        ('scratch-s', 'FDViT-S/14 (matched), scratch (random init)'))
+FROZEN_ROWS = (('frozen_features.json', 'random init'), ('frozen_features.json', 'FD student'),
+               ('frozen_features_matched.json', 'random init S'), ('frozen_features_matched.json', 'FD-S student'),
+               ('frozen_features.json', 'DINOv2 teacher'))
 ABLATIONS = (('main', 'shared RPB, whitened targets, full input (main)'), ('no-whitening', 'no whitening'),
              ('ape', 'absolute position embedding'), ('rpb', 'per-layer RPB'), ('mask75', '25% input (masked)'))
 ANALYSED = ('DINOv2 teacher', 'FD student', 'random init', 'FD fine-tuned', 'scratch fine-tuned')
@@ -67,10 +70,6 @@ def _mean_std(values: List[float]) -> str:
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} ({len(values)} seeds)'
 
 
-def _seconds(timings: Dict[str, float], prefix: str) -> float:
-    return sum(v for k, v in timings.items() if k == prefix or k.startswith(prefix + ' '))
-
-
 def _machine() -> str:
     import torch
 
@@ -85,13 +84,48 @@ def _machine() -> str:
     return f'{cpu} ({describe_cpu()}), {os.cpu_count()} cores, torch {torch.__version__}'
 
 
+def chosen_lr(root: str, row: str) -> Optional[dict]:
+    """``finetune/<row>/chosen_lr.json`` (tools/reproduce.py's lr choice on the validation split), if written."""
+    path = osp.join(root, 'finetune', row, 'chosen_lr.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return dict(json.load(f), _file=path)
+
+
+def _chosen_runs(root: str, row: str) -> List[str]:
+    choice = chosen_lr(root, row)
+    if choice is None:
+        return []
+    name = next(name for name, entry in choice['grid'].items() if entry['lr'] == choice['chosen'])
+    return sorted(glob.glob(osp.join(root, 'finetune', row, name, 'seed*')))
+
+
+def grid_table(root: str, lr_grid: List[str]) -> List[str]:
+    lines = [
+        '| model | ' + ' | '.join(lr_grid) + ' | chosen |',
+        '|---' * (len(lr_grid) + 2) + '|',
+    ]
+    for row, label in ROWS:
+        choice = chosen_lr(root, row)
+        cells = []
+        for name in lr_grid:
+            entry = choice['grid'].get(name) if choice else None
+            source = osp.join(root, entry['source']) if entry else None
+            cells.append(_link((entry['val_top1'], source), root) if entry else 'not run')
+        chosen = 'not run' if choice is None else \
+            f'[{choice["chosen"]:.0e}]({osp.relpath(choice["_file"], root)})'
+        lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {chosen} |')
+    return lines
+
+
 def finetune_table(root: str) -> List[str]:
     lines = [
         '| model | fine-tuned top-1 on the 10k test images, mean ± std | per seed (test) | per seed '
         '(validation, 2k held-out train images) |', '|---|---|---|---|'
     ]
-    for row, label in MAIN_ROWS:
-        runs = sorted(glob.glob(osp.join(root, 'finetune', row, 'seed*')))
+    for row, label in ROWS:
+        runs = _chosen_runs(root, row)
         tests = [test_top1(run) for run in runs]
         vals = [last_scalar(run, 'accuracy/top1') for run in runs]
         done = [t for t in tests if t is not None]
@@ -102,13 +136,13 @@ def finetune_table(root: str) -> List[str]:
 
 
 def frozen_table(root: str) -> List[str]:
-    path = osp.join(root, 'frozen', 'frozen_features.json')
     lines = ['| model | 20-NN top-1 (test) | linear probe top-1 (test) |', '|---|---|---|']
-    results = {}
-    if osp.isfile(path):
-        with open(path) as f:
-            results = json.load(f)
-    for _, label in FROZEN_ROWS:
+    for name, label in FROZEN_ROWS:
+        path = osp.join(root, 'frozen', name)
+        results = {}
+        if osp.isfile(path):
+            with open(path) as f:
+                results = json.load(f)
         row = results.get(label)
         knn = (row['knn_top1'], path) if row else None
         linear = (row['linear_top1'], path) if row else None
@@ -119,11 +153,15 @@ def frozen_table(root: str) -> List[str]:
 def ablation_table(root: str) -> List[str]:
     lines = [
         '| distillation variant | final training loss | held-out feature error | fine-tuned top-1 (test, '
-        'seed 0) |', '|---|---|---|---|'
+        'seed 0, the FD row\'s lr) |', '|---|---|---|---|'
     ]
     for variant, label in ABLATIONS:
         run = osp.join(root, 'distill', variant)
-        finetune = osp.join(root, 'finetune', 'fd' if variant == 'main' else f'fd-{variant}', 'seed0')
+        runs = _chosen_runs(root, 'fd')
+        if variant != 'main':
+            lr = osp.basename(osp.dirname(runs[0])) if runs else 'none'
+            runs = sorted(glob.glob(osp.join(root, 'finetune', f'fd-{variant}', lr, 'seed*')))
+        finetune = runs[0] if runs else osp.join(root, 'missing')
         lines.append(f'| {label} | {_link(last_scalar(run, "loss"), root, 4)} | '
                      f'{_link(last_scalar(run, "distill/feature_error"), root, 4)} | '
                      f'{_link(test_top1(finetune), root)} |')
@@ -163,16 +201,9 @@ def timing_table(root: str) -> List[str]:
         with open(path) as f:
             timings = json.load(f)
     lines = ['| stage | wall time (s) |', '|---|---|']
-    groups = [
-        'targets', 'distill main', 'finetune scratch', 'test scratch', 'finetune fd', 'test fd', 'finetune teacher',
-        'test teacher', 'frozen features', 'attention distance', 'attention maps'
-    ]
-    groups += [f'distill {v}' for v, _ in ABLATIONS if v != 'main']
-    groups += [f'finetune fd-{v}' for v, _ in ABLATIONS if v != 'main']
-    for group in groups:
-        seconds = _seconds(timings, group)
-        if seconds:
-            lines.append(f'| {group} | [{seconds:.0f}]({osp.relpath(path, root)}) |')
+    for stage, seconds in timings.items():
+        lines.append(f'| {stage} | [{seconds:.1f}]({osp.relpath(path, root)}) |')
+    lines.append(f'| all stages (sum of the above) | {sum(timings.values()) / 60:.1f} min |')
     return lines
 
 
@@ -193,16 +224,22 @@ def write_report(root: str, configs: dict) -> str:
     now = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     variants = configs['variants']
     lines = [
-        '# Feature Distillation at laptop scale: Fashion-MNIST, DINOv2 ViT-S/14 -> 4-layer FDViT',
+        '# Feature Distillation at laptop scale: Fashion-MNIST, DINOv2 ViT-S/14 -> FDViT (4-layer and ViT-S/14)',
         '',
         f'Written {now} on {_machine()}' +
         (' (--quick: tiny budget, numbers are not results)' if configs.get('quick') else '') + '.',
         '',
-        f'Configs: distillation `{configs["fd"]}`, fine-tuning `{configs["finetune"]}` (scratch and FD rows), '
-        f'`{configs["teacher_finetune"]}` (teacher). Ablations: ' +
+        f'Configs: distillation `{configs["fd"]}` (4-layer), `{configs["fd_matched"]}` (matched); fine-tuning '
+        f'`{configs["finetune"]}` (4-layer rows), `{configs["finetune_matched"]}` (matched rows), '
+        f'`{configs["teacher_finetune"]}` (teacher). Training precision: '
+        f'{"tools/train.py --amp" if configs.get("amp") else "fp32 (--no-amp)"}. Ablations: ' +
         ', '.join(f'`{v}`' for k, v in variants.items() if k != 'main') + '.',
         '',
-        '## Fine-tuning (1,000 labelled images, one recipe, 30 epochs)',
+        '## Learning rate: seed 0 of every model at each lr of one grid, validation top-1 (2k held-out images)',
+        '',
+        *grid_table(root, configs['lr_grid']),
+        '',
+        '## Fine-tuning at the chosen lr (1,000 labelled images, one recipe, 20 epochs)',
         '',
         *finetune_table(root),
         '',
@@ -210,7 +247,7 @@ def write_report(root: str, configs: dict) -> str:
         '',
         *frozen_table(root),
         '',
-        '## Ablations (same distillation budget; fine-tuned like the FD row)',
+        '## Ablations of the 4-layer student (same distillation budget; fine-tuned like the FD row)',
         '',
         *ablation_table(root),
         '',
@@ -221,7 +258,7 @@ def write_report(root: str, configs: dict) -> str:
         'Plots: `analysis/attention_distance.png` (fig. 1: distance per head and layer), '
         '`analysis/attention_maps_*.png` (figs. 2-4: average attention map of every layer).',
         '',
-        '## Diagnostic runs (outside the fixed-recipe comparison)',
+        '## Diagnostic runs (outside the validated comparison)',
         '',
         *diagnostics_table(root),
         '',

@@ -60,13 +60,13 @@ def test_quick_reproduction_end_to_end(tmp_path):
     teacher = str(tmp_path / 'dinov2.pth')
     torch.save(dinov2_state_dict(hidden=64, layers=2, patch=14, image=56), teacher)
     work = str(tmp_path / 'reproduce')
-    args = ['--work-dir', work, '--data-root', data, '--teacher', teacher, '--stages', 'main', 'report']
+    args = ['--work-dir', work, '--data-root', data, '--teacher', teacher, '--stages', 'main', 'matched', 'report']
     first = reproduce(*args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
 
     report = open(osp.join(work, 'REPORT.md')).read()
-    for heading in ('## Fine-tuning', '## Frozen features', '## Ablations', '## Attention distance per layer',
-                    '## Wall time per stage'):
+    for heading in ('## Learning rate', '## Fine-tuning at the chosen lr', '## Frozen features', '## Ablations',
+                    '## Attention distance per layer', '## Wall time per stage'):
         assert heading in report
     links = LINK.findall(report)
     assert len(links) > 30
@@ -76,20 +76,42 @@ def test_quick_reproduction_end_to_end(tmp_path):
         digits = len(value.split('.')[1]) if '.' in value else 0
         assert any(round(x, digits) == float(value) for x in numbers_in(source)), (value, path)
     rows = {line.split('|')[1].strip(): line for line in report.splitlines() if line.startswith('| ')}
-    for row in ('scratch (random init)', 'FD (distilled from DINOv2)', 'DINOv2 ViT-S/14 teacher (reference)'):
-        assert '(1 seed)' in rows[row] and 'not run' not in rows[row], rows[row]
+    fine_tuned = report.split('## Fine-tuning at the chosen lr')[1].split('##')[0]
+    grid = report.split('## Learning rate')[1].split('##')[0]
+    for row in ('4-layer FDViT, scratch (random init)', '4-layer FDViT, FD (distilled from DINOv2)',
+                'DINOv2 ViT-S/14 itself (the teacher)', 'FDViT-S/14 (matched), FD (distilled)',
+                'FDViT-S/14 (matched), scratch (random init)'):
+        line = next(line for line in fine_tuned.splitlines() if line.startswith(f'| {row} |'))
+        assert '(1 seed)' in line and 'not run' not in line, line
+        line = next(line for line in grid.splitlines() if line.startswith(f'| {row} |'))
+        assert line.count('](') == 3 and 'not run' not in line, line  # two lrs (--quick) and the choice
     assert 'not run' in rows['no whitening']  # ablations were not asked for
+
+    # the lr is chosen on validation alone, and only the chosen lr is tested
+    for row in ('scratch', 'fd', 'teacher', 'fd-s', 'scratch-s'):
+        with open(osp.join(work, 'finetune', row, 'chosen_lr.json')) as f:
+            choice = json.load(f)
+        best = max(choice['grid'].values(), key=lambda entry: (entry['val_top1'], -entry['lr']))
+        assert choice['chosen'] == best['lr'] and set(choice['grid']) == {'lr1e-04', 'lr1e-03'}
+        tested = glob.glob(osp.join(work, 'finetune', row, 'lr*', 'seed*', 'test', 'metrics_file'))
+        assert [osp.basename(osp.dirname(osp.dirname(osp.dirname(t)))) for t in tested] == [f'lr{best["lr"]:.0e}']
     with open(osp.join(work, 'frozen', 'frozen_features.json')) as f:
-        frozen = json.load(f)
-    assert set(frozen) == {'DINOv2 teacher', 'FD student', 'random init'}
+        assert set(json.load(f)) == {'DINOv2 teacher', 'FD student', 'random init'}
+    with open(osp.join(work, 'frozen', 'frozen_features_matched.json')) as f:
+        assert set(json.load(f)) == {'FD-S student', 'random init S'}
+    # the matched student has the teacher's architecture (here the tiny stand-in's: width 64, 2 layers)
+    student = torch.load(osp.join(work, 'weights', 'fd_matched_cls.pth'), map_location='cpu')
+    student = student.get('state_dict', student)
+    assert student['backbone.patch_embed.projection.weight'].shape[0] == 64
+    assert not any('layers.2.' in key for key in student)
     assert osp.isfile(osp.join(work, 'analysis', 'attention_distance.png'))
 
     second = reproduce(*args)
     assert second.returncode == 0
-    assert '[run]' not in second.stdout and second.stdout.count('[skip]') >= 12
+    assert '[run]' not in second.stdout and second.stdout.count('[skip]') >= 20
 
     # a training stage cut short (no 'trained' mark) runs again with --resume from its last checkpoint
-    marks = sorted(glob.glob(osp.join(work, 'finetune', '*', 'seed0', 'trained')))
+    marks = sorted(glob.glob(osp.join(work, 'finetune', '*', 'lr*', 'seed0', 'trained')))
     assert marks and all(open(m).read().strip().endswith('.pth') for m in marks)
     os.remove(marks[0])
     third = reproduce(*args)
