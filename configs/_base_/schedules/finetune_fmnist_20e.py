@@ -1,7 +1,7 @@
 # Fine-tuning schedule of the small-scale reproduction, one recipe for every model (scratch, FD students, teacher):
 # Table 5 scaled down: AdamW (0.9, 0.999), wd 0.05, layer decay 0.85, 2 warm-up epochs, cosine over 20 epochs
 # (300 iterations of 64 on 1,000 images), gradient clipping 5.0. The peak lr below is only the default:
-# tools/reproduce.py runs every model at each lr of one grid (1e-4, 3e-4, 1e-3), picks each model's lr on the
+# tools/reproduce.py runs every model at each lr of one grid (3e-5, 1e-4, 3e-4, 1e-3), picks each model's lr on the
 # validation split, and only then tests it; nothing is tuned on the test set.
 base_lr = 1e-3
 min_lr = 1e-6
