@@ -4,6 +4,7 @@ Checks the report's structure, that every number in it is read from the file it 
 invocation skips every finished stage.
 """
 import glob
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -123,3 +124,44 @@ def test_quick_reproduction_end_to_end(tmp_path):
 def test_missing_inputs_are_named(tmp_path):
     result = reproduce('--work-dir', str(tmp_path / 'w'), '--data-root', str(tmp_path / 'nowhere'))
     assert result.returncode != 0 and 'scripts/fetch_fashion_mnist.py' in result.stderr + result.stdout
+
+
+def load_reproduce_tool():
+    """tools/reproduce.py as a module (it imports tools/reproduction_report.py from beside itself)."""
+    tools = osp.join(REPO, 'tools')
+    sys.path.insert(0, tools)
+    try:
+        spec = importlib.util.spec_from_file_location('fdclip_tools_reproduce', osp.join(tools, 'reproduce.py'))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(tools)
+    return module
+
+
+def test_lr_is_chosen_on_validation_and_again_when_the_grid_changes(tmp_path, monkeypatch):
+    tool = load_reproduce_tool()
+    validation = {'lr3e-05': 60.0, 'lr1e-04': 71.0, 'lr3e-04': 71.0, 'lr1e-03': 65.0}
+    trained = []
+
+    def fake_finetune(self, row, lr, seed, test):
+        """Writes the validation accuracy mmengine would log for ``lr`` (no training)."""
+        assert not test  # choosing never tests
+        trained.append(tool.lr_name(lr))
+        run_dir = self.path('finetune', row, tool.lr_name(lr), f'seed{seed}', '20261205_000000', 'vis_data')
+        os.makedirs(run_dir, exist_ok=True)
+        with open(osp.join(run_dir, 'scalars.json'), 'w') as f:
+            f.write(json.dumps({'accuracy/top1': validation[tool.lr_name(lr)], 'step': 20}) + '\n')
+
+    monkeypatch.setattr(tool.Reproduction, 'finetune', fake_finetune)
+    monkeypatch.setattr(tool, 'LR_GRID', (1e-4, 1e-3))
+    reproduction = tool.Reproduction(tool.parse_args(['--work-dir', str(tmp_path)]))
+    assert reproduction.chosen_lr('teacher') == 1e-4 and trained == ['lr1e-04', 'lr1e-03']
+    assert reproduction.chosen_lr('teacher') == 1e-4 and len(trained) == 2  # recorded: not chosen again
+
+    monkeypatch.setattr(tool, 'LR_GRID', (3e-5, 1e-4, 3e-4, 1e-3))
+    reproduction = tool.Reproduction(tool.parse_args(['--work-dir', str(tmp_path)]))
+    assert reproduction.chosen_lr('teacher') == 1e-4  # the tie 1e-4 / 3e-4 goes to the smaller lr
+    with open(osp.join(tmp_path, 'finetune', 'teacher', 'chosen_lr.json')) as f:
+        choice = json.load(f)
+    assert sorted(choice['grid']) == sorted(validation) and choice['grid']['lr3e-05']['val_top1'] == 60.0
