@@ -127,10 +127,7 @@ class Reproduction:
             after()
         if not osp.exists(output):
             raise SystemExit(f'[error] stage {name} finished without writing {output}')
-        self.record_time(name, time.time() - start)
-
-    def record_time(self, name: str, seconds: float) -> None:
-        self.timings[name] = round(seconds, 1)
+        self.timings[name] = round(time.time() - start, 1)
         with open(self.timings_path, 'w') as f:
             json.dump(self.timings, f, indent=1)
 
