@@ -93,12 +93,17 @@ def chosen_lr(root: str, row: str) -> Optional[dict]:
         return dict(json.load(f), _file=path)
 
 
-def _chosen_runs(root: str, row: str) -> List[str]:
+def _chosen_lr_name(root: str, row: str) -> Optional[str]:
+    """The grid name (folder) of ``row``'s chosen lr, e.g. ``lr1e-03``, if chosen."""
     choice = chosen_lr(root, row)
     if choice is None:
-        return []
-    name = next(name for name, entry in choice['grid'].items() if entry['lr'] == choice['chosen'])
-    return sorted(glob.glob(osp.join(root, 'finetune', row, name, 'seed*')))
+        return None
+    return next(name for name, entry in choice['grid'].items() if entry['lr'] == choice['chosen'])
+
+
+def _runs(root: str, row: str, lr_name: Optional[str]) -> List[str]:
+    """The seed folders of ``row`` at the lr named ``lr_name`` (none if no lr was chosen)."""
+    return sorted(glob.glob(osp.join(root, 'finetune', row, lr_name, 'seed*'))) if lr_name else []
 
 
 def grid_table(root: str, lr_grid: List[str]) -> List[str]:
@@ -125,7 +130,7 @@ def finetune_table(root: str) -> List[str]:
         '(validation, 2k held-out train images) |', '|---|---|---|---|'
     ]
     for row, label in ROWS:
-        runs = _chosen_runs(root, row)
+        runs = _runs(root, row, _chosen_lr_name(root, row))
         tests = [test_top1(run) for run in runs]
         vals = [last_scalar(run, 'accuracy/top1') for run in runs]
         done = [t for t in tests if t is not None]
@@ -137,13 +142,15 @@ def finetune_table(root: str) -> List[str]:
 
 def frozen_table(root: str) -> List[str]:
     lines = ['| model | 20-NN top-1 (test) | linear probe top-1 (test) |', '|---|---|---|']
-    for name, label in FROZEN_ROWS:
+    results = {}  # file name: its results, each file read once
+    for name in {name for name, _ in FROZEN_ROWS}:
         path = osp.join(root, 'frozen', name)
-        results = {}
         if osp.isfile(path):
             with open(path) as f:
-                results = json.load(f)
-        row = results.get(label)
+                results[name] = json.load(f)
+    for name, label in FROZEN_ROWS:
+        path = osp.join(root, 'frozen', name)
+        row = results.get(name, {}).get(label)
         knn = (row['knn_top1'], path) if row else None
         linear = (row['linear_top1'], path) if row else None
         lines.append(f'| {label} | {_link(knn, root)} | {_link(linear, root)} |')
@@ -155,12 +162,10 @@ def ablation_table(root: str) -> List[str]:
         '| distillation variant | final training loss | held-out feature error | fine-tuned top-1 (test, '
         'seed 0, the FD row\'s lr) |', '|---|---|---|---|'
     ]
+    fd_lr = _chosen_lr_name(root, 'fd')  # every ablation is fine-tuned at the FD row's lr
     for variant, label in ABLATIONS:
         run = osp.join(root, 'distill', variant)
-        runs = _chosen_runs(root, 'fd')
-        if variant != 'main':
-            lr = osp.basename(osp.dirname(runs[0])) if runs else 'none'
-            runs = sorted(glob.glob(osp.join(root, 'finetune', f'fd-{variant}', lr, 'seed*')))
+        runs = _runs(root, 'fd' if variant == 'main' else f'fd-{variant}', fd_lr)
         finetune = runs[0] if runs else osp.join(root, 'missing')
         lines.append(f'| {label} | {_link(last_scalar(run, "loss"), root, 4)} | '
                      f'{_link(last_scalar(run, "distill/feature_error"), root, 4)} | '
