@@ -2,7 +2,10 @@
 # bias (the distilled shared table is copied into every layer and resized to the grid when loaded), blocks
 # 4/6/8/12 -> ViTPyramidNeck -> FPN, ImageNet input statistics, ms-crop augmentation, 12 epochs, batch 16,
 # AdamW lr 2e-4, layer decay 0.75, lr x0.1 at epochs 9 and 11.
-# Init checkpoint (after distilling with configs/fd/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py):
+# Init checkpoint data/weights/fd/fd-clip-vit-b16_backbone.pth: the authors' released distilled FD-CLIP ViT-B/16
+# (configs/fd/metafile.yml, Converted From) through
+#   python tools/model_converters/official_fd_to_mmpretrain.py RELEASED.pth data/weights/fd/fd-clip-vit-b16_backbone.pth
+# or, after distilling with configs/fd/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py yourself:
 #   python tools/model_converters/fd_to_backbone.py \
 #       work_dirs/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k \
 #       data/weights/fd/fd-clip-vit-b16_backbone.pth

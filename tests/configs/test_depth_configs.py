@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 from fdclip_mm.converters import save_state_dict
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
-from fdclip_mm.models.backbones.rel_pos_bias import infer_grid, resize_rel_pos_bias_table
+from fdclip_mm.models.backbones.rel_pos_bias import geometric_resize_rel_pos_bias_table, infer_grid
 from ..conftest import clip_visual_state_dict, tiny_vit_arch
 from .test_configs import ALL_CONFIGS, REPO
 
@@ -117,7 +117,7 @@ def test_depth_config_loads_its_init_checkpoint_exactly(config, tmp_path):
     grid = (2, 2)
     for key, value in state.items():
         if key == 'rel_pos_bias.relative_position_bias_table':  # shared -> every layer, resized 3x3 -> 2x2
-            expected = resize_rel_pos_bias_table(value, infer_grid(value.shape[0]), grid)
+            expected = geometric_resize_rel_pos_bias_table(value, infer_grid(value.shape[0]), grid)
             for i in range(TINY['num_layers']):
                 key = f'layers.{i}.attn.rel_pos_bias.relative_position_bias_table'
                 torch.testing.assert_close(loaded[key], expected)

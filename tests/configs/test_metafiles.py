@@ -4,8 +4,10 @@ config folder's README has a table that agrees with its metafile.
 The metafiles follow mmpretrain's format (``Collections`` and ``Models``; ``Config`` and the collection's
 ``README`` relative to the repository root, as in mmpretrain, mmdet and mmseg). Where a model has ``Results``,
 its ``Metadata`` says where they come from: ``Results Source: reported by the paper (...)`` for the numbers of
-the paper (arXiv 2205.14141), ``Results Source: measured by fdclip_mm (README ..., DATE, MACHINE)``
-for our own runs.
+the paper (arXiv 2205.14141), ``Results Source: reported by the authors for their released ... model (...)`` for
+the top-1 the FD authors published with a released model (the entry then says where the model comes from under
+``Converted From``, as mmpretrain's converted models do), ``Results Source: measured by fdclip_mm (README ...,
+DATE, MACHINE)`` for our own runs.
 """
 import glob
 import math
@@ -19,6 +21,8 @@ from modelindex.load_model_index import load
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PAPER_MARK = 'reported by the paper'
+AUTHORS_MARK = 'reported by the authors for their released'
+OFFICIAL_CODE = 'https://github.com/SwinTransformer/Feature-Distillation'
 MEASURED_MARK = 'measured by fdclip_mm'
 # Folders whose results are the paper's, and folders whose results are our own measurements.
 PAPER_FOLDERS = ('fd', 'finetune_in1k', 'mask_rcnn_coco', 'upernet_ade20k', 'depth_nyuv2')
@@ -124,8 +128,23 @@ def test_collections():
 
 
 def test_no_weights_without_a_release():
-    """No weights have been published for these configs, so no entry may point to any."""
+    """We host no weights, so no entry may point to any; the authors' released files are named under
+    ``Converted From`` (with the official code), as mmpretrain names the originals of converted models."""
     assert not [m['Name'] for m in all_models() if 'Weights' in m]
+
+
+def test_released_models_are_the_converters_configs():
+    """The ten released files are named by the entries of the configs the converter names for them (distillation
+    config for a distilled file, fine-tuning config for a fine-tuned one), each with the official code."""
+    from fdclip_mm.converters.official_fd import CONFIGS
+    expected = sorted(osp.splitext(osp.basename(c))[0] for pair in CONFIGS.values() for c in pair)
+    converted = [m for m in all_models() if 'Converted From' in m]
+    assert sorted(m['Name'] for m in converted) == expected
+    for model in converted:
+        origin = model['Converted From']
+        assert set(origin) == {'Weights', 'Code'} and origin['Code'] == OFFICIAL_CODE, model['Name']
+        assert re.fullmatch(r'https://drive\.google\.com/file/d/[\w-]+/view\?usp=sharing', origin['Weights'])
+    assert len({m['Converted From']['Weights'] for m in converted}) == 10
 
 
 def test_results_say_where_they_come_from():
@@ -144,7 +163,10 @@ def test_results_say_where_they_come_from():
         for result in results:
             assert set(result) == {'Task', 'Dataset', 'Metrics'}, model['Name']
             assert result['Metrics'] and all(isinstance(v, (int, float)) for v in result['Metrics'].values())
-        if folder_of(model['Config']) in PAPER_FOLDERS:
+        if source.startswith(AUTHORS_MARK):
+            assert 'Converted From' in model and 'commit 2115145' in source, model['Name']
+            assert 'not reproduced here' in source, model['Name']
+        elif folder_of(model['Config']) in PAPER_FOLDERS:
             assert source.startswith(PAPER_MARK) and 'arXiv 2205.14141' in source, model['Name']
             assert 'not reproduced here' in source, model['Name']
         else:
@@ -194,7 +216,8 @@ def test_readme_table_matches_metafile(folder: str):
                 assert any(math.isclose(value, x, rel_tol=0, abs_tol=1e-9) for x in shown), \
                     f'{readme}: the row of {name} lacks {metric} {value} of the metafile'
         source = model['Metadata'].get('Results Source', '')
-        kind = 'paper' if source.startswith(PAPER_MARK) else 'measured' if source else ''
+        kind = 'paper' if source.startswith(PAPER_MARK) else 'authors' if source.startswith(AUTHORS_MARK) \
+            else 'measured' if source else ''
         assert cells[-1].split(' ')[0] == kind, f'{readme}: the row of {name} gives the source {cells[-1]!r}'
 
 

@@ -21,7 +21,7 @@ from fdclip_mm.converters import convert_fd_checkpoint, save_state_dict
 from fdclip_mm.converters.clip_to_vit import load_clip_as_vit
 from fdclip_mm.engine.layer_decay_optim_constructor import lr_and_wd_by_name
 from fdclip_mm.models.backbones import FDViT
-from fdclip_mm.models.backbones.rel_pos_bias import resize_rel_pos_bias_table
+from fdclip_mm.models.backbones.rel_pos_bias import geometric_resize_rel_pos_bias_table
 from ..conftest import clip_visual_state_dict, tiny_vit_arch
 from .test_configs import REPO
 
@@ -141,7 +141,7 @@ def test_upernet_config_builds_loads_and_predicts(config, tmp_path):
     torch.testing.assert_close(qkv, saved['layers.1.attn.qkv.weight'], rtol=0, atol=0)
     shared = saved.get('rel_pos_bias.relative_position_bias_table')
     if shared is not None:
-        resized = resize_rel_pos_bias_table(shared, (2, 2), (4, 4))
+        resized = geometric_resize_rel_pos_bias_table(shared, (2, 2), (4, 4))
         for layer in model.backbone.layers:
             torch.testing.assert_close(layer.attn.rel_pos_bias.relative_position_bias_table, resized)
     else:
@@ -265,7 +265,7 @@ def test_demo_student_loads_into_demo_backbone():
     student = torch.load(DEMO_STUDENT, weights_only=True)['state_dict']
     backbone.load_state_dict(student, strict=True)  # raises on any missing or unexpected key
     shared = student['rel_pos_bias.relative_position_bias_table']
-    resized = resize_rel_pos_bias_table(shared, (8, 8), (16, 16))
+    resized = geometric_resize_rel_pos_bias_table(shared, (8, 8), (16, 16))
     torch.testing.assert_close(backbone.layers[5].attn.rel_pos_bias.relative_position_bias_table, resized)
     with torch.no_grad():
         feats = backbone.eval()(torch.randn(1, 3, 224, 224))

@@ -14,7 +14,8 @@ from torch.utils.checkpoint import checkpoint
 
 from fdclip_mm.checkpoint import load_state_dict_exactly, read_state_dict
 from fdclip_mm.registry import MODELS
-from .rel_pos_bias import RelativePositionBias, fit_rel_pos_bias_table, infer_grid, select_token_bias
+from .rel_pos_bias import (RelativePositionBias, fit_rel_pos_bias_table, geometric_resize_rel_pos_bias_table,
+                           infer_grid, select_token_bias)
 from .vit_block import ViTBlock
 
 POS_EMBEDS = ('ape', 'rpb', 'shared_rpb')
@@ -37,12 +38,13 @@ class FDViT(BaseModule):
     except the per-layer RPB, which lives in ``layers.N.attn.rel_pos_bias``; BEiT checkpoints load as they are.
 
     Loading a state dict adapts it to this model: a shared RPB table is copied into every layer when the
-    model uses per-layer tables; RPB tables and absolute position embeddings are fitted to this model's
-    patch grid (an RPB table keeps the offsets a smaller grid has and is resized along longer sides, see
-    ``fit_rel_pos_bias_table``; position embeddings are resized); and the distilled final norm ``ln1`` is
-    dropped when ``final_norm=False`` (classification and dense-task backbones). A distilled student thus
-    loads with no missing and no unexpected key. Inputs of any size divisible by the patch size run; their
-    position encodings are fitted the same way on the fly when the grid differs from ``img_size``'s.
+    model uses per-layer tables; RPB tables and absolute position embeddings are resized to this model's
+    patch grid (an RPB table as the official FD fine-tuning and BEiT do, ``geometric_resize_rel_pos_bias_table``,
+    on square grids, else ``fit_rel_pos_bias_table``; position embeddings bicubically); and the distilled final
+    norm ``ln1`` is dropped when ``final_norm=False`` (classification and dense-task backbones). A distilled
+    student thus loads with no missing and no unexpected key. Inputs of any size divisible by the patch size
+    run; their RPB tables are fitted on the fly when the grid differs from ``img_size``'s (the table keeps the
+    offsets a smaller grid has and is resized bicubically along longer sides, ``fit_rel_pos_bias_table``).
 
     Args:
         arch: ``'tiny'``, ``'small'``, ``'base'``, ``'large'`` (or their initials), or a dict with
@@ -353,9 +355,14 @@ class FDViT(BaseModule):
             if key not in state_dict or state_dict[key].shape == param.shape:
                 continue
             if name.endswith('relative_position_bias_table'):
-                src = infer_grid(state_dict[key].shape[0])
-                state_dict[key] = fit_rel_pos_bias_table(state_dict[key], src, self.patch_resolution)
-                print_log(f'Fitted {key} from a {src} to a {self.patch_resolution} patch grid', logger='current')
+                src, dst = infer_grid(state_dict[key].shape[0]), self.patch_resolution
+                if dst[0] == dst[1]:
+                    state_dict[key] = geometric_resize_rel_pos_bias_table(state_dict[key], src, dst)
+                    how = 'geometric bicubic spline, as the official FD fine-tuning'
+                else:
+                    state_dict[key] = fit_rel_pos_bias_table(state_dict[key], src, dst)
+                    how = 'kept offsets, bicubic along longer sides'
+                print_log(f'Resized {key} from a {src} to a {dst} patch grid ({how})', logger='current')
             elif name == 'pos_embed':
                 side = int(math.isqrt(state_dict[key].shape[1] - 1))
                 state_dict[key] = resize_pos_embed(

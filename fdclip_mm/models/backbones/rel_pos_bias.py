@@ -4,8 +4,9 @@ The table holds ``(2h-1)(2w-1)`` entries for patch-to-patch offsets plus 3 for c
 cls->cls, one column per head. Parameter names match mmpretrain's ``BEiTViT`` so checkpoints load both ways.
 """
 from functools import lru_cache
-from typing import Tuple
+from typing import List, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,6 +85,53 @@ def fit_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.T
         offsets = offsets[:, src[0] - kept[0]:src[0] + kept[0] - 1, src[1] - kept[1]:src[1] + kept[1] - 1]
         table = _with_class_rows(offsets, table)
     return resize_rel_pos_bias_table(table, kept, dst)
+
+
+def geometric_offsets(src_side: int, dst_side: int) -> Tuple[List[float], List[float]]:
+    """Where the ``2 src_side - 1`` offsets of a learned table sit among the ``2 dst_side - 1`` offsets of a new
+    one, as BEiT and the official FD fine-tuning place them: a geometric progression whose ratio makes the largest
+    offset reach (at most) ``dst_side - 1``, so that near offsets stay near. Returns (source positions, target
+    positions), both symmetric around 0."""
+    src_half, dst_half = (2 * src_side - 1) // 2, (2 * dst_side - 1) // 2
+    left, right = 1.01, 1.5
+    while right - left > 1e-6:
+        ratio = (left + right) / 2.0
+        if (1.0 - ratio**src_half) / (1.0 - ratio) > dst_half:
+            right = ratio
+        else:
+            left = ratio
+    distances, current = [], 1.0
+    for i in range(src_half):
+        distances.append(current)
+        current += ratio**(i + 1)
+    source = [-d for d in reversed(distances)] + [0.0] + distances
+    target = [float(t) for t in range(-dst_half, dst_half + 1)]
+    return source, target
+
+
+def geometric_resize_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.Tensor:
+    """Resizes an RPB table from a square ``src`` patch grid to a square ``dst`` one as the official FD
+    ``load_pretrained`` (and BEiT) do: each head's offset map is a bicubic interpolating spline over the geometric
+    positions of :func:`geometric_offsets`, evaluated at the target's integer offsets (outside the source's range
+    at its edge values); the class-token rows are kept.
+
+    The official code calls ``scipy.interpolate.interp2d(kind='cubic')``, which SciPy 1.14 removed; SciPy names
+    ``RectBivariateSpline`` (the same FITPACK interpolating spline on a rectangular grid) as its replacement on
+    regular grids, which this uses. mmpretrain's and mmseg's BEiT resize their tables with ``interp2d`` and fail
+    on SciPy >= 1.14.
+    """
+    from scipy.interpolate import RectBivariateSpline
+
+    src, dst = tuple(src), tuple(dst)
+    if src == dst:
+        return table
+    if src[0] != src[1] or dst[0] != dst[1]:
+        raise ValueError(f'the geometric RPB resize takes square grids only, got {src} -> {dst}')
+    source, target = geometric_offsets(src[0], dst[0])
+    offsets = _offset_grid(table, src).double().cpu().numpy()
+    degree = min(3, len(source) - 1)  # a 2 x 2 grid has 3 offsets per side: too few for a cubic (scipy refuses)
+    resized = [RectBivariateSpline(source, source, head, kx=degree, ky=degree, s=0)(target, target) for head in offsets]
+    return _with_class_rows(torch.tensor(np.stack(resized), dtype=torch.float32, device=table.device), table)
 
 
 def infer_grid(table_rows: int) -> Grid:

@@ -4,6 +4,7 @@ from mmpretrain.models.backbones import BEiTViT
 
 from fdclip_mm.checkpoint import CheckpointFileError, CheckpointMismatchError
 from fdclip_mm.models.backbones import FDViT
+from fdclip_mm.models.backbones.rel_pos_bias import geometric_resize_rel_pos_bias_table
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 POS_TO_BEIT = {
@@ -105,23 +106,40 @@ def test_distilled_student_loads_strictly_into_a_dense_backbone():
     dense.load_state_dict(student.state_dict(), strict=True)
     assert dense.ln1 is None
     dense.eval()
+    same_grid = tiny('shared_rpb', img_size=64, final_norm=True).eval()  # the student, its table resized as loaded
+    same_grid.load_state_dict(student.state_dict(), strict=True)
     x = torch.randn(1, 3, 64, 64)
-    tokens = student.forward_features(x)  # ends with the final norm the dense backbone leaves out
+    tokens = same_grid.forward_features(x)  # ends with the final norm the dense backbone leaves out
     last = dense(x)[-1]
     assert last.shape == (1, 32, 8, 8)
-    torch.testing.assert_close(student.ln1(last.flatten(2).transpose(1, 2)), tokens[:, 1:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(same_grid.ln1(last.flatten(2).transpose(1, 2)), tokens[:, 1:], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize('pos_embed', ['ape', 'rpb', 'shared_rpb'])
-def test_loading_resizes_to_new_resolution_like_on_the_fly(pos_embed):
-    small = randomize_(tiny(pos_embed, img_size=32))
-    big = tiny(pos_embed, img_size=48)
+def test_loading_resizes_position_embeddings_like_on_the_fly():
+    small = randomize_(tiny('ape', img_size=32))
+    big = tiny('ape', img_size=48)
     big.load_state_dict(small.state_dict(), strict=True)
     big.eval()
     x = torch.randn(1, 3, 48, 48)
-    # The 32-px model resizes its encodings on the fly for a 48-px input: same result as loading resized.
+    # The 32-px model resizes its position embedding on the fly for a 48-px input: same result as loading resized.
     torch.testing.assert_close(big(x)[0], small(x)[0], atol=1e-5, rtol=1e-5)
     assert big(x)[0].shape == (1, 1 + 36, 32)
+
+
+@pytest.mark.parametrize('pos_embed', ['rpb', 'shared_rpb'])
+def test_loading_resizes_rpb_tables_as_the_official_fine_tuning(pos_embed):
+    """A checkpoint of another grid: every RPB table resized as the official load_pretrained does (geometric), on
+    larger and smaller square grids alike; on the fly, inputs of another size keep the offsets they share."""
+    small = randomize_(tiny(pos_embed, img_size=32))
+    for img_size in (48, 16):
+        other = tiny(pos_embed, img_size=img_size)
+        other.load_state_dict(small.state_dict(), strict=True)
+        grid = (img_size // 8, ) * 2
+        loaded = {k: v for k, v in other.state_dict().items() if k.endswith('relative_position_bias_table')}
+        assert len(loaded) == (2 if pos_embed == 'rpb' else 1)
+        for key, table in loaded.items():
+            torch.testing.assert_close(
+                table, geometric_resize_rel_pos_bias_table(small.state_dict()[key], (4, 4), grid), rtol=0, atol=0)
 
 
 def test_beit_per_layer_checkpoint_keys_load():
