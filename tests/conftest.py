@@ -273,3 +273,10 @@ def esvit_checkpoint(path: str,
     wrapped.update({'module.' + k: v for k, v in heads.items()})
     torch.save(dict(student=wrapped, teacher={'backbone.' + k: v for k, v in backbone.items()}, epoch=300), path)
     return backbone
+
+
+def assert_inferencers_find_the_loader(cfg) -> None:
+    """The test pipeline starts with the libraries' own ``LoadImageFromFile``, the transform mmpretrain's
+    inferencers remove and mmdet's / mmseg's replace by name (any other loader fails there)."""
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    assert pipeline[0]['type'] == 'LoadImageFromFile', f'test pipeline starts with {pipeline[0]["type"]}'

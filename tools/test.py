@@ -10,6 +10,7 @@ does not fit the model exactly (set ``strict_load = False`` in the config to loa
 Examples:
     python tools/test.py CONFIG CHECKPOINT
     python tools/test.py CONFIG CHECKPOINT --out results.pkl
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis   # draw the predictions, as the library's own test.py
     tools/dist_test.sh CONFIG CHECKPOINT 8
 """
 import argparse
@@ -17,7 +18,7 @@ import os
 import os.path as osp
 import sys
 import warnings
-from typing import Dict
+from typing import Dict, Optional
 
 # mmengine 0.10.7 imports setuptools' deprecated pkg_resources: not the user's to act on.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
@@ -48,6 +49,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', help='dump the predictions to this pickle file (.pkl or .pickle) with DumpResults')
     parser.add_argument('--amp', action='store_true', help='test with automatic mixed precision (bfloat16 on CPU)')
     parser.add_argument(
+        '--show-dir',
+        help="draw the predictions into this folder (mmpretrain: as given; mmdet: under the run's folder in the "
+        "work dir; mmseg: the visualizer's save_dir), through the config's visualisation hook")
+    parser.add_argument('--show', action='store_true', help='show the drawn predictions in a window')
+    parser.add_argument('--wait-time', type=float, default=2, help='seconds each shown image stays (with --show)')
+    parser.add_argument('--interval', type=int, default=1, help='draw every N-th test image (default: every one)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -64,6 +72,35 @@ def parse_args() -> argparse.Namespace:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error('--out must be a .pkl or .pickle file')
     return args
+
+
+def enable_visualization(cfg: Config, show_dir: Optional[str], show: bool, wait_time: float, interval: int = 1) -> None:
+    """Turns on the config's visualisation hook as mmpretrain's, mmdet's and mmseg's own ``tools/test.py`` do.
+
+    Raises:
+        ValueError: The config has no visualisation hook of those libraries, or its model predicts nothing to draw
+            (a distiller).
+    """
+    if str(cfg.model.get('type', '')).endswith('FeatureDistiller'):
+        raise ValueError('--show-dir/--show: a FeatureDistiller predicts a feature error per image, nothing to draw; '
+                         'draw with the fine-tuning or dense-task config of its student')
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    kind = str(hook.get('type', '')).split('.')[-1] if hook else None
+    if kind == 'VisualizationHook':  # mmpretrain
+        hook.update(enable=True, show=show, wait_time=wait_time, interval=interval)
+        if show_dir:
+            hook['out_dir'] = show_dir
+    elif kind == 'DetVisualizationHook':
+        hook.update(draw=True, show=show, wait_time=wait_time, interval=interval)
+        if show_dir:
+            hook['test_out_dir'] = show_dir
+    elif kind == 'SegVisualizationHook':
+        hook.update(draw=True, show=show, wait_time=wait_time, interval=interval)
+        if show_dir:
+            cfg.visualizer['save_dir'] = show_dir
+    else:
+        raise ValueError(f'--show-dir/--show: default_hooks.visualization of the config is {hook!r}, not the '
+                         "visualisation hook of mmpretrain, mmdet or mmseg (inherit the library's default_runtime)")
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
@@ -95,6 +132,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             warn_if_bf16_is_slow('cpu', '--amp on CPU')
 
     merge_cfg_options(cfg, args.cfg_options)
+    if args.show_dir or args.show:
+        enable_visualization(cfg, args.show_dir, args.show, args.wait_time, args.interval)
     return cfg
 
 
@@ -106,7 +145,11 @@ def main() -> Dict[str, float]:
     """
     args = parse_args()
     cfg = Config.fromfile(args.config)
-    cfg = merge_args(cfg, args)
+    try:
+        cfg = merge_args(cfg, args)
+    except ValueError as err:
+        print(f'[error] {err}', file=sys.stderr)
+        sys.exit(2)
     try:
         prepare_cpu_distributed(cfg, cfg.launcher)
         runner = build_checked_runner(cfg)

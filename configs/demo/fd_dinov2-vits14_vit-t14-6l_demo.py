@@ -48,7 +48,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 val_pipeline = [
-    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='ResizeEdge', scale=128, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=img_size),
     dict(type='PackInputs'),

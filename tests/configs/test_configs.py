@@ -13,8 +13,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..conftest import (clip_visual_state_dict, dinov2_state_dict, esvit_checkpoint, scheduled_lrs, timm_vit_state_dict,
-                        tiny_vit_arch, write_image_folder)
+from ..conftest import (assert_inferencers_find_the_loader, clip_visual_state_dict, dinov2_state_dict, esvit_checkpoint,
+                        scheduled_lrs, timm_vit_state_dict, tiny_vit_arch, write_image_folder)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ALL_CONFIGS = sorted(
@@ -117,6 +117,7 @@ def shrink(cfg: Config, tmp_path) -> Config:
 @pytest.mark.parametrize('config', CONFIGS)
 def test_config_builds_and_trains(config, tmp_path):
     cfg = shrink(Config.fromfile(osp.join(REPO, config)), tmp_path)
+    assert_inferencers_find_the_loader(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
     ckpt = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu', weights_only=True)

@@ -19,7 +19,7 @@ from fdclip_mm.converters import save_state_dict
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.backbones.rel_pos_bias import geometric_resize_rel_pos_bias_table, infer_grid
-from ..conftest import clip_visual_state_dict, tiny_vit_arch
+from ..conftest import assert_inferencers_find_the_loader, clip_visual_state_dict, tiny_vit_arch
 from .test_configs import ALL_CONFIGS, REPO
 
 DEPTH_CONFIGS = [p for p in ALL_CONFIGS if osp.basename(p).startswith('depth_')]
@@ -105,6 +105,7 @@ def test_depth_config_loads_its_init_checkpoint_exactly(config, tmp_path):
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, DefaultScope, init_default_scope
     cfg = shrink(Config.fromfile(osp.join(REPO, config)), tmp_path)
+    assert_inferencers_find_the_loader(cfg)
     state = tiny_init_checkpoint(cfg.model.backbone, str(tmp_path / 'init.pth'))
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         init_default_scope(cfg.default_scope)

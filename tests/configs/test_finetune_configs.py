@@ -15,7 +15,8 @@ from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
 from fdclip_mm.converters.to_classifier import save_classifier_checkpoint, student_to_classifier_backbone
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import clip_visual_state_dict, dinov2_state_dict, scheduled_lrs, tiny_vit_arch, write_image_folder
+from ..conftest import (assert_inferencers_find_the_loader, clip_visual_state_dict, dinov2_state_dict, scheduled_lrs,
+                        tiny_vit_arch, write_image_folder)
 from .test_configs import ALL_CONFIGS, REPO, is_classification_config
 
 FT_CONFIGS = [p for p in ALL_CONFIGS if is_classification_config(p)]
@@ -127,6 +128,7 @@ def test_finetune_config_builds(config, tmp_path):
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DATASETS, MODELS, DefaultScope, init_default_scope
     cfg = shrink(Config.fromfile(osp.join(REPO, config)), tmp_path)
+    assert_inferencers_find_the_loader(cfg)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         init_default_scope(cfg.default_scope)
         import fdclip_mm  # noqa: F401  (custom_imports)

@@ -21,7 +21,7 @@ from mmengine.runner import Runner
 
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import clip_visual_state_dict, tiny_vit_arch
+from ..conftest import assert_inferencers_find_the_loader, clip_visual_state_dict, tiny_vit_arch
 from .test_configs import ALL_CONFIGS, REPO
 
 MASK_RCNN_CONFIGS = [p for p in ALL_CONFIGS if osp.basename(p).startswith('mask-rcnn_')]
@@ -235,6 +235,7 @@ def test_builds_loads_init_and_runs(config, tmp_path):
     """Init checkpoint: zero missing / unexpected keys; loss and predict on real pipeline outputs."""
     from mmengine.optim import build_optim_wrapper
     cfg = shrink(Config.fromfile(osp.join(REPO, config)), tmp_path)
+    assert_inferencers_find_the_loader(cfg)
     model = build_model(cfg)
     assert [type(m).__name__ for m in model.neck] == ['ViTPyramidNeck', 'FPN']
 

@@ -14,6 +14,7 @@ from mmpretrain.models import SwinTransformer
 
 from fdclip_mm.converters import convert_fd_checkpoint
 from fdclip_mm.engine.layer_decay_optim_constructor import lr_and_wd_by_name
+from ..conftest import assert_inferencers_find_the_loader
 from .test_configs import REPO
 
 MASK_RCNN = 'configs/mask_rcnn_coco/mask-rcnn_fd-clip-swin-t_fpn_ms-crop-1x_coco.py'
@@ -41,6 +42,7 @@ def student_backbone(tmp_path):
 
 def shrunk(config: str, backbone: str) -> Config:
     cfg = Config.fromfile(f'{REPO}/{config}')
+    assert_inferencers_find_the_loader(cfg)
     cfg.model.backbone.update(embed_dims=TINY['embed_dims'], depths=TINY['depths'], num_heads=TINY['num_heads'])
     cfg.model.backbone.init_cfg.checkpoint = backbone
     if 'neck' in cfg.model:  # Mask R-CNN: FPN over the four stages

@@ -22,7 +22,7 @@ from fdclip_mm.converters.clip_to_vit import load_clip_as_vit
 from fdclip_mm.engine.layer_decay_optim_constructor import lr_and_wd_by_name
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.backbones.rel_pos_bias import geometric_resize_rel_pos_bias_table
-from ..conftest import clip_visual_state_dict, tiny_vit_arch
+from ..conftest import assert_inferencers_find_the_loader, clip_visual_state_dict, tiny_vit_arch
 from .test_configs import REPO
 
 FD_CONFIG = 'configs/upernet_ade20k/upernet_fd-clip-vit-b16_8xb2-160k_ade20k-512x512.py'
@@ -125,6 +125,7 @@ def test_upernet_config_builds_loads_and_predicts(config, tmp_path):
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DATASETS, MODELS, DefaultScope, init_default_scope
     cfg = shrink(load(config), tmp_path)
+    assert_inferencers_find_the_loader(cfg)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         init_default_scope(cfg.default_scope)
         import fdclip_mm  # noqa: F401  (custom_imports)

@@ -10,7 +10,11 @@ train_pipeline = [
     dict(type='Resize', scale=(img_size, img_size), backend='pillow', interpolation='bicubic'),
     dict(type='PackInputs'),
 ]
-test_pipeline = train_pipeline
+test_pipeline = [  # the same view, read by the loader the libraries' inferencers recognise
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(img_size, img_size), backend='pillow', interpolation='bicubic'),
+    dict(type='PackInputs'),
+]
 
 train_dataloader = dict(
     batch_size=128,

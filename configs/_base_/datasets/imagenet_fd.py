@@ -11,7 +11,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 val_pipeline = [
-    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),

@@ -1,7 +1,8 @@
 # COCO instance segmentation with the multi-scale + random-crop training augmentation of mmdet's
 # transformer recipes (Swin Mask R-CNN "ms-crop", from DETR): short side 480-800 (long side <= 1333), or
-# resize to 400-600, crop 384-600 and resize again; 2 images per GPU. Images are read by
-# fdclip_mm.CheckedLoadImageFromFile.
+# resize to 400-600, crop 384-600 and resize again; 2 images per GPU. Training images are read by
+# fdclip_mm.CheckedLoadImageFromFile (a broken file is named); test images by mmcv's LoadImageFromFile, which
+# mmdet's DetInferencer recognises and replaces.
 _base_ = 'mmdet::_base_/datasets/coco_instance.py'
 
 backend_args = None
@@ -27,7 +28,7 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='fdclip_mm.CheckedLoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),

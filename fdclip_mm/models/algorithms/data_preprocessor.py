@@ -18,6 +18,16 @@ def _channel_stats(values: Sequence[float], name: str) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
 
 
+class DistillInputs(dict):
+    """``dict(student=..., teacher=...)``, the normalised batches, that also answers ``shape`` as the student's batch
+    does: mmpretrain's ``FeatureExtractor`` (and other callers written for one image tensor) size their output by
+    ``inputs.shape[0]``."""
+
+    @property
+    def shape(self) -> torch.Size:
+        return self['student'].shape
+
+
 @MODELS.register_module()
 class DistillDataPreprocessor(BaseDataPreprocessor):
     """Stacks uint8 images and returns ``dict(student=..., teacher=...)`` normalised inputs.
@@ -87,4 +97,4 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
                 (images - self.teacher_mean[i:i + 1]) / self.teacher_std[i:i + 1] for i in range(self.num_teachers))
         else:
             teacher = (images - self.teacher_mean) / self.teacher_std
-        return dict(inputs=dict(student=student, teacher=teacher), data_samples=data.get('data_samples'))
+        return dict(inputs=DistillInputs(student=student, teacher=teacher), data_samples=data.get('data_samples'))

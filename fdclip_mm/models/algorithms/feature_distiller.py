@@ -173,6 +173,15 @@ class FeatureDistiller(BaseModel):
             return [self.target_cache.targets(data_samples, inputs['student'].device)]
         return [teacher(batch) for teacher, batch in zip(self.teachers, self.teacher_inputs(inputs))]
 
+    def extract_feat(self, inputs: Union[Dict[str, torch.Tensor], torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        """The student backbone's outputs (its ``forward``: ``out_indices`` and ``out_type`` apply), as mmpretrain's
+        models give them to ``FeatureExtractor`` and ``get_model(...).extract_feat``.
+
+        Args:
+            inputs: The data preprocessor's output (``dict(student=..., teacher=...)``) or the student's images.
+        """
+        return self.student(inputs['student'] if isinstance(inputs, dict) else inputs)
+
     def student_features(self, images: torch.Tensor) -> FeatureMap:
         """The student's output on whole images as a :class:`FeatureMap`."""
         if self.masks_tokens:
