@@ -17,7 +17,6 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from fdclip_mm.converters.official_fd import convert_official_fd
-from ..conftest import tiny_vit_arch
 from ..converters.official_fd_layout import official_vit_state, tiny_beit, write_official_file
 from .test_configs import REPO
 
