@@ -194,6 +194,19 @@ def project_dir(user_project):
     return work
 
 
+# One image through an inferencer of the libraries (``{inferencer}`` imports it as ``Inferencer``).
+INFERENCE_SCRIPT = '''
+import glob
+import fdclip_mm  # noqa: F401
+{inferencer}
+image = sorted(glob.glob({image!r}))[0]
+result = Inferencer({config!r}, {weights}, device='cpu')(image, **({{}} if 'Classification' in Inferencer.__name__
+                                                                 else dict(out_dir='inferred')))
+predictions = result if isinstance(result, list) else result['predictions']
+print('predictions:', len(predictions) if isinstance(predictions, list) else 1)
+'''
+
+
 def run_in_project(user_project, project_dir, *args) -> subprocess.CompletedProcess:
     env = dict(
         os.environ,
@@ -220,6 +233,15 @@ def test_mmdet_tools_and_mim_run_configs_inheriting_ours_and_using_our_modules(u
                             'mim_mmdet/iter_2.pth', '--work-dir', 'mim_mmdet_test')
     # two iterations detect nothing yet (mmdet's CocoMetric logs an empty result): the run is what is tested
     assert 'Iter(test) [2/2]' in tested.stdout and 'Testing finished successfully' in tested.stdout
+    # mmdet's DetInferencer (what its demo/image_demo.py runs) on a config inheriting ours, with the trained weights
+    inferred = run_in_project(
+        user_project, project_dir, python, '-c',
+        INFERENCE_SCRIPT.format(
+            inferencer='from mmdet.apis import DetInferencer as Inferencer',
+            config='mask_rcnn_inheriting.py',
+            weights="weights='mmdet_inheriting/iter_2.pth'",
+            image='coco/val2017/*.jpg'))
+    assert 'predictions: 1' in inferred.stdout and glob.glob(str(project_dir / 'inferred' / 'vis' / '*.jpg'))
 
 
 def test_mmseg_and_mmpretrain_tools_run_configs_inheriting_ours(user_project, project_dir):
@@ -230,6 +252,21 @@ def test_mmseg_and_mmpretrain_tools_run_configs_inheriting_ours(user_project, pr
     run_in_project(user_project, project_dir, python, 'mmpretrain_tools/train.py', 'finetune_inheriting.py',
                    '--work-dir', 'mmpretrain_inheriting')
     assert osp.isfile(project_dir / 'mmpretrain_inheriting' / 'epoch_1.pth')
+    # the libraries' inferencers on the same configs and weights; our model index in mmpretrain's
+    for inferencer, config, weights, image in (
+        ('from mmseg.apis import MMSegInferencer as Inferencer', 'upernet_inheriting.py',
+         "weights='mmseg_inheriting/iter_2.pth'", 'ade/ADEChallengeData2016/images/validation/*.jpg'),
+        ('from mmpretrain import ImageClassificationInferencer as Inferencer', 'finetune_inheriting.py',
+         "pretrained='mmpretrain_inheriting/epoch_1.pth'", 'digits/val/*/*.jpg'),
+    ):
+        inferred = run_in_project(
+            user_project, project_dir, python, '-c',
+            INFERENCE_SCRIPT.format(inferencer=inferencer, config=config, weights=weights, image=image))
+        assert 'predictions: 1' in inferred.stdout, inferred.stdout
+    listed = run_in_project(
+        user_project, project_dir, python, '-c', 'import fdclip_mm, mmpretrain; '
+        "print(mmpretrain.list_models('fd-clip-vit-b16_16xb128*'))")
+    assert 'fd-clip-vit-b16_16xb128-100e_in1k' in listed.stdout
 
 
 def test_mim_train_and_test_fdclip_mm_run_our_tools_from_the_wheel(user_project, project_dir):
