@@ -35,6 +35,14 @@ PRED_FEAT_TEACHERS = {
     'DEIT': 'DeiT ViT-B/16',
     'ESVIT': 'EsViT Swin-B',
 }
+#: The official configs' ``TAG`` (``fd_pretrain__<teacher>__...`` / ``fd_finetune__<teacher>__...``) -> the teacher.
+TAG_TEACHERS = {
+    'clip_vit_base': 'CLIP ViT-B/16',
+    'clip_vit_large': 'CLIP ViT-L/14',
+    'dino_vit_base': 'DINO ViT-B/16',
+    'deit_vit_base': 'DeiT ViT-B/16',
+    'esvit_swin_base': 'EsViT Swin-B',
+}
 #: Architectures of the released students, by (kind, width, depth(s), patch).
 NAMED_ARCHS = {
     ('vit', 768, (12, ), 16): 'ViT-B/16',
@@ -90,6 +98,11 @@ class OfficialFDModel:
     def configs(self) -> Optional[Tuple[str, str]]:
         """(distillation config, fine-tuning / evaluation config) of ours for this model, if it is a released one."""
         return CONFIGS.get((self.arch, self.teacher))
+
+    def candidate_configs(self) -> Dict[str, Tuple[str, str]]:
+        """Teacher -> our configs, for every released model of this architecture (where the file does not show
+        the teacher, e.g. DINO or DeiT)."""
+        return {teacher: configs for (arch, teacher), configs in CONFIGS.items() if arch == self.arch}
 
 
 def _block_indices(state: Tensors, pattern: str) -> Dict[int, int]:
@@ -166,6 +179,15 @@ def _teacher_from_weights(state: Tensors) -> Optional[str]:
     return None
 
 
+def _teacher_from_config(checkpoint: OfficialFDCheckpoint) -> Optional[str]:
+    """The teacher the file's official config names: ``DEV.PRED_FEAT`` (distillation) or its ``TAG``."""
+    teacher = PRED_FEAT_TEACHERS.get(checkpoint.config_value('DEV', 'PRED_FEAT'))
+    tag = checkpoint.config_value('TAG')
+    if teacher is None and isinstance(tag, str) and tag.count('__') >= 2:
+        teacher = TAG_TEACHERS.get(tag.split('__')[1])
+    return teacher
+
+
 def identify_official_fd(checkpoint: OfficialFDCheckpoint) -> OfficialFDModel:
     """Which released model ``checkpoint`` holds, from its keys and shapes (and its config, if any).
 
@@ -190,8 +212,7 @@ def identify_official_fd(checkpoint: OfficialFDCheckpoint) -> OfficialFDModel:
     if not distilled and 'head.weight' not in state:
         raise OfficialKeyError(f'{path} has no classifier (head.weight) and no encoder.* student: expected {EXPECTED}')
     width, depths, patch, img_size = shape
-    pred_feat = checkpoint.config_value('DEV', 'PRED_FEAT')
-    teacher = PRED_FEAT_TEACHERS.get(pred_feat) or (_teacher_from_weights(state) if distilled else None)
+    teacher = _teacher_from_config(checkpoint) or (_teacher_from_weights(state) if distilled else None)
     return OfficialFDModel(
         stage=DISTILLED if distilled else FINE_TUNED,
         kind=kind,

@@ -10,8 +10,8 @@ from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
 from fdclip_mm.checkpoint import load_state_dict_exactly, read_official_fd_checkpoint, read_state_dict
-from fdclip_mm.converters.official_fd import (DISTILLED, FINE_TUNED, OfficialKeyError, convert_official_fd,
-                                              identify_official_fd, official_to_ours)
+from fdclip_mm.converters.official_fd import (DISTILLED, FINE_TUNED, OfficialFDModel, OfficialKeyError,
+                                              convert_official_fd, identify_official_fd, official_to_ours)
 from fdclip_mm.converters.to_classifier import convert_fd_to_classifier
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.backbones.rel_pos_bias import geometric_resize_rel_pos_bias_table
@@ -312,3 +312,21 @@ def test_a_released_layout_file_carrying_code_is_refused_and_the_code_never_runs
             r'\(.*(posix|os)\.system'):
         convert_official_fd(src, str(tmp_path / 'x.pth'))
     assert not witness.exists() and not osp.exists(tmp_path / 'x.pth')
+
+
+def test_a_fine_tuned_files_teacher_from_its_config_tag(tmp_path):
+    """Fine-tuning configs name no teacher feature; their TAG does (fd_finetune__<teacher>__...). Without a config,
+    the architecture's released models are the candidates."""
+    src = str(tmp_path / 'released.pth')
+    write_official_file(src, official_vit_state(tiny_beit(distilled=False)), {
+        'TAG': 'fd_finetune__deit_vit_base__img224__300ep',
+        'DEV': {
+            'PRED_FEAT': ''
+        }
+    })
+    assert identify_official_fd(read_official_fd_checkpoint(src)).teacher == 'DeiT ViT-B/16'
+    write_official_file(src, official_vit_state(tiny_beit(distilled=False)))
+    model = identify_official_fd(read_official_fd_checkpoint(src))
+    assert model.teacher is None and model.configs() is None and model.candidate_configs() == {}
+    b16 = OfficialFDModel(stage=FINE_TUNED, kind='vit', arch='ViT-B/16', teacher=None, img_size=224)
+    assert sorted(b16.candidate_configs()) == ['CLIP ViT-B/16', 'DINO ViT-B/16', 'DeiT ViT-B/16']

@@ -38,16 +38,18 @@ def main() -> None:
         sys.exit(f'[error] {err}')
     print(f'{args.src}: {model.describe()}')
     params = sum(v.numel() for v in tensors.values())
-    configs = model.configs()
-    if model.stage == DISTILLED:
-        print(f'wrote the student backbone ({len(tensors)} tensors, {params / 1e6:.2f} M values) to {args.dst}')
-        if configs:
-            print(f'distilled as configs/fd: {configs[0]}; fine-tune with {configs[1]} '
-                  f'(python tools/model_converters/fd_to_classifier.py {args.dst} CLS.pth for a ViT)')
-    else:
-        print(f'wrote an mmpretrain classifier ({len(tensors)} tensors, {params / 1e6:.2f} M values) to {args.dst}')
-        if configs:
-            print(f'evaluate: python tools/test.py {configs[1]} {args.dst}')
+    what = 'the student backbone' if model.stage == DISTILLED else 'an mmpretrain classifier'
+    print(f'wrote {what} ({len(tensors)} tensors, {params / 1e6:.2f} M values) to {args.dst}')
+    candidates = {model.teacher: model.configs()} if model.configs() else model.candidate_configs()
+    for teacher, (distill_config, finetune_config) in candidates.items():
+        if model.stage != DISTILLED:
+            print(f'{teacher}: evaluate with python tools/test.py {finetune_config} {args.dst}')
+        elif model.kind == 'vit':
+            print(f'{teacher}: distilled as {distill_config}; fine-tune with {finetune_config} after python '
+                  f'tools/model_converters/fd_to_classifier.py {args.dst} CLASSIFIER.pth (its init_cfg checkpoint)')
+        else:
+            print(f'{teacher}: distilled as {distill_config}; fine-tune with {finetune_config} (its init_cfg '
+                  f'checkpoint is this file)')
 
 
 if __name__ == '__main__':
