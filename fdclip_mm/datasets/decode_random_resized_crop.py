@@ -23,9 +23,14 @@ def shape_only(height: int, width: int) -> np.ndarray:
     return np.empty((height, width, 0), dtype=np.uint8)
 
 
-def resample(image: np.ndarray, box: Tuple[int, int, int, int], scale: int, size: Tuple[int, int],
-             interpolation: str) -> np.ndarray:
-    """The full-scale ``box`` (top, left, height, width) of ``image`` (decoded at 1/``scale``) resized to ``size``.
+def resample(image: np.ndarray,
+             box: Tuple[int, int, int, int],
+             scale: int,
+             size: Tuple[int, int],
+             interpolation: str,
+             flip: bool = False) -> np.ndarray:
+    """The full-scale ``box`` (top, left, height, width) of ``image`` (decoded at 1/``scale``) resized to ``size``
+    (and mirrored left to right if ``flip``), a C-contiguous array.
 
     At full scale torch resamples uint8 with Pillow's filters (:func:`resized_crop`, ~3x faster than Pillow
     here). At a reduced scale the box's edges fall between pixels (reduced pixel j covers full-scale pixels
@@ -35,10 +40,14 @@ def resample(image: np.ndarray, box: Tuple[int, int, int, int], scale: int, size
     """
     top, left, height, width = box
     if scale == 1:
-        pixels = torch.from_numpy(image).permute(2, 0, 1)[None]  # channels-last memory: torch's fast uint8 path
-        return np.ascontiguousarray(resized_crop(pixels, box, size, interpolation)[0].permute(1, 2, 0).numpy())
+        # a channels-last copy of the crop: torch's fastest uint8 kernel, and its output is then HWC memory
+        crop = torch.from_numpy(image[top:top + height, left:left + width]).permute(2, 0, 1)[None]
+        crop = crop.contiguous(memory_format=torch.channels_last)
+        out = resized_crop(crop, (0, 0, height, width), size, interpolation)[0]
+        return (out.flip(-1) if flip else out).permute(1, 2, 0).numpy()
     edges = (left / scale, top / scale, (left + width) / scale, (top + height) / scale)
-    return np.array(Image.fromarray(image).resize(size[::-1], pillow_interp_codes[interpolation], box=edges))
+    out = Image.fromarray(image).resize(size[::-1], pillow_interp_codes[interpolation], box=edges)
+    return np.array(out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out)
 
 
 @TRANSFORMS.register_module()
@@ -135,9 +144,10 @@ class DecodeRandomResizedCrop(CheckedLoadImageFromFile):
             return self._general(results, image)
         if self.decode_on == 'device':
             return self._encoded(results, data, size, box)
-        results.update(img=resample(image, box, scale, self.out_size, self.crop.interpolation), ori_shape=size)
-        results['img_shape'] = results['img'].shape
-        return self.flip(results) if self.flip else results
+        results.update(self._draw_flip())
+        img = resample(image, box, scale, self.out_size, self.crop.interpolation, results['flip'])
+        results.update(img=img, img_shape=img.shape, ori_shape=size)
+        return results
 
     def _general(self, results: dict, image: np.ndarray) -> dict:
         """Today's path: mmpretrain's RandomResizedCrop (and the flip) on the decoded image."""
@@ -145,17 +155,18 @@ class DecodeRandomResizedCrop(CheckedLoadImageFromFile):
         results = self.crop(results)
         return self.flip(results) if self.flip else results
 
+    def _draw_flip(self) -> dict:
+        """``flip`` and ``flip_direction`` drawn by mmcv's ``RandomFlip`` (applied by the caller)."""
+        if not self.flip:
+            return dict(flip=False, flip_direction=None)
+        drawn = self.flip(dict(img=shape_only(*self.out_size)))
+        return dict(flip=bool(drawn['flip']), flip_direction=drawn['flip_direction'])
+
     def _encoded(self, results: dict, data: bytes, size: Tuple[int, int], box: Tuple[int, int, int, int]) -> dict:
         """The file's bytes and its crop, for decoding on the device."""
-        out_height, out_width = self.out_size
-        flipped = bool(self.flip(dict(img=shape_only(out_height, out_width)))['flip']) if self.flip else False
-        crop = (*box, out_height, out_width, int(flipped), INTERPOLATIONS.index(self.crop.interpolation))
-        results.update(
-            img=encode_crop(data, crop),
-            ori_shape=size,
-            img_shape=(out_height, out_width, 3),
-            flip=flipped,
-            flip_direction='horizontal' if flipped else None)
+        results.update(self._draw_flip())
+        crop = (*box, *self.out_size, int(results['flip']), INTERPOLATIONS.index(self.crop.interpolation))
+        results.update(img=encode_crop(data, crop), ori_shape=size, img_shape=(*self.out_size, 3))
         return results
 
     def __repr__(self) -> str:

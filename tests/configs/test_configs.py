@@ -129,9 +129,12 @@ def load(name: str) -> Config:
     return Config.fromfile(osp.join(REPO, 'configs', 'fd', name))
 
 
+def random_crop(cfg: Config) -> dict:
+    return [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'fdclip_mm.DecodeRandomResizedCrop'][0]
+
+
 def crop_scale(cfg: Config) -> tuple:
-    crop = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomResizedCrop'][0]
-    return tuple(crop.crop_ratio_range)
+    return tuple(random_crop(cfg).crop_ratio_range)
 
 
 def test_fd_configs_encode_table_4():
@@ -150,8 +153,7 @@ def test_fd_configs_encode_table_4():
         assert (start[0], peak[0], end[0]) == pytest.approx((2e-6 * ratio, 1.2e-3 * ratio, 2e-5 * ratio), rel=1e-4)
     assert cfg.train_cfg.max_epochs == 300
     assert crop_scale(cfg) == (0.08, 1.0)
-    crop = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomResizedCrop'][0]
-    assert crop.interpolation == 'bilinear'  # torchvision's default, as the official pipeline
+    assert random_crop(cfg).interpolation == 'bilinear'  # torchvision's default, as the official pipeline
     # RPB tables are decayed (official); norms, biases, 1-D parameters, cls token and position embeddings not
     assert optim.paramwise_cfg.custom_keys == dict(cls_token=dict(decay_mult=0.0), pos_embed=dict(decay_mult=0.0))
     assert not any(t.type in ('ColorJitter', 'RandAugment') for t in cfg.train_dataloader.dataset.pipeline)

@@ -5,8 +5,7 @@ dataset_type = 'ImageNet'
 data_root = 'data/imagenet'
 
 train_pipeline = [
-    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0), backend='pillow', interpolation='bilinear'),
+    dict(type='fdclip_mm.DecodeRandomResizedCrop', scale=224, crop_ratio_range=(0.08, 1.0), interpolation='bilinear'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]

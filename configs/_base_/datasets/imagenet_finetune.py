@@ -12,8 +12,7 @@ bgr_mean = mean[::-1]
 bgr_std = std[::-1]
 
 train_pipeline = [
-    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, backend='pillow', interpolation='bicubic'),
+    dict(type='fdclip_mm.DecodeRandomResizedCrop', scale=img_size, interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(
         type='RandAugment',
