@@ -182,7 +182,8 @@ def main() -> None:
     for name, files in sets.items():
         rates = time_cases(cases, files, args.passes, args.repeats)
         rows = worker_rows(rates, args.gpu_rate)
-        print(f'\n{name}: {len(files)} JPEG files, one process; workers per GPU at {args.gpu_rate:.0f} images/s')
+        print(f'\ndata set {name}: {len(files)} JPEG files, one process; workers per GPU at {args.gpu_rate:.0f} '
+              'images/s')
         print_table(rows, ['case', 'best_img_per_s', 'median_img_per_s', 'speedup', 'workers_per_gpu'])
         results[name] = dict(files=files, rates=rates, rows=rows)
     if args.device:

@@ -125,6 +125,23 @@ def test_config_builds_and_trains(config, tmp_path):
     assert runner.message_hub.get_scalar('train/loss').current() > 0
 
 
+def test_fd_config_switched_to_decoding_on_the_device_trains(tmp_path):
+    """configs/_base_/datasets/imagenet_fd_gpu-decode.py in place of imagenet_fd.py: the workers send each JPEG's
+    bytes and crop, the data preprocessor decodes the batch on the model's device (the CPU here)."""
+    from fdclip_mm.datasets.device_decode import is_encoded_crop
+    main = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+    text = open(main).read().replace('/datasets/imagenet_fd.py', '/datasets/imagenet_fd_gpu-decode.py')
+    switched = tmp_path / 'switched.py'
+    switched.write_text(text.replace("'../_base_/", f"'{REPO}/configs/_base_/"))
+    assert 'imagenet_fd_gpu-decode.py' in switched.read_text()
+    cfg = shrink(Config.fromfile(str(switched)), tmp_path)
+    assert cfg.train_dataloader.collate_fn.type == 'pseudo_collate'
+    runner = Runner.from_cfg(cfg)
+    assert is_encoded_crop(runner.train_dataloader.dataset[0]['inputs'])
+    runner.train()
+    assert runner.message_hub.get_scalar('train/loss').current() > 0
+
+
 def load(name: str) -> Config:
     return Config.fromfile(osp.join(REPO, 'configs', 'fd', name))
 
