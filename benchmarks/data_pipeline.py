@@ -7,6 +7,7 @@ Cases (each a pipeline applied with the real transforms to every file; the cases
 - ``fd_before``: the FD configs' pipeline before ``DecodeRandomResizedCrop``: ``CheckedLoadImageFromFile``
   (OpenCV), mmpretrain's ``RandomResizedCrop(backend='pillow')``, ``RandomFlip``, ``PackInputs``;
 - ``fd``: the FD config's ``train_pipeline`` (``DecodeRandomResizedCrop`` + ``RandomFlip`` + ``PackInputs``);
+- ``fd_pillow``: the same with ``decoder='pillow'`` (the fallback without simplejpeg);
 - ``fd_device``: what a worker does when the GPU decodes (``decode_on='device'``): read the file and its
   header, draw the crop and flip, pack;
 - ``finetune_before`` / ``finetune``: the same for the fine-tuning pipeline (RandAugment, RandomErasing);
@@ -47,6 +48,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = dict(
     fd=osp.join(REPO, 'configs', '_base_', 'datasets', 'imagenet_fd.py'),
     finetune=osp.join(REPO, 'configs', '_base_', 'datasets', 'imagenet_finetune.py'))
+SPED_UP = ('fd', 'fd_pillow', 'finetune')  # the cases compared with their family's ``_before`` case
 DEFAULT_SETS = ['imagenet_sized=data/benchmark_images/imagenet_sized/*.jpg', 'large=data/benchmark_images/large/*.jpg']
 
 
@@ -75,6 +77,14 @@ def device_pipeline(pipeline: List[dict]) -> List[dict]:
     return [crop, dict(type='PackInputs')]
 
 
+def with_decoder(pipeline: List[dict], decoder: str) -> List[dict]:
+    """``pipeline`` with its ``DecodeRandomResizedCrop`` using ``decoder``."""
+    return [
+        dict(step, decoder=decoder) if step['type'] == 'fdclip_mm.DecodeRandomResizedCrop' else step
+        for step in pipeline
+    ]
+
+
 def build_cases() -> Dict[str, Callable[[dict], dict]]:
     from mmpretrain.utils import register_all_modules
 
@@ -86,6 +96,7 @@ def build_cases() -> Dict[str, Callable[[dict], dict]]:
         return dict(
             fd_before=Compose(todays_pipeline(fd)),
             fd=Compose(fd),
+            fd_pillow=Compose(with_decoder(fd, 'pillow')),
             fd_device=Compose(device_pipeline(fd)),
             finetune_before=Compose(todays_pipeline(finetune)),
             finetune=Compose(finetune),
@@ -110,7 +121,7 @@ def worker_rows(rates: Dict[str, List[float]], gpu_rate: float) -> List[dict]:
     rows = []
     for name, values in rates.items():
         best, median = max(values), statistics.median(values)
-        before = rates.get(f'{name}_before') if not name.endswith('_before') else None
+        before = rates.get(f'{name.split("_")[0]}_before') if name in SPED_UP else None
         rows.append(
             dict(
                 case=name,
