@@ -101,6 +101,7 @@ def shrink(cfg: Config, tmp_path) -> Config:
             pipeline=dataset.pipeline)
         loader.batch_size = 2
         loader.num_workers = 0
+        loader.pop('prefetch_factor', None)  # torch refuses it without workers
         loader.persistent_workers = False
         loader.pin_memory = False
     if cfg.optim_wrapper.type == 'AmpOptimWrapper' and not torch.cuda.is_available():
