@@ -98,8 +98,10 @@ def decode_jpeg(data: bytes, size: Tuple[int, int], scale: int, decoder: str) ->
         with Image.open(io.BytesIO(data)) as pil_image:
             if scale > 1:
                 pil_image.draft('RGB', (size[1] // scale, size[0] // scale))  # picks exactly 1/scale
-            rgb = np.asarray(pil_image.convert('RGB') if pil_image.mode != 'RGB' else pil_image)
-        image = rgb[..., ::-1].copy()
+            rgb = pil_image.convert('RGB') if pil_image.mode != 'RGB' else pil_image
+            # Pillow's packer writes BGR in one pass (numpy's reversed-channel copy is several times slower)
+            bgr = bytearray(rgb.tobytes('raw', 'BGR'))
+        image = np.frombuffer(bgr, dtype=np.uint8).reshape(rgb.height, rgb.width, 3)
     if image.shape[:2] != (height, width):
         raise ValueError(f'the {decoder} decoder gave a {image.shape[1]}x{image.shape[0]} image at 1/{scale} of '
                          f'{size[1]}x{size[0]}, expected {width}x{height}')

@@ -42,7 +42,9 @@ def test_decoders_give_opencvs_pixels_at_full_scale_and_agree_when_reduced(grey)
     data = jpeg_bytes(rgb[..., 1] if grey else rgb)
     reference = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     for decoder in ('simplejpeg', 'pillow'):
-        np.testing.assert_array_equal(decode_jpeg(data, (512, 512), 1, decoder), reference)
+        ours = decode_jpeg(data, (512, 512), 1, decoder)
+        np.testing.assert_array_equal(ours, reference)
+        assert ours.flags.writeable and ours.flags.c_contiguous  # torch.from_numpy takes it as it is
     for scale in (2, 4, 8):
         ours = decode_jpeg(data, (512, 512), scale, 'simplejpeg')
         assert ours.shape == (512 // scale, 512 // scale, 3) and ours.flags.writeable
