@@ -41,9 +41,9 @@ test_pipeline = [
 
 # 16 GPUs x 128 = 2048, the batch of Table 5; `--auto-scale-lr` rescales the lr to the batch really run.
 # Workers per GPU (docs/en/advanced_guides/data_loading.md): an H100 fine-tunes a ViT-B/16 at ~7,500 images/s
-# (~40% of its bf16 peak), one worker makes ~600 images/s of this pipeline (RandAugment and random erasing
-# included) on one core: 13. 16 is what an 8-GPU node of 128 cores gives each GPU; with fewer cores, fine-tuning
-# is loader-bound (fdclip_mm.LoaderReportHook says so in the log).
+# (~40% of its bf16 peak), one worker makes 400-600 images/s of this pipeline (RandAugment and random erasing
+# included) on one core (benchmarks/README.md): 13-19. 16 is what an 8-GPU node of 128 cores gives each GPU;
+# with fewer cores fine-tuning is loader-bound (fdclip_mm.LoaderReportHook says so in the log).
 train_dataloader = dict(
     batch_size=128,
     num_workers=16,
