@@ -315,13 +315,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     check.step('data_pipeline', [
         py,
         osp.join(HERE, 'data_pipeline.py'), '--device', args.device, '--batch',
-        str(s['train_batch'] if args.tiny else 256), '--repeats', '1' if args.tiny else '5', '--passes', '1', '--out',
+        str(s['train_batch'] if args.tiny else 256), '--repeats', '1' if args.tiny else '3', '--passes', '1', '--out',
         osp.join(work, 'logs', 'data_pipeline.json'), '--sets', *sets
-    ], 300)
+    ], 150)
     gpu_decode = write_train_config(work, s, decode_on='device')
     check.step('train_gpu_decode',
                [py, osp.join(REPO, 'tools', 'train.py'), gpu_decode, '--work-dir',
-                osp.join(work, 'gpu_decode')] + amp + ['--cfg-options', 'train_cfg.max_epochs=1'], 240)
+                osp.join(work, 'gpu_decode')] + amp + ['--cfg-options', 'train_cfg.max_epochs=1'], 150)
     check.step(
         'mask_rcnn', [
             py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/tools/test_mmdet_project.py', '-k',
