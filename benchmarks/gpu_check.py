@@ -19,7 +19,13 @@ failed):
    resumed weights must equal the bf16 run's (same seed; on CUDA up to its nondeterministic kernels).
 8. ``torchrun_ddp`` / ``torchrun_fsdp2``: ``tools/dist_train.sh`` with world size 1 (NCCL on CUDA), DDP and
    the FSDP2 strategy.
-9. ``mask_rcnn``: mmdet's ``tools/train.py`` on our Mask R-CNN config (the suite's test), on the GPU with
+9. ``data_pipeline``: ``benchmarks/data_pipeline.py``: images/s of one loader worker, today's pipelines and the
+   fast ones, and the data preprocessor decoding batches on the GPU (nvJPEG), with its distance from the
+   workers' images; on the photos of ``data/benchmark_images`` when the run carries them (see
+   ``scripts/fetch_benchmark_images.py``), else on generated JPEGs.
+10. ``train_gpu_decode``: ``tools/train.py`` on the small FD config with ``decode_on='device'`` (the workers
+   send the files, the preprocessor decodes on the GPU), 1 epoch.
+11. ``mask_rcnn``: mmdet's ``tools/train.py`` on our Mask R-CNN config (the suite's test), on the GPU with
    mmcv's CUDA ops, if mmdet and such ops are installed.
 
 ``--device cpu --tiny`` runs the same steps at a tiny size on a CPU (the test suite does, so the script is
@@ -84,8 +90,9 @@ def write_images(root: str, count: int, size: int, seed: int) -> None:
                                      dtype=np.uint8)).save(osp.join(root, f'img_{i:04d}.jpg'))
 
 
-def write_train_config(work: str, s: dict) -> str:
-    """A small FD config (the paper's main config, smaller student, random CLIP teacher, generated images)."""
+def write_train_config(work: str, s: dict, decode_on: str = 'worker') -> str:
+    """A small FD config (the paper's main config, smaller student, random CLIP teacher, generated images);
+    ``decode_on='device'``: the JPEGs decoded by the data preprocessor."""
     from mmengine.config import Config
 
     from fd_step import clip_teacher_cfg, random_clip_checkpoint
@@ -103,6 +110,9 @@ def write_train_config(work: str, s: dict) -> str:
         dict(type='RandomResizedCrop', scale=image),
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
         dict(type='PackInputs')
+    ] if decode_on == 'worker' else [
+        dict(type='fdclip_mm.DecodeRandomResizedCrop', scale=image, flip_prob=0.5, decode_on='device'),
+        dict(type='PackInputs')
     ]
     val_pipeline = [
         dict(type='fdclip_mm.CheckedLoadImageFromFile'),
@@ -117,13 +127,15 @@ def write_train_config(work: str, s: dict) -> str:
             data_prefix=split,
             with_label=False,
             pipeline=steps)
+    if decode_on == 'device':
+        cfg.train_dataloader.collate_fn = dict(type='pseudo_collate')
     cfg.test_dataloader = cfg.val_dataloader
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=2, val_interval=2)
     cfg.param_scheduler = [dict(type='CosineAnnealingLR', T_max=2, by_epoch=True, begin=0, end=2)]
     cfg.randomness = dict(seed=0)
     cfg.default_hooks.checkpoint = dict(type='fdclip_mm.AtomicCheckpointHook', interval=1)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-    path = osp.join(work, 'fd_small.py')
+    path = osp.join(work, 'fd_small.py' if decode_on == 'worker' else f'fd_small_{decode_on}.py')
     cfg.dump(path)
     return path
 
@@ -172,10 +184,10 @@ class Check:
         lines += [f"| {r['step']} | {r['status']} | {r['seconds']:.0f} | {r['note']} |" for r in self.rows]
         for row in self.rows:
             text = open(osp.join(self.logs, f"{row['step']}.log")).read() if row['status'] != 'skipped' else ''
-            if row['step'].startswith(('fd_step', 'attention', 'memory')):
+            if row['step'].startswith(('fd_step', 'attention', 'memory', 'data_pipeline')):
                 tables = [
                     line for line in text.splitlines()
-                    if line.startswith(('|', 'machine:', 'matmul', 'largest', 'SDPA', 'one '))
+                    if line.startswith(('|', 'machine:', 'matmul', 'largest', 'SDPA', 'one ', 'data ', 'load '))
                 ]
                 lines += ['', f"### {row['step']}", ''] + tables
             if row['status'].startswith('failed'):
@@ -294,6 +306,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         '--cfg-options', 'runner_type=FlexibleRunner', 'strategy.type=fdclip_mm.FSDP2Strategy', 'model_wrapper_cfg=None'
     ]
     check.step('torchrun_fsdp2', dist + ['--work-dir', osp.join(work, 'fsdp2')] + amp + fsdp2, 240, env=port)
+    images = osp.join(REPO, 'data', 'benchmark_images')
+    if osp.isdir(images):
+        sets = [f'{name}={osp.join(images, name, "*.jpg")}' for name in ('imagenet_sized', 'large')]
+    else:
+        write_images(osp.join(work, 'jpegs'), 8 if args.tiny else 64, 64 if args.tiny else 448, seed=2)
+        sets = [f'generated={osp.join(work, "jpegs", "*.jpg")}']
+    check.step('data_pipeline', [
+        py,
+        osp.join(HERE, 'data_pipeline.py'), '--device', args.device, '--batch',
+        str(s['train_batch'] if args.tiny else 256), '--repeats', '1' if args.tiny else '3', '--passes', '1', '--out',
+        osp.join(work, 'logs', 'data_pipeline.json'), '--sets', *sets
+    ], 150)
+    gpu_decode = write_train_config(work, s, decode_on='device')
+    check.step('train_gpu_decode',
+               [py, osp.join(REPO, 'tools', 'train.py'), gpu_decode, '--work-dir',
+                osp.join(work, 'gpu_decode')] + amp + ['--cfg-options', 'train_cfg.max_epochs=1'], 150)
     check.step(
         'mask_rcnn', [
             py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/tools/test_mmdet_project.py', '-k',

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from fdclip_mm.datasets.downloads import StepError, download_dir, sha256
+from fdclip_mm.datasets.downloads import StepError, apt_download, download_dir, sha256
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -61,33 +61,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _apt_download(folder: str) -> subprocess.CompletedProcess:
-    cmd = ['apt-get', 'download', PACKAGE]
-    print(f'[run]  (cd {folder} && {" ".join(cmd)})')
-    return subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
-
-
 def fetch_deb(cache: str) -> str:
     """The package's .deb in ``cache``, downloaded with ``apt-get download`` unless already there."""
-    path = osp.join(cache, DEB_NAME)
-    if osp.isfile(path):
-        print(f'[skip] {path} already downloaded')
-    else:
-        os.makedirs(cache, exist_ok=True)
-        if shutil.which('apt-get') is None:
-            raise StepError(f'apt-get not found: download {DEB_NAME} from a Debian mirror into {cache}')
-        result = _apt_download(cache)
-        if result.returncode != 0 and hasattr(os, 'geteuid') and os.geteuid() == 0:
-            print('[run]  apt-get update (the package lists do not know the package yet)')
-            subprocess.run(['apt-get', 'update', '-qq'], capture_output=True, text=True)
-            result = _apt_download(cache)
-        if result.returncode != 0 or not osp.isfile(path):
-            raise StepError(f'apt-get download {PACKAGE} failed (exit {result.returncode}); if the package '
-                            f'lists are empty run `apt-get update` as root first:\n{result.stderr[-2000:]}')
-    digest = sha256(path)
-    if digest != DEB_SHA256:
-        raise StepError(f'{path} has SHA-256 {digest}, expected {DEB_SHA256}; delete it and rerun')
-    return path
+    return apt_download(PACKAGE, DEB_NAME, DEB_SHA256, cache)
 
 
 def extract_idx(deb: str, cache: str) -> str:

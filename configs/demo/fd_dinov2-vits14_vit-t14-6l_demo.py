@@ -37,13 +37,12 @@ model = dict(
 
 data_root = 'data/demo/images'
 train_pipeline = [
-    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
     dict(
-        type='RandomResizedCrop',
+        type='fdclip_mm.DecodeRandomResizedCrop',
         scale=img_size,
         crop_ratio_range=(0.08, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
+        interpolation='bicubic',
+    ),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]

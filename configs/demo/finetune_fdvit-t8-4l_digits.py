@@ -44,13 +44,12 @@ model = dict(
 )
 
 train_pipeline = [
-    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
     dict(
-        type='RandomResizedCrop',
+        type='fdclip_mm.DecodeRandomResizedCrop',
         scale=img_size,
         crop_ratio_range=(0.6, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
+        interpolation='bicubic',
+    ),
     dict(type='PackInputs'),
 ]
 test_pipeline = [

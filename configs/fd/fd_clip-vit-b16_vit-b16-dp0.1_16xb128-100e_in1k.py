@@ -7,13 +7,12 @@ warmup_epochs = 10
 model = dict(student=dict(drop_path_rate=0.1))
 train_dataloader = dict(
     dataset=dict(pipeline=[
-        dict(type='fdclip_mm.CheckedLoadImageFromFile'),
         dict(
-            type='RandomResizedCrop',
+            type='fdclip_mm.DecodeRandomResizedCrop',
             scale=224,
             crop_ratio_range=(0.67, 1.0),
-            backend='pillow',
-            interpolation='bilinear'),
+            interpolation='bilinear',
+        ),
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
         dict(type='PackInputs'),
     ]))

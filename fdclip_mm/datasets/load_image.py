@@ -79,16 +79,37 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
             return fileio.FileClient.infer_client(self.file_client_args, filename).get(filename)
         return fileio.get(filename, backend_args=self.backend_args)
 
-    def _decode(self, filename: str) -> np.ndarray:
+    def _checked_bytes(self, filename: str) -> bytes:
         data = self._read_bytes(filename)
         if not data:
             raise UnreadableImageError('empty file (0 bytes)')
         if is_truncated_jpeg(data):
             raise UnreadableImageError(f'truncated JPEG ({len(data)} bytes, the end of the image is missing)')
+        return data
+
+    def _decode_bytes(self, data: bytes) -> np.ndarray:
         img = mmcv.imfrombytes(data, flag=self.color_type, backend=self.imdecode_backend)
         if img is None:
             raise UnreadableImageError(f'the {self.imdecode_backend} decoder cannot read it ({len(data)} bytes)')
         return img
+
+    def _decode(self, filename: str) -> np.ndarray:
+        return self._decode_bytes(self._checked_bytes(filename))
+
+    def _failed(self, filename: str, err: Exception) -> None:
+        """Raises :class:`UnreadableImageError` naming ``filename``, or (skip mode) counts, logs, returns None."""
+        reason = f'{type(err).__name__}: {err}'
+        if self.on_error == 'raise':
+            raise UnreadableImageError(f'cannot load image {filename}: {reason}') from err
+        self.skipped += 1
+        if filename not in self._reported:  # once per file and process: datasets redraw a bad index often
+            self._reported.add(filename)
+            print_log(
+                f'skipped unreadable image {filename} ({reason}); {len(self._reported)} unreadable '
+                f'file(s) so far in this data-loading process (pid {os.getpid()}), each logged once',
+                logger='current',
+                level=logging.WARNING)
+        return None
 
     def transform(self, results: dict) -> Optional[dict]:
         """Load ``results['img_path']``; None (skip mode only) when it cannot be read."""
@@ -96,18 +117,7 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         try:
             img = self._decode(filename)
         except Exception as err:
-            reason = f'{type(err).__name__}: {err}'
-            if self.on_error == 'raise':
-                raise UnreadableImageError(f'cannot load image {filename}: {reason}') from err
-            self.skipped += 1
-            if filename not in self._reported:  # once per file and process: datasets redraw a bad index often
-                self._reported.add(filename)
-                print_log(
-                    f'skipped unreadable image {filename} ({reason}); {len(self._reported)} unreadable '
-                    f'file(s) so far in this data-loading process (pid {os.getpid()}), each logged once',
-                    logger='current',
-                    level=logging.WARNING)
-            return None
+            return self._failed(filename, err)
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img

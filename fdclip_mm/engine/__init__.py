@@ -10,6 +10,7 @@ from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init
                           prepare_cpu_distributed)
 from .fsdp2_strategy import DistributedLaunchRequired, FSDP2Strategy
 from .layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor
+from .loader_report_hook import LoaderReportHook
 from .lr_schedulers import TimmCosineAnnealingLR, TimmLinearWarmupLR
 from .nonfinite_loss import apply_nonfinite_loss_policy
 from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
@@ -21,7 +22,7 @@ __all__ = [
     'AttentionDistanceHook', 'BestMetricsHook', 'BlockCompileHook', 'build_checked_runner', 'CheckedFlexibleRunner',
     'CheckedRunner', 'compile_blocks', 'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper', 'destroy_cpu_process_group',
     'DistributedLaunchRequired', 'FSDP2Strategy', 'get_rng_state', 'init_cpu_process_group', 'is_cpu_only',
-    'LayerDecayOptimWrapperConstructor', 'merge_cfg_options', 'move_data_root', 'prepare_cpu_distributed',
-    'refuse_to_replace_run', 'repeated_blocks', 'RNGStateHook', 'set_rng_state', 'TargetCacheCheckHook',
-    'TimmCosineAnnealingLR', 'TimmLinearWarmupLR', 'TrainableOptimWrapperConstructor'
+    'LayerDecayOptimWrapperConstructor', 'LoaderReportHook', 'merge_cfg_options', 'move_data_root',
+    'prepare_cpu_distributed', 'refuse_to_replace_run', 'repeated_blocks', 'RNGStateHook', 'set_rng_state',
+    'TargetCacheCheckHook', 'TimmCosineAnnealingLR', 'TimmLinearWarmupLR', 'TrainableOptimWrapperConstructor'
 ]

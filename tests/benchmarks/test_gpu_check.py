@@ -25,7 +25,7 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     rows = {line.split('|')[1].strip(): line.split('|')[2].strip() for line in steps_table}
     expected = [
         'env', 'flex_tests', 'fd_step_b2', 'attention', 'memory', 'train_fp16', 'train_bf16', 'resume_first_epoch',
-        'resume', 'resume_equals_uninterrupted', 'torchrun_ddp', 'torchrun_fsdp2'
+        'resume', 'resume_equals_uninterrupted', 'torchrun_ddp', 'torchrun_fsdp2', 'data_pipeline', 'train_gpu_decode'
     ]
     assert [step for step in rows if step != 'mask_rcnn'] == expected
     assert all(rows[step] == 'ok' for step in expected) and rows['mask_rcnn'] == 'skipped'
@@ -33,5 +33,6 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert {'fd_full_compiled_blocks', 'fd_full_compiled_model', 'stock_mmpretrain'} <= set(step['results'])
     assert json.load(open(out / 'resume.json'))['max_abs_weight_diff'] == 0.0
     assert json.load(open(out / 'memory.json'))['results'].keys() == {'fd_full', 'fd_full_cp', 'fd_full_compiled'}
+    assert '| fd_device ' in summary and 'data preprocessor decoding batches of 2 on cpu' in summary
     # a device run brings back at most 8 files from $OUT
     assert len(os.listdir(out)) <= 8, os.listdir(out)

@@ -101,6 +101,7 @@ def shrink(cfg: Config, tmp_path) -> Config:
             pipeline=dataset.pipeline)
         loader.batch_size = 2
         loader.num_workers = 0
+        loader.pop('prefetch_factor', None)  # torch refuses it without workers
         loader.persistent_workers = False
         loader.pin_memory = False
     if cfg.optim_wrapper.type == 'AmpOptimWrapper' and not torch.cuda.is_available():
@@ -126,13 +127,33 @@ def test_config_builds_and_trains(config, tmp_path):
     assert runner.message_hub.get_scalar('train/loss').current() > 0
 
 
+def test_fd_config_switched_to_decoding_on_the_device_trains(tmp_path):
+    """configs/_base_/datasets/imagenet_fd_gpu-decode.py in place of imagenet_fd.py: the workers send each JPEG's
+    bytes and crop, the data preprocessor decodes the batch on the model's device (the CPU here)."""
+    from fdclip_mm.datasets.device_decode import is_encoded_crop
+    main = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+    text = open(main).read().replace('/datasets/imagenet_fd.py', '/datasets/imagenet_fd_gpu-decode.py')
+    switched = tmp_path / 'switched.py'
+    switched.write_text(text.replace("'../_base_/", f"'{REPO}/configs/_base_/"))
+    assert 'imagenet_fd_gpu-decode.py' in switched.read_text()
+    cfg = shrink(Config.fromfile(str(switched)), tmp_path)
+    assert cfg.train_dataloader.collate_fn.type == 'pseudo_collate'
+    runner = Runner.from_cfg(cfg)
+    assert is_encoded_crop(runner.train_dataloader.dataset[0]['inputs'])
+    runner.train()
+    assert runner.message_hub.get_scalar('train/loss').current() > 0
+
+
 def load(name: str) -> Config:
     return Config.fromfile(osp.join(REPO, 'configs', 'fd', name))
 
 
+def random_crop(cfg: Config) -> dict:
+    return [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'fdclip_mm.DecodeRandomResizedCrop'][0]
+
+
 def crop_scale(cfg: Config) -> tuple:
-    crop = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomResizedCrop'][0]
-    return tuple(crop.crop_ratio_range)
+    return tuple(random_crop(cfg).crop_ratio_range)
 
 
 def test_fd_configs_encode_table_4():
@@ -151,8 +172,7 @@ def test_fd_configs_encode_table_4():
         assert (start[0], peak[0], end[0]) == pytest.approx((2e-6 * ratio, 1.2e-3 * ratio, 2e-5 * ratio), rel=1e-4)
     assert cfg.train_cfg.max_epochs == 300
     assert crop_scale(cfg) == (0.08, 1.0)
-    crop = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomResizedCrop'][0]
-    assert crop.interpolation == 'bilinear'  # torchvision's default, as the official pipeline
+    assert random_crop(cfg).interpolation == 'bilinear'  # torchvision's default, as the official pipeline
     # RPB tables are decayed (official); norms, biases, 1-D parameters, cls token and position embeddings not
     assert optim.paramwise_cfg.custom_keys == dict(cls_token=dict(decay_mult=0.0), pos_embed=dict(decay_mult=0.0))
     assert not any(t.type in ('ColorJitter', 'RandAugment') for t in cfg.train_dataloader.dataset.pipeline)

@@ -61,7 +61,7 @@ def write_labelled_folder(root: str, per_class: int, seed: int) -> str:
 def shrink_pipeline(pipeline: list, size: int) -> None:
     """Crops of ``size`` instead of 224 (the transforms themselves are kept)."""
     for t in pipeline:
-        if t.type == 'RandomResizedCrop':
+        if t.type in ('RandomResizedCrop', 'fdclip_mm.DecodeRandomResizedCrop'):
             t.scale = size
         elif t.type == 'ResizeEdge':
             t.scale = size * 8 // 7

@@ -92,8 +92,8 @@ def test_skip_mode_returns_none_counts_and_warns_once_per_file(tmp_path):
 def fd_run_with_truncated_image(tmp_path, on_error: str) -> Runner:
     cfg = shrink(Config.fromfile(FD_CONFIG), tmp_path)
     pipeline = cfg.train_dataloader.dataset.pipeline
-    assert pipeline[0].type == 'fdclip_mm.CheckedLoadImageFromFile'  # the shipped configs' loader
-    pipeline[0] = dict(type='fdclip_mm.CheckedLoadImageFromFile', on_error=on_error)
+    assert pipeline[0].type == 'fdclip_mm.DecodeRandomResizedCrop'  # the shipped configs' loader (a checked one)
+    pipeline[0].on_error = on_error
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)

@@ -6,13 +6,12 @@ img_size = 56
 data_root = 'data/fashion_mnist'
 
 train_pipeline = [
-    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
     dict(
-        type='RandomResizedCrop',
+        type='fdclip_mm.DecodeRandomResizedCrop',
         scale=img_size,
         crop_ratio_range=(0.35, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
+        interpolation='bicubic',
+    ),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]

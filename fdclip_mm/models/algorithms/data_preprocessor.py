@@ -4,6 +4,7 @@ from typing import Optional, Sequence, Union
 import torch
 from mmengine.model import BaseDataPreprocessor
 
+from fdclip_mm.datasets.device_decode import decode_resized_crops, is_encoded_crop
 from fdclip_mm.registry import MODELS
 from ..image_statistics import IMAGENET_MEAN, IMAGENET_STD
 
@@ -32,9 +33,13 @@ class DistillInputs(dict):
 class DistillDataPreprocessor(BaseDataPreprocessor):
     """Stacks uint8 images and returns ``dict(student=..., teacher=...)`` normalised inputs.
 
-    Statistics are on the 0-255 scale, RGB order. The distiller fills ``teacher_mean``/``teacher_std``
-    from its teachers, so configs name them only to override. With one teacher, ``teacher`` is one tensor;
-    with several (``teacher_mean`` a list of RGB triples), a tuple with one tensor per teacher.
+    Inputs are images (stacked, or a list), or, from ``DecodeRandomResizedCrop(decode_on='device')``, a list
+    holding (file bytes, crop) pairs: those are decoded as one batch on this module's device (nvJPEG on a GPU),
+    cropped, resized and flipped there (:func:`~fdclip_mm.datasets.device_decode.decode_resized_crops`), and
+    join the images of the files that the workers decoded (not JPEGs). Statistics are on the 0-255 scale, RGB
+    order. The distiller fills ``teacher_mean``/``teacher_std`` from its teachers, so configs name them only to
+    override. With one teacher, ``teacher`` is one tensor; with several (``teacher_mean`` a list of RGB
+    triples), a tuple with one tensor per teacher.
 
     Args:
         mean: Student mean. Defaults to ImageNet's.
@@ -82,12 +87,31 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
             raise ValueError(f'images of one batch must share a shape (use a fixed-size crop), got {sorted(shapes)}')
         return torch.stack(list(inputs))
 
+    def _decoded_batch(self, inputs: list, data_samples) -> torch.Tensor:
+        """RGB float batch of a list with (file bytes, crop) pairs, decoded on this module's device."""
+        encoded = [i for i, sample in enumerate(inputs) if is_encoded_crop(sample)]
+        names = [getattr(data_samples[i], 'img_path', f'sample {i} of the batch')
+                 for i in encoded] if data_samples else None
+        images = list(inputs)
+        for i, image in zip(encoded, decode_resized_crops([inputs[i] for i in encoded], self.device, names)):
+            images[i] = image
+        for i in sorted(set(range(len(images))) - set(encoded)):  # pixels of files a worker decoded (not JPEGs)
+            image = images[i].to(self.device, non_blocking=self._non_blocking).float()
+            images[i] = image.flip(0) if self.to_rgb else image
+        return self._stack(images)
+
     def forward(self, data: dict, training: bool = False) -> dict:
-        data = self.cast_data(data)
-        images = self._stack(data['inputs']).float()
+        inputs = data['inputs']
+        encoded = isinstance(inputs, (list, tuple)) and any(is_encoded_crop(sample) for sample in inputs)
+        if encoded:  # the bytes stay on the host: the decoder copies them to its device
+            data = self.cast_data({key: value for key, value in data.items() if key != 'inputs'})
+            images = self._decoded_batch(inputs, data.get('data_samples'))
+        else:
+            data = self.cast_data(data)
+            images = self._stack(data['inputs']).float()
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f'expected a batch of 3-channel images (B, 3, H, W), got {tuple(images.shape)}')
-        if self.to_rgb:
+        if self.to_rgb and not encoded:
             images = images.flip(1)
         student = (images - self.mean) / self.std
         if not self.has_teacher_stats:
