@@ -10,11 +10,10 @@ setup:
 	bash scripts/setup_env.sh
 
 ## demo: fetch real photos + the DINOv2 ViT-S/14 teacher, distil it into a small ViT on CPU, export the student
-## (--resume: a rerun continues an interrupted demo; WORK_DIR/trained marks a finished one, which --resume refuses)
+## (--resume: a rerun continues an interrupted demo, or finds it finished)
 demo: setup
 	$(PY) scripts/fetch_demo_data.py
-	test -f $(DEMO_WORK_DIR)/trained || \
-		{ $(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR) --resume && touch $(DEMO_WORK_DIR)/trained; }
+	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR) --resume
 	$(PY) tools/model_converters/fd_to_backbone.py $(DEMO_WORK_DIR) $(DEMO_WORK_DIR)/student_backbone.pth --overwrite
 
 ## reproduce: FD's claims at laptop scale on real data (docs/en/user_guides/reproduction.md): Fashion-MNIST (Debian's
@@ -37,8 +36,7 @@ DIGITS_CONFIG := configs/demo/finetune_fdvit-t8-4l_digits.py
 DIGITS_WORK_DIR := work_dirs/finetune_digits
 finetune-digits: setup
 	$(PY) scripts/fetch_digits.py
-	test -f $(DIGITS_WORK_DIR)/trained || { OMP_NUM_THREADS=1 $(PY) tools/train.py $(DIGITS_CONFIG) \
-		--work-dir $(DIGITS_WORK_DIR) --resume && touch $(DIGITS_WORK_DIR)/trained; }
+	OMP_NUM_THREADS=1 $(PY) tools/train.py $(DIGITS_CONFIG) --work-dir $(DIGITS_WORK_DIR) --resume
 	OMP_NUM_THREADS=1 $(PY) tools/test.py $(DIGITS_CONFIG) $$(cat $(DIGITS_WORK_DIR)/last_checkpoint) --work-dir $(DIGITS_WORK_DIR)
 
 ## dense-demo: the demo's distilled student as a backbone for Mask R-CNN, UperNet and depth on small real data
@@ -51,8 +49,7 @@ dense-demo: setup $(DEMO_WORK_DIR)/student_backbone.pth
 	$(PY) scripts/fetch_dense_data.py
 	set -e; for demo in $(DENSE_DEMOS); do \
 		name=$${demo%%:*}; config=$${demo#*:}; work_dir=$(DENSE_WORK_DIR)/$$name; \
-		test -f $$work_dir/trained || \
-			{ $(PY) tools/train.py $$config --work-dir $$work_dir --resume && touch $$work_dir/trained; }; \
+		$(PY) tools/train.py $$config --work-dir $$work_dir --resume; \
 		$(PY) tools/test.py $$config $$(cat $$work_dir/last_checkpoint) --work-dir $$work_dir; \
 	done
 

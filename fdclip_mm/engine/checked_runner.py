@@ -16,7 +16,8 @@ mmengine 0.10.7:
   latest checkpoint is unreadable (a run killed while copying, a disk error), it falls back to the newest
   readable ``epoch_N`` / ``iter_N`` checkpoint and says which one it skipped. ``last_checkpoint`` is read as
   naming a file of its own work dir (a copied work dir resumes from its own files; one naming a file
-  elsewhere is refused). A resumed run that already reached its end is refused (mmengine ends at once, exit 0).
+  elsewhere is refused). A checkpoint past ``max_epochs`` / ``max_iters`` is refused (mmengine ends at once,
+  exit 0); one exactly at the end is told in a warning that there is nothing to train.
 - ``train()`` without ``resume`` refuses a work dir that already holds checkpoints of a run, which the new
   run would replace (``epoch_N.pth``, ``last_checkpoint``), unless the config sets ``overwrite = True``
   (``tools/train.py --overwrite``), which moves the earlier run's files into ``earlier_run_<date>_<time>/``
@@ -54,7 +55,7 @@ from fdclip_mm.checkpoint import (POINTER_FILE, CheckpointFileError, load_state_
 from fdclip_mm.checkpoint import revise_keys as revise_state_dict_keys
 from fdclip_mm.registry import RUNNERS
 from .block_compile import BlockCompileHook, compile_args
-from .refusals import RunRefused, refuse_empty_epochs, refuse_finished_run, refuse_flex_attention_on_cpu
+from .refusals import RunRefused, check_resumed_run, refuse_empty_epochs, refuse_flex_attention_on_cpu
 from .run_files import (entries_named_by, existing_run_files, latest_checkpoint_candidates, move_earlier_run_aside,
                         refuse_to_replace_run)
 from .target_cache_check_hook import TargetCacheCheckHook
@@ -149,7 +150,8 @@ class RunGuards:
 
     def load_or_resume(self) -> None:
         """Resume (``resume=True``) or load ``load_from`` exactly; see the module doc for what differs. Before
-        training, a resumed run that already ended and FlexAttention trained on the CPU are refused."""
+        training, a checkpoint past the run's end and FlexAttention trained on the CPU are refused; a run
+        resumed at its end is told that there is nothing to train."""
         if self._has_loaded:
             return
         resumed = None
@@ -165,8 +167,9 @@ class RunGuards:
             self.load_checkpoint(self._load_from)
         self._has_loaded = True
         if isinstance(self._train_loop, BaseLoop):  # training (test() and val() load too)
-            if resumed is not None:
-                refuse_finished_run(self._train_loop, resumed)
+            finished = check_resumed_run(self._train_loop, resumed) if resumed is not None else None
+            if finished is not None:
+                self.logger.warning(finished)
             refuse_flex_attention_on_cpu(
                 self.model.module if is_model_wrapper(self.model) else self.model, get_device())
 

@@ -5,13 +5,16 @@ mmengine starts such runs and fails later with a message that does not say what 
 - an epoch of zero iterations (fewer training items per process than ``batch_size`` with ``drop_last=True``):
   ``AssertionError: epoch_length must be a positive integer, but got 0``, or, with epoch-based schedulers,
   exit 0 after no step and an untrained checkpoint;
-- ``--resume`` of a run that already reached ``max_epochs`` / ``max_iters``: a silent no-op, exit 0;
+- ``--resume`` of a run whose checkpoint is past ``max_epochs`` / ``max_iters``: a silent no-op, exit 0 (a
+  run resumed exactly at its end is told so in one line);
 - FlexAttention in a module that trains on the CPU: torch has no CPU backward for it, so the first step fails
   with torch's message.
 
 :class:`~fdclip_mm.engine.CheckedRunner` and :class:`~fdclip_mm.engine.CheckedFlexibleRunner` call these
 checks; ``tools/train.py`` prints a :class:`RunRefused` as one line.
 """
+from typing import Optional
+
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from torch import nn
 
@@ -51,23 +54,39 @@ def refuse_empty_epochs(dataloader, world_size: int = 1) -> None:
                      'set train_dataloader.drop_last=False, or train on more data')
 
 
-def refuse_finished_run(train_loop, checkpoint: str) -> None:
-    """Refuses to continue a run whose resumed state is already at or past the loop's end.
+def check_resumed_run(train_loop, checkpoint: str) -> Optional[str]:
+    """Refuses to resume a run whose checkpoint is past the loop's end; describes one exactly at its end.
+
+    A checkpoint past ``max_epochs`` / ``max_iters`` means the config lowered them: mmengine then ends at once
+    with exit code 0 and the user's intent is unknown, so it is refused. A run resumed exactly at its end is
+    not refused: ``--resume`` is also how automation reruns a stage that may have finished (``make demo``,
+    ``tools/reproduce.py``, a requeued cluster job); it trains nothing, and the returned line says so.
 
     Args:
         train_loop: The run's training loop, after the checkpoint was resumed (mmengine's epoch- or
             iteration-based loop, or a subclass; other loops pass).
-        checkpoint: The resumed checkpoint, for the message.
+        checkpoint: The resumed checkpoint, for the messages.
+
+    Returns:
+        ``'CHECKPOINT: the run already finished at epoch N ...; raise max_epochs to continue it'`` for a run at
+        its end, else None.
 
     Raises:
-        RunRefused: ``... already finished at epoch N; raise max_epochs to continue`` (or iterations).
+        RunRefused: The checkpoint is past the end, with the same advice.
     """
-    if isinstance(train_loop, EpochBasedTrainLoop) and train_loop.epoch >= train_loop.max_epochs:
-        raise RunRefused(f'{checkpoint}: the run already finished at epoch {train_loop.epoch} '
-                         f'(train_cfg.max_epochs={train_loop.max_epochs}); raise max_epochs to continue it')
-    if isinstance(train_loop, IterBasedTrainLoop) and train_loop.iter >= train_loop.max_iters:
-        raise RunRefused(f'{checkpoint}: the run already finished at iteration {train_loop.iter} '
-                         f'(train_cfg.max_iters={train_loop.max_iters}); raise max_iters to continue it')
+    if isinstance(train_loop, EpochBasedTrainLoop):
+        done, end, unit, key = train_loop.epoch, train_loop.max_epochs, 'epoch', 'max_epochs'
+    elif isinstance(train_loop, IterBasedTrainLoop):
+        done, end, unit, key = train_loop.iter, train_loop.max_iters, 'iteration', 'max_iters'
+    else:
+        return None
+    if done < end:
+        return None
+    where = f'(train_cfg.{key}={end})' if done == end else f'beyond train_cfg.{key}={end}'
+    message = f'{checkpoint}: the run already finished at {unit} {done} {where}; raise {key} to continue it'
+    if done > end:
+        raise RunRefused(message)
+    return message + ': nothing to train'
 
 
 def refuse_flex_attention_on_cpu(model: nn.Module, device_type: str) -> None:

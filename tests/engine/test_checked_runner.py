@@ -185,16 +185,21 @@ def test_a_copied_work_dir_resumes_from_its_own_checkpoints(tmp_path, full_run):
         toy_runner(tmp_path, copy, max_iters=20, resume=True).train()
 
 
-def test_resuming_a_finished_run_is_refused(tmp_path, full_run):
+def test_resuming_a_finished_run_says_so_and_past_its_end_is_refused(tmp_path, full_run):
+    """mmengine ended both at once with exit code 0, saying nothing."""
     work_dir = tmp_path / 'finished'
     shutil.copytree(full_run, work_dir)
-    for max_iters in (8, 4):
-        runner = toy_runner(tmp_path, work_dir, max_iters=max_iters, resume=True)
-        with pytest.raises(
-                RunRefused,
-                match=rf'iter_8.pth: the run already finished at iteration 8 \(train_cfg.max_iters='
-                rf'{max_iters}\); raise max_iters to continue it'):
-            runner.train()
+    runner = toy_runner(tmp_path, work_dir, max_iters=4, resume=True)
+    with pytest.raises(
+            RunRefused,
+            match=r'iter_8.pth: the run already finished at iteration 8 beyond train_cfg.max_iters=4; raise '
+            'max_iters to continue it'):
+        runner.train()
+    runner = toy_runner(tmp_path, work_dir, max_iters=8, resume=True)
+    runner.train()
+    assert runner.iter == 8 and (
+        f'{work_dir / "iter_8.pth"}: the run already finished at iteration 8 '
+        '(train_cfg.max_iters=8); raise max_iters to continue it: nothing to train') in log_text(runner)
 
 
 def test_an_epoch_of_no_iteration_is_refused_before_the_first_step(tmp_path):

@@ -1,11 +1,11 @@
-"""Runs that cannot train are refused by name: empty epochs, a finished run resumed, FlexAttention on the CPU."""
+"""Runs that cannot train are refused by name: empty epochs, a run resumed past its end, FlexAttention on the CPU."""
 import pytest
 import torch
 from mmengine.dataset import DefaultSampler
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from torch.utils.data import DataLoader, TensorDataset
 
-from fdclip_mm.engine.refusals import RunRefused, refuse_empty_epochs, refuse_finished_run, refuse_flex_attention_on_cpu
+from fdclip_mm.engine.refusals import RunRefused, check_resumed_run, refuse_empty_epochs, refuse_flex_attention_on_cpu
 from fdclip_mm.models.backbones import FDViT
 from ..conftest import tiny_vit_arch
 
@@ -36,21 +36,24 @@ def resumed_loop(loop_type, **state):
     return loop
 
 
-def test_resuming_a_finished_run_is_refused_with_what_to_raise():
+def test_a_checkpoint_past_the_end_is_refused_and_one_at_the_end_is_described():
     epochs = dict(max_iters=30, iter=30)
-    refuse_finished_run(resumed_loop(EpochBasedTrainLoop, max_epochs=3, epoch=2, **epochs), 'epoch_2.pth')
+    assert check_resumed_run(resumed_loop(EpochBasedTrainLoop, max_epochs=3, epoch=2, **epochs), 'epoch_2.pth') is None
+    assert check_resumed_run(resumed_loop(EpochBasedTrainLoop, max_epochs=3, epoch=3, **epochs), 'epoch_3.pth') == (
+        'epoch_3.pth: the run already finished at epoch 3 (train_cfg.max_epochs=3); raise max_epochs to continue it: '
+        'nothing to train')
     with pytest.raises(
             RunRefused,
-            match=r'^epoch_3.pth: the run already finished at epoch 3 \(train_cfg.max_epochs=3\); raise max_epochs '
-            'to continue it$'):
-        refuse_finished_run(resumed_loop(EpochBasedTrainLoop, max_epochs=3, epoch=3, **epochs), 'epoch_3.pth')
-    with pytest.raises(RunRefused, match=r'finished at epoch 3 \(train_cfg.max_epochs=2\)'):
-        refuse_finished_run(resumed_loop(EpochBasedTrainLoop, max_epochs=2, epoch=3, **epochs), 'epoch_3.pth')
+            match=r'^epoch_3.pth: the run already finished at epoch 3 beyond train_cfg.max_epochs=2; raise '
+            'max_epochs to continue it$'):
+        check_resumed_run(resumed_loop(EpochBasedTrainLoop, max_epochs=2, epoch=3, **epochs), 'epoch_3.pth')
     # an iteration-based loop keeps epoch 0 of max_epochs 1: only its iterations count
     iters = dict(max_epochs=1, epoch=0)
-    with pytest.raises(RunRefused, match=r'finished at iteration 8 \(train_cfg.max_iters=8\); raise max_iters'):
-        refuse_finished_run(resumed_loop(IterBasedTrainLoop, max_iters=8, iter=8, **iters), 'iter_8.pth')
-    refuse_finished_run(resumed_loop(IterBasedTrainLoop, max_iters=8, iter=4, **iters), 'iter_4.pth')
+    with pytest.raises(RunRefused, match=r'finished at iteration 8 beyond train_cfg.max_iters=4; raise max_iters'):
+        check_resumed_run(resumed_loop(IterBasedTrainLoop, max_iters=4, iter=8, **iters), 'iter_8.pth')
+    assert 'iteration 8 (train_cfg.max_iters=8)' in check_resumed_run(
+        resumed_loop(IterBasedTrainLoop, max_iters=8, iter=8, **iters), 'iter_8.pth')
+    assert check_resumed_run(resumed_loop(IterBasedTrainLoop, max_iters=8, iter=4, **iters), 'iter_4.pth') is None
 
 
 def test_flex_attention_is_refused_where_it_would_train_on_the_cpu():
