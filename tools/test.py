@@ -32,7 +32,7 @@ from mmengine.evaluator import DumpResults  # noqa: E402
 import fdclip_mm  # noqa: F401,E402  (registers our modules)
 from fdclip_mm.engine import (  # noqa: E402
     DistributedLaunchRequired, RunRefused, build_checked_runner, destroy_cpu_process_group, is_cpu_only, lock_work_dir,
-    merge_cfg_options, prepare_cpu_distributed)
+    merge_cfg_options, prepare_cpu_distributed, release_work_dir)
 from fdclip_mm.precision import warn_if_bf16_is_slow  # noqa: E402
 # isort: on
 
@@ -114,6 +114,7 @@ def main() -> Dict[str, float]:
         prepare_cpu_distributed(cfg, cfg.launcher)
         runner = build_checked_runner(cfg)
     except (DistributedLaunchRequired, RunRefused, NotADirectoryError) as refusal:
+        release_work_dir(cfg.work_dir)  # a refused run leaves nothing behind
         print(f'[error] {refusal}', file=sys.stderr)
         sys.exit(1)
     if args.out is not None:

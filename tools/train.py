@@ -40,8 +40,7 @@ import fdclip_mm  # noqa: F401,E402  (registers our modules)
 from fdclip_mm.checkpoint import CheckpointFileError, NonFiniteWeightsError, read_last_checkpoint  # noqa: E402
 from fdclip_mm.engine import (  # noqa: E402
     DistributedLaunchRequired, RunRefused, build_checked_runner, destroy_cpu_process_group, is_cpu_only, lock_work_dir,
-    merge_cfg_options, move_earlier_run_aside, prepare_cpu_distributed, refuse_to_replace_run)
-from fdclip_mm.engine.run_files import entries_named_by  # noqa: E402
+    merge_cfg_options, prepare_cpu_distributed, refuse_to_replace_run, release_work_dir)
 from fdclip_mm.models.algorithms.teacher_target_cache import TargetCacheMismatchError  # noqa: E402
 from fdclip_mm.precision import check_amp_dtype, resolve_amp  # noqa: E402
 # isort: on
@@ -242,22 +241,17 @@ def interrupted_message(work_dir: str) -> str:
 
 def start_run(cfg: Config) -> None:
     """What happens before anything of the run is written: a run that would replace an earlier one without
-    ``--overwrite`` is refused, rank 0 takes the work dir's lock (one run per work dir), and with
-    ``--overwrite`` the earlier run's files are moved aside (files the config reads from the work dir stay).
+    ``--overwrite`` is refused, and rank 0 takes the work dir's lock (one run per work dir). With
+    ``--overwrite``, the runner moves the earlier run aside once it is built (a run refused before that leaves
+    the earlier one in place).
 
     Raises:
         FileExistsError: The work dir holds a run and neither ``--resume`` nor ``--overwrite`` is given.
         NotADirectoryError: The work dir is a file.
         WorkDirInUseError: Another run holds the work dir.
     """
-    resume, overwrite = cfg.get('resume', False), cfg.get('overwrite', False)
-    refuse_to_replace_run(cfg.work_dir, resume, overwrite)
-    if lock_work_dir(cfg.work_dir, cfg.launcher) and overwrite and not resume:
-        folder = move_earlier_run_aside(cfg.work_dir, entries_named_by(cfg.to_dict(), cfg.work_dir))
-        if folder is not None:
-            print_log(
-                f"--overwrite: the earlier run's files are now in {folder} (kept; --resume does not look there)",
-                logger='current')
+    refuse_to_replace_run(cfg.work_dir, cfg.get('resume', False), cfg.get('overwrite', False))
+    lock_work_dir(cfg.work_dir, cfg.launcher)
 
 
 #: Refusals that tools/train.py prints as one line (exit code 1).
@@ -265,8 +259,11 @@ REFUSALS = (FileExistsError, NotADirectoryError, DistributedLaunchRequired, RunR
             NonFiniteWeightsError, TargetCacheMismatchError)
 
 
-def refuse(refusal: BaseException) -> None:
-    """Prints the refusal as one line and exits with code 1."""
+def refuse(refusal: BaseException, work_dir: Optional[str] = None) -> None:
+    """Prints the refusal as one line and exits with code 1, leaving ``work_dir`` as it was found when the run
+    wrote nothing there."""
+    if work_dir is not None:
+        release_work_dir(work_dir)
     print(f'[error] {refusal}', file=sys.stderr)
     sys.exit(1)
 
@@ -285,7 +282,7 @@ def main() -> None:
         prepare_cpu_distributed(cfg, cfg.launcher)
         runner = build_checked_runner(cfg)
     except REFUSALS as refusal:
-        refuse(refusal)
+        refuse(refusal, cfg.work_dir)
     interrupt = SigintRecorder()
     try:
         runner.train()

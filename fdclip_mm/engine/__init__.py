@@ -17,7 +17,7 @@ from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
 from .run_files import move_earlier_run_aside, refuse_to_replace_run
 from .target_cache_check_hook import TargetCacheCheckHook
 from .trainable_optim_constructor import TrainableOptimWrapperConstructor
-from .work_dir_lock import WorkDirInUseError, lock_work_dir
+from .work_dir_lock import WorkDirInUseError, lock_work_dir, release_work_dir
 
 __all__ = [
     'apply_nonfinite_loss_policy', 'atomic_write', 'AtomicCheckpointHook', 'AtomicLocalBackend',
@@ -25,7 +25,7 @@ __all__ = [
     'CheckedRunner', 'compile_blocks', 'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper', 'destroy_cpu_process_group',
     'DistributedLaunchRequired', 'FSDP2Strategy', 'get_rng_state', 'init_cpu_process_group', 'is_cpu_only',
     'LayerDecayOptimWrapperConstructor', 'lock_work_dir', 'merge_cfg_options', 'move_data_root',
-    'move_earlier_run_aside', 'prepare_cpu_distributed', 'refuse_to_replace_run', 'repeated_blocks', 'RNGStateHook',
-    'RunRefused', 'set_rng_state', 'TargetCacheCheckHook', 'TimmCosineAnnealingLR', 'TimmLinearWarmupLR',
-    'TrainableOptimWrapperConstructor', 'WorkDirInUseError'
+    'move_earlier_run_aside', 'prepare_cpu_distributed', 'refuse_to_replace_run', 'release_work_dir', 'repeated_blocks',
+    'RNGStateHook', 'RunRefused', 'set_rng_state', 'TargetCacheCheckHook', 'TimmCosineAnnealingLR',
+    'TimmLinearWarmupLR', 'TrainableOptimWrapperConstructor', 'WorkDirInUseError'
 ]

@@ -21,8 +21,10 @@ mmengine 0.10.7:
 - ``train()`` without ``resume`` refuses a work dir that already holds checkpoints of a run, which the new
   run would replace (``epoch_N.pth``, ``last_checkpoint``), unless the config sets ``overwrite = True``
   (``tools/train.py --overwrite``), which moves the earlier run's files into ``earlier_run_<date>_<time>/``
-  inside the work dir (:func:`~fdclip_mm.engine.run_files.move_earlier_run_aside`). ``tools/train.py`` does
-  both before the runner is built, so a refused run writes nothing.
+  inside the work dir (:func:`~fdclip_mm.engine.run_files.move_earlier_run_aside`) when training starts
+  (this run's log folder and config dump stay). ``tools/train.py`` checks the first before the runner is
+  built, and a runner refused while it is built removes its lock file again, so a refused run writes
+  nothing.
 - The config dump never replaces another run's: when the work dir already holds a different dump of the
   same config file (a resumed run with other options, a test run), the new one goes to the run's
   timestamped log folder.
@@ -59,7 +61,7 @@ from .refusals import RunRefused, check_resumed_run, refuse_empty_epochs, refuse
 from .run_files import (entries_named_by, existing_run_files, latest_checkpoint_candidates, move_earlier_run_aside,
                         refuse_to_replace_run)
 from .target_cache_check_hook import TargetCacheCheckHook
-from .work_dir_lock import lock_work_dir
+from .work_dir_lock import held_work_dirs, lock_work_dir, release_work_dir
 
 #: Beginnings of the log messages kept off the console (they stay in the log file).
 FILE_ONLY_MESSAGES = (
@@ -93,11 +95,17 @@ class RunGuards:
 
     def __init__(self, *args, **kwargs) -> None:
         arguments = inspect.signature(super().__init__).bind_partial(*args, **kwargs).arguments
-        cfg = arguments.get('cfg') or {}
+        cfg, work_dir = arguments.get('cfg') or {}, arguments['work_dir']
         # before anything is built or written
-        lock_work_dir(arguments['work_dir'], arguments.get('launcher', 'none'))
-        compile_args(arguments.get('compile') or cfg.get('compile'))
-        super().__init__(*args, **kwargs)
+        locked_here = osp.realpath(work_dir) not in held_work_dirs() and \
+            lock_work_dir(work_dir, arguments.get('launcher', 'none'))
+        try:
+            compile_args(arguments.get('compile') or cfg.get('compile'))
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            if locked_here:  # refused before writing anything: leave nothing behind
+                release_work_dir(work_dir)
+            raise
 
     def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
         super().register_hooks(default_hooks, custom_hooks)
@@ -136,11 +144,22 @@ class RunGuards:
         overwrite = self.cfg.get('overwrite', False)
         refuse_to_replace_run(self.work_dir, self._resume, overwrite)
         if overwrite and not self._resume and is_main_process() and existing_run_files(self.work_dir):
-            keep = entries_named_by(self.cfg.to_dict(), self.work_dir) | {osp.basename(self.log_dir)}
-            folder = move_earlier_run_aside(self.work_dir, keep)
-            self.logger.info(f'overwrite: the earlier run\'s files are in {folder}')
-            self.dump_config()
+            self._move_earlier_run_aside()
         return super().train()
+
+    def _move_earlier_run_aside(self) -> None:
+        """Moves the work dir's earlier run aside, all but this run's log folder and config dump and the files
+        this run's config names; this run's dump is then written in place of the earlier one's."""
+        keep = entries_named_by(self.cfg.to_dict(), self.work_dir) | {osp.basename(self.log_dir)}
+        dump = self._config_dump()
+        if osp.isfile(dump):
+            with open(dump) as f:
+                if f.read() == self.cfg.dump():
+                    keep.add(osp.basename(dump))
+        folder = move_earlier_run_aside(self.work_dir, keep)
+        self.logger.info(f"overwrite: the earlier run's files are now in {folder} (kept; --resume does not look "
+                         'there)')
+        self.dump_config()
 
     def build_train_loop(self, loop):
         """mmengine's training loop, refused when its epochs would have no iteration."""

@@ -3,10 +3,10 @@
 - :func:`latest_checkpoint_candidates`: what ``--resume`` tries, best first; ``last_checkpoint`` is resolved
   inside the work dir (:func:`~fdclip_mm.checkpoint.read_last_checkpoint`).
 - :func:`refuse_to_replace_run`: a new run is refused in a work dir that holds checkpoints of a run.
-- :func:`move_earlier_run_aside`: ``--overwrite`` moves the earlier run's files into a dated folder inside the
-  work dir, where nothing is deleted and nothing is found by ``--resume`` (mmengine's ``--overwrite``-less
-  replacement wrote the new checkpoints beside the old ones, and a resume after a new checkpoint cut short
-  continued the old run).
+- :func:`move_earlier_run_aside`: ``overwrite = True`` (``--overwrite``) moves the earlier run's files into a
+  dated folder inside the work dir, where nothing is deleted and nothing is found by ``--resume`` (the new
+  checkpoints used to be written beside the old ones, and a resume after a new checkpoint cut short continued
+  the old run). The checked runners call it when training starts.
 """
 import glob
 import os

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from fdclip_mm.engine import WorkDirInUseError, lock_work_dir
+from fdclip_mm.engine import WorkDirInUseError, lock_work_dir, release_work_dir
 from fdclip_mm.engine.work_dir_lock import LOCK_FILE
 
 HOLDER = 'import sys; from fdclip_mm.engine import lock_work_dir; lock_work_dir(sys.argv[1]); print("held", ' \
@@ -52,3 +52,22 @@ def test_a_work_dir_that_is_a_file_is_named(tmp_path):
     with pytest.raises(NotADirectoryError, match=f'work_dir {path} is a file, not a directory'):
         lock_work_dir(str(path))
     assert path.read_text() == 'x'
+
+
+def test_a_run_refused_before_writing_leaves_nothing_behind(tmp_path):
+    work_dir = tmp_path / 'new' / 'run'
+    assert lock_work_dir(str(work_dir)) and release_work_dir(str(work_dir))
+    assert not work_dir.exists() and (tmp_path / 'new').is_dir()  # the folder the lock created, only
+    assert not release_work_dir(str(work_dir))  # no longer held
+    used = tmp_path / 'used'
+    lock_work_dir(str(used))
+    (used / '20261207_101010').mkdir()
+    assert not release_work_dir(str(used)) and (used / LOCK_FILE).is_file()  # it wrote: the lock stays
+    existing = tmp_path / 'existing'
+    existing.mkdir()
+    assert lock_work_dir(str(existing)) and release_work_dir(str(existing))
+    assert existing.is_dir() and not os.listdir(existing)  # a folder it did not create stays
+    # another process locks the lock file that is in place, whatever this one removed before
+    holder = HOLDER.replace('sys.stdin.read()', 'pass')
+    again = subprocess.run([sys.executable, '-c', holder, str(existing)], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.strip() == 'held'

@@ -314,7 +314,8 @@ def test_overwrite_sets_the_earlier_run_aside_where_resume_does_not_find_it(toy_
     (aside, ) = glob.glob(str(work / 'earlier_run_*'))
     assert re.fullmatch(r'earlier_run_\d{8}_\d{6}', osp.basename(aside))
     assert sorted(os.listdir(aside)) == earlier  # nothing deleted
-    assert f"--overwrite: the earlier run's files are now in {aside}" in proc.stdout + proc.stderr
+    assert f"overwrite: the earlier run's files are now in {aside} (kept; --resume does not look there)" in (
+        proc.stdout + proc.stderr)
     assert not (work / 'iter_8.pth').exists() and (work / 'iter_4.pth').exists()
     checkpoint = work / 'iter_4.pth'
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
