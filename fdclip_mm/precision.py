@@ -24,6 +24,11 @@ import torch
 from mmengine.logging import print_log
 
 AUTO = 'auto'
+#: The dtype names mmengine's ``AmpOptimWrapper`` takes, and ours: ``'auto'``.
+AMP_DTYPES = (AUTO, 'float16', 'bfloat16', 'float32', 'float64')
+#: Short names people write for dtypes; refused with the name to write instead (one spelling per dtype keeps
+#: configs and their dumps comparable).
+DTYPE_SHORT_NAMES = {'bf16': 'bfloat16', 'fp16': 'float16', 'half': 'float16', 'fp32': 'float32', 'float': 'float32'}
 #: Compute capability from which NVIDIA GPUs run bf16 products natively (Ampere: A100 is 8.0).
 CUDA_NATIVE_BF16_CAPABILITY = (8, 0)
 LossScale = Union[str, float, dict]
@@ -171,6 +176,23 @@ def resolve_low_precision(choice: Optional[str], what: str, device_type: Optiona
         ``teacher dtype 'auto': float16 on cuda (Tesla V100-SXM2-32GB, compute capability 7.0, ...)``.
     """
     return _resolve(choice, what, device_type, float16=True)
+
+
+def check_amp_dtype(dtype: Union[str, torch.dtype, None], key: str = 'optim_wrapper.dtype') -> None:
+    """Refuses an AMP dtype that is not None, a ``torch.dtype`` or one of :data:`AMP_DTYPES`.
+
+    Args:
+        dtype: The configured value.
+        key: The config key, for the message.
+
+    Raises:
+        ValueError: Naming ``key``, the value, the accepted names and, for a short name such as ``'bf16'``, the
+            name to write.
+    """
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype in AMP_DTYPES:
+        return
+    hint = f"; write {DTYPE_SHORT_NAMES[dtype]!r} for {dtype!r}" if dtype in DTYPE_SHORT_NAMES else ''
+    raise ValueError(f'{key}={dtype!r} is not a precision name: use one of {list(AMP_DTYPES)} or None{hint}')
 
 
 def resolve_amp(dtype: Union[str, torch.dtype, None],

@@ -3,7 +3,9 @@
 The config's training pipeline must be deterministic (the cache holds one view per image): the tool checks
 it by loading the first images several times and refuses a pipeline whose outputs differ, and it refuses a
 dataset that lists an image twice (a ``RepeatDataset``) before the teacher runs. The cache records the
-pipeline; a run that reads the cache must train with that same pipeline (checked when the run starts).
+pipeline, the teacher (its checkpoint's SHA-256, reader, architecture, input size, precision, input
+normalisation) and each image's size, modification time and SHA-256; a run that reads the cache must match all
+of it (checked when the run starts, before its first step).
 Train with the cache::
 
     python tools/cache_teacher_targets.py CONFIG --out work_dirs/x/teacher_targets.pth
@@ -15,17 +17,24 @@ import argparse
 import os.path as osp
 import sys
 import time
+import warnings
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import DefaultScope, init_default_scope
-from mmengine.runner import Runner
+# mmengine 0.10.7 imports setuptools' deprecated pkg_resources: not the user's to act on.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+# The imports below must follow the filter (E402).
+# isort: off
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import DefaultScope, init_default_scope  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
 
-import fdclip_mm  # noqa: F401  (registers our modules)
-from fdclip_mm.engine import merge_cfg_options
-from fdclip_mm.models.algorithms.teacher_target_cache import dataset_image_paths, training_pipeline, write_target_cache
-from fdclip_mm.models.feature_map import FeatureMap
-from fdclip_mm.registry import MODELS
+import fdclip_mm  # noqa: F401,E402  (registers our modules)
+from fdclip_mm.engine import merge_cfg_options  # noqa: E402
+from fdclip_mm.models.algorithms.teacher_target_cache import (  # noqa: E402
+    dataset_image_paths, training_pipeline, write_target_cache)
+from fdclip_mm.models.feature_map import FeatureMap  # noqa: E402
+from fdclip_mm.registry import MODELS  # noqa: E402
+# isort: on
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -94,12 +103,9 @@ def main(argv=None) -> int:
             if step % 20 == 0 or len(keys) == total:
                 rate = len(keys) / max(time.time() - start, 1e-9)
                 print(f'[cache] {len(keys)}/{total} images, {rate:.1f} img/s', flush=True)
-    teacher = cfg.model.teacher
     meta = dict(
-        teacher_type=teacher.get('type'),
-        teacher_checkpoint=teacher.get('checkpoint'),
+        teacher=model.teacher_identity(),
         config=osp.abspath(args.config),
-        dtype=str(model.teacher.compute_dtype or torch.float32),
         img_size=list(data['inputs']['student'].shape[-2:]),
         pipeline=training_pipeline(cfg.train_dataloader.dataset))
     features = FeatureMap(

@@ -4,8 +4,10 @@ The config's ``default_scope`` decides which library's registry builds it. The r
 :class:`~fdclip_mm.engine.CheckedRunner` (:class:`~fdclip_mm.engine.CheckedFlexibleRunner` for
 ``runner_type='FlexibleRunner'``; another registered ``runner_type`` as it is), which refuses a checkpoint that
 does not fit the model exactly (set ``strict_load = False`` in the config to load what fits on purpose).
-``fdclip_mm`` is imported first so that our modules are registered, Runner checkpoints load under
-``torch.load(weights_only=True)`` and CPU-only machines can use ``--launcher pytorch|slurm|mpi``.
+A test run holds its work dir like a training run: a second run there is refused (use another
+``--work-dir`` to test while a run trains). ``fdclip_mm`` is imported first so that our modules are
+registered, Runner checkpoints load under ``torch.load(weights_only=True)`` and CPU-only machines can use
+``--launcher pytorch|slurm|mpi``.
 
 Examples:
     python tools/test.py CONFIG CHECKPOINT
@@ -30,8 +32,8 @@ from mmengine.evaluator import DumpResults  # noqa: E402
 
 import fdclip_mm  # noqa: F401,E402  (registers our modules)
 from fdclip_mm.engine import (  # noqa: E402
-    DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group, is_cpu_only, merge_cfg_options,
-    prepare_cpu_distributed)
+    DistributedLaunchRequired, RunRefused, build_checked_runner, destroy_cpu_process_group, is_cpu_only, lock_work_dir,
+    merge_cfg_options, prepare_cpu_distributed, release_work_dir)
 from fdclip_mm.precision import warn_if_bf16_is_slow  # noqa: E402
 # isort: on
 
@@ -151,9 +153,11 @@ def main() -> Dict[str, float]:
         print(f'[error] {err}', file=sys.stderr)
         sys.exit(2)
     try:
+        lock_work_dir(cfg.work_dir, cfg.launcher)  # one run per work dir, tests included
         prepare_cpu_distributed(cfg, cfg.launcher)
         runner = build_checked_runner(cfg)
-    except DistributedLaunchRequired as refusal:
+    except (DistributedLaunchRequired, RunRefused, NotADirectoryError) as refusal:
+        release_work_dir(cfg.work_dir)  # a refused run leaves nothing behind
         print(f'[error] {refusal}', file=sys.stderr)
         sys.exit(1)
     if args.out is not None:

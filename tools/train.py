@@ -4,7 +4,9 @@ The config's ``default_scope`` decides which library's registry builds it. The r
 :class:`~fdclip_mm.engine.CheckedRunner` (or :class:`~fdclip_mm.engine.CheckedFlexibleRunner` for a
 ``runner_type='FlexibleRunner'`` config): mmengine's with exact checkpoint loading, a clear resume and no
 silent overwrite of an earlier run; another registered ``runner_type`` is built as it is. A new run into a
-work dir that holds a run is refused before anything is written. ``fdclip_mm`` is imported
+work dir that holds a run is refused before anything is written (``--overwrite`` moves the earlier run into a
+dated folder inside the work dir), and so is a second run into a work dir that a live run holds. Runs that
+cannot train are refused with one line before their first step. ``fdclip_mm`` is imported
 first so that our modules are registered, Runner checkpoints can be resumed under
 ``torch.load(weights_only=True)`` and CPU-only machines can use ``--launcher pytorch|slurm|mpi`` and ``--amp``.
 ``--amp`` picks its dtype by hardware (:func:`adapt_amp_to_device`).
@@ -35,10 +37,12 @@ from mmengine.device import get_device  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
 import fdclip_mm  # noqa: F401,E402  (registers our modules)
+from fdclip_mm.checkpoint import CheckpointFileError, NonFiniteWeightsError, read_last_checkpoint  # noqa: E402
 from fdclip_mm.engine import (  # noqa: E402
-    DistributedLaunchRequired, build_checked_runner, destroy_cpu_process_group, is_cpu_only, merge_cfg_options,
-    prepare_cpu_distributed, refuse_to_replace_run)
-from fdclip_mm.precision import resolve_amp  # noqa: E402
+    DistributedLaunchRequired, RunRefused, build_checked_runner, destroy_cpu_process_group, is_cpu_only, lock_work_dir,
+    merge_cfg_options, prepare_cpu_distributed, refuse_to_replace_run, release_work_dir)
+from fdclip_mm.models.algorithms.teacher_target_cache import TargetCacheMismatchError  # noqa: E402
+from fdclip_mm.precision import check_amp_dtype, resolve_amp  # noqa: E402
 # isort: on
 
 AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper', 'fdclip_mm.CPUAmpOptimWrapper')
@@ -63,8 +67,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--overwrite',
         action='store_true',
-        help='start a new run in a work directory that already holds checkpoints, replacing them (without '
-        'it such a run is refused)')
+        help='start a new run in a work directory that already holds a run: its files are moved into '
+        'WORK_DIR/earlier_run_<date>_<time>/ (kept, not resumed); without it such a run is refused')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -90,6 +94,8 @@ def parse_args() -> argparse.Namespace:
     # the LOCAL_RANK environment variable instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.overwrite and args.resume is not None:
+        parser.error('--overwrite starts a new run and --resume continues one: give one of them')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -127,6 +133,9 @@ def adapt_amp_to_device(cfg: Config, device_type: Optional[str] = None) -> None:
       stays.
     * Other accelerators: ``AmpOptimWrapper`` with its default dtype where the config says ``'auto'``.
 
+    A dtype name that is none of :data:`fdclip_mm.precision.AMP_DTYPES` (``'nonsense'``, ``'bf16'``) is
+    refused: it used to become ``'auto'`` on CPUs.
+
     Args:
         cfg: The config; ``cfg.optim_wrapper`` is modified in place.
         device_type: The training device; default: the one mmengine uses (:func:`amp_device_type`).
@@ -136,6 +145,7 @@ def adapt_amp_to_device(cfg: Config, device_type: Optional[str] = None) -> None:
         return
     device_type = device_type or amp_device_type()
     dtype = optim_wrapper.get('dtype')
+    check_amp_dtype(dtype)
     if device_type == 'cpu':
         if dtype not in (None, 'auto', 'bfloat16'):
             print_log(f"CPU autocast supports bfloat16 only; dtype={dtype!r} is replaced by 'auto'.", logger='current')
@@ -217,8 +227,10 @@ class SigintRecorder:
 
 def interrupted_message(work_dir: str) -> str:
     """One line for Ctrl-C: where the last valid checkpoint is and the command that continues the run."""
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    last = open(pointer).read().strip() if osp.isfile(pointer) else None
+    try:
+        last = read_last_checkpoint(work_dir)
+    except ValueError:  # names a file of another folder: --resume will say so
+        last = None
     if not last:
         return f'Interrupted before the first checkpoint of {work_dir}: nothing to continue from.'
     command = shlex.join(a for a in sys.argv if a != '--overwrite')
@@ -227,22 +239,55 @@ def interrupted_message(work_dir: str) -> str:
     return f'Interrupted. Last checkpoint: {last}. Continue with: python {command}'
 
 
+def start_run(cfg: Config) -> None:
+    """What happens before anything of the run is written: a run that would replace an earlier one without
+    ``--overwrite`` is refused, and rank 0 takes the work dir's lock (one run per work dir). With
+    ``--overwrite``, the runner moves the earlier run aside once it is built (a run refused before that leaves
+    the earlier one in place).
+
+    Raises:
+        FileExistsError: The work dir holds a run and neither ``--resume`` nor ``--overwrite`` is given.
+        NotADirectoryError: The work dir is a file.
+        WorkDirInUseError: Another run holds the work dir.
+    """
+    refuse_to_replace_run(cfg.work_dir, cfg.get('resume', False), cfg.get('overwrite', False))
+    lock_work_dir(cfg.work_dir, cfg.launcher)
+
+
+#: Refusals that tools/train.py prints as one line (exit code 1).
+REFUSALS = (FileExistsError, NotADirectoryError, DistributedLaunchRequired, RunRefused, CheckpointFileError,
+            NonFiniteWeightsError, TargetCacheMismatchError)
+
+
+def refuse(refusal: BaseException, work_dir: Optional[str] = None) -> None:
+    """Prints the refusal as one line and exits with code 1, leaving ``work_dir`` as it was found when the run
+    wrote nothing there."""
+    if work_dir is not None:
+        release_work_dir(work_dir)
+    print(f'[error] {refusal}', file=sys.stderr)
+    sys.exit(1)
+
+
 def main() -> None:
     """Train."""
     args = parse_args()
     cfg = Config.fromfile(args.config)
-    cfg = merge_args(cfg, args)
     try:
-        refuse_to_replace_run(cfg.work_dir, cfg.get('resume', False), cfg.get('overwrite', False))
+        cfg = merge_args(cfg, args)
+    except ValueError as invalid:  # an option our tool cannot use: a precision name, ...
+        refuse(invalid)
+    try:
+        start_run(cfg)
         # On CPU: a gloo process group and device_ids=None; on GPU mmengine's init_dist does the work.
         prepare_cpu_distributed(cfg, cfg.launcher)
         runner = build_checked_runner(cfg)
-    except (FileExistsError, DistributedLaunchRequired) as refusal:
-        print(f'[error] {refusal}', file=sys.stderr)
-        sys.exit(1)
+    except REFUSALS as refusal:
+        refuse(refusal, cfg.work_dir)
     interrupt = SigintRecorder()
     try:
         runner.train()
+    except REFUSALS as refusal:
+        refuse(refusal)
     except BaseException:
         if not interrupt.seen:
             raise

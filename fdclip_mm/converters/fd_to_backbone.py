@@ -5,7 +5,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from fdclip_mm.checkpoint import read_state_dict
+from fdclip_mm.checkpoint import read_last_checkpoint, read_state_dict
 
 STUDENT_PREFIX = 'student.'
 #: Key prefix of a dense-task backbone file (``out_indices`` given): an mmpretrain classifier's layout, the one
@@ -15,14 +15,14 @@ DENSE_PREFIX = 'backbone.'
 
 
 def resolve_checkpoint(path: str) -> str:
-    """``path`` itself, or for a work dir the checkpoint its ``last_checkpoint`` file names."""
+    """``path`` itself, or for a work dir the checkpoint its ``last_checkpoint`` file names, inside that work dir
+    (:func:`~fdclip_mm.checkpoint.read_last_checkpoint`: a copied work dir stands for its own checkpoint)."""
     if not osp.isdir(path):
         return path
-    pointer = osp.join(path, 'last_checkpoint')
-    if not osp.isfile(pointer):
+    checkpoint = read_last_checkpoint(path)
+    if checkpoint is None:
         raise FileNotFoundError(f'{path} is a folder without a last_checkpoint file; pass a .pth file')
-    with open(pointer) as f:
-        return f.read().strip()
+    return checkpoint
 
 
 def extract_student(state_dict: Dict[str, torch.Tensor], source: str = '<state dict>') -> Dict[str, torch.Tensor]:

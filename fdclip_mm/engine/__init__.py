@@ -3,7 +3,7 @@ from .atomic_checkpoint_hook import AtomicCheckpointHook, AtomicLocalBackend, at
 from .attention_distance_hook import AttentionDistanceHook
 from .best_metrics_hook import BestMetricsHook
 from .block_compile import BlockCompileHook, compile_blocks, repeated_blocks
-from .checked_runner import CheckedFlexibleRunner, CheckedRunner, build_checked_runner, refuse_to_replace_run
+from .checked_runner import CheckedFlexibleRunner, CheckedRunner, build_checked_runner
 from .config_options import merge_cfg_options, move_data_root
 from .cpu_amp_optim_wrapper import CPUAmpOptimWrapper
 from .distributed import (cpu_model_wrapper_cfg, destroy_cpu_process_group, init_cpu_process_group, is_cpu_only,
@@ -13,16 +13,20 @@ from .layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor
 from .loader_report_hook import LoaderReportHook
 from .lr_schedulers import TimmCosineAnnealingLR, TimmLinearWarmupLR
 from .nonfinite_loss import apply_nonfinite_loss_policy
+from .refusals import RunRefused
 from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
+from .run_files import move_earlier_run_aside, refuse_to_replace_run
 from .target_cache_check_hook import TargetCacheCheckHook
 from .trainable_optim_constructor import TrainableOptimWrapperConstructor
+from .work_dir_lock import WorkDirInUseError, lock_work_dir, release_work_dir
 
 __all__ = [
     'apply_nonfinite_loss_policy', 'atomic_write', 'AtomicCheckpointHook', 'AtomicLocalBackend',
     'AttentionDistanceHook', 'BestMetricsHook', 'BlockCompileHook', 'build_checked_runner', 'CheckedFlexibleRunner',
     'CheckedRunner', 'compile_blocks', 'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper', 'destroy_cpu_process_group',
     'DistributedLaunchRequired', 'FSDP2Strategy', 'get_rng_state', 'init_cpu_process_group', 'is_cpu_only',
-    'LayerDecayOptimWrapperConstructor', 'LoaderReportHook', 'merge_cfg_options', 'move_data_root',
-    'prepare_cpu_distributed', 'refuse_to_replace_run', 'repeated_blocks', 'RNGStateHook', 'set_rng_state',
-    'TargetCacheCheckHook', 'TimmCosineAnnealingLR', 'TimmLinearWarmupLR', 'TrainableOptimWrapperConstructor'
+    'LayerDecayOptimWrapperConstructor', 'LoaderReportHook', 'lock_work_dir', 'merge_cfg_options', 'move_data_root',
+    'move_earlier_run_aside', 'prepare_cpu_distributed', 'refuse_to_replace_run', 'release_work_dir', 'repeated_blocks',
+    'RNGStateHook', 'RunRefused', 'set_rng_state', 'TargetCacheCheckHook', 'TimmCosineAnnealingLR',
+    'TimmLinearWarmupLR', 'TrainableOptimWrapperConstructor', 'WorkDirInUseError'
 ]

@@ -10,6 +10,7 @@ POSIX), updates the pointer the same way, and deletes old checkpoints only after
 import glob
 import os
 import os.path as osp
+import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,10 @@ def atomic_open(path: Union[str, Path]) -> Iterator[BinaryIO]:
 
     Yields:
         The temporary file's handle; on an exception the temporary file is removed and ``path`` untouched.
+
+    Raises:
+        OSError: A failed write (a full disk, a file size limit) as the same error type and number, its
+            message naming ``path`` and the free space left on its file system (Python's names neither).
     """
     path = str(path)
     folder = osp.dirname(osp.abspath(path))
@@ -47,10 +52,22 @@ def atomic_open(path: Union[str, Path]) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(error, OSError) and error.errno is not None:
+            raise type(error)(error.errno, f'{error.strerror} while writing {path} ({free_space(folder)} free '
+                              'on its file system)') from error
         raise
+
+
+def free_space(folder: str) -> str:
+    """The free space of ``folder``'s file system, e.g. ``'1.5 GiB'``, for messages."""
+    free = shutil.disk_usage(folder).free
+    for unit, size in (('GiB', 2**30), ('MiB', 2**20), ('KiB', 2**10)):
+        if free >= size:
+            return f'{free / size:.1f} {unit}'
+    return f'{free} bytes'
 
 
 def atomic_write(data: Union[bytes, str], path: Union[str, Path]) -> None:

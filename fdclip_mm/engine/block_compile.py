@@ -39,7 +39,9 @@ def compile_args(compile_cfg: Union[bool, dict, None]) -> Optional[dict]:
     """The ``torch.compile`` keyword arguments of a ``compile`` config value; None when compilation is off.
 
     Raises:
-        ValueError: ``compile`` is neither a bool nor a dict, or names an argument ``torch.compile`` lacks.
+        ValueError: ``compile`` is neither a bool nor a dict, names an argument ``torch.compile`` lacks, or a
+            ``backend`` that torch does not know (torch would only say so at the first compiled call, after the
+            whole model is built).
     """
     if compile_cfg is None or compile_cfg is False:
         return None
@@ -52,7 +54,21 @@ def compile_args(compile_cfg: Union[bool, dict, None]) -> Optional[dict]:
     if unknown:
         raise ValueError(f'compile={compile_cfg!r}: unknown key(s) {unknown}; the keys are {list(COMPILE_ARGS)} '
                          "(torch.compile's arguments)")
+    if isinstance(args.get('backend'), str):
+        check_backend(args['backend'])
     return args
+
+
+def check_backend(name: str) -> None:
+    """Raises ``ValueError`` naming ``compile.backend`` when torch has no compile backend ``name`` (registered
+    or installed as a plugin)."""
+    from torch._dynamo import list_backends
+    from torch._dynamo.backends.registry import lookup_backend
+    try:
+        lookup_backend(name)
+    except RuntimeError:  # torch._dynamo.exc.InvalidBackend
+        raise ValueError(f'compile.backend={name!r} is not a torch.compile backend; this torch has '
+                         f'{list_backends()}') from None
 
 
 def remove_zero_drop_paths(block: nn.Module) -> None:

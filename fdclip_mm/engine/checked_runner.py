@@ -9,17 +9,28 @@ mmengine 0.10.7:
   scores the untrained model. Set ``strict_load = False`` in the config to load what fits on purpose.
 - Checkpoint files are read with :func:`fdclip_mm.checkpoint.read_checkpoint`: an unreadable file
   stops the run with its path and what is wrong with it.
+- One run per work dir: rank 0 of a run takes the work dir's lock (:mod:`~fdclip_mm.engine.work_dir_lock`)
+  before anything is built or written, for the life of its process; a second run there is refused.
 - ``resume=True`` without a path (``--resume``): when the work dir holds no checkpoint, it says so and that
   training starts from scratch (mmengine logs "Auto resumed from the latest checkpoint None."); when the
   latest checkpoint is unreadable (a run killed while copying, a disk error), it falls back to the newest
-  readable ``epoch_N`` / ``iter_N`` checkpoint and says which one it skipped.
+  readable ``epoch_N`` / ``iter_N`` checkpoint and says which one it skipped. ``last_checkpoint`` is read as
+  naming a file of its own work dir (a copied work dir resumes from its own files; one naming a file
+  elsewhere is refused). A checkpoint past ``max_epochs`` / ``max_iters`` is refused (mmengine ends at once,
+  exit 0); one exactly at the end is told in a warning that there is nothing to train.
 - ``train()`` without ``resume`` refuses a work dir that already holds checkpoints of a run, which the new
   run would replace (``epoch_N.pth``, ``last_checkpoint``), unless the config sets ``overwrite = True``
-  (``tools/train.py --overwrite``). ``tools/train.py`` checks this before the runner is built, so a refused
-  run writes nothing.
+  (``tools/train.py --overwrite``), which moves the earlier run's files into ``earlier_run_<date>_<time>/``
+  inside the work dir (:func:`~fdclip_mm.engine.run_files.move_earlier_run_aside`) when training starts
+  (this run's log folder and config dump stay). ``tools/train.py`` checks the first before the runner is
+  built, and a runner refused while it is built removes its lock file again, so a refused run writes
+  nothing.
 - The config dump never replaces another run's: when the work dir already holds a different dump of the
   same config file (a resumed run with other options, a test run), the new one goes to the run's
-  timestamped log folder; ``overwrite = True`` replaces it.
+  timestamped log folder.
+- Runs that cannot train are refused before their first step (:mod:`~fdclip_mm.engine.refusals`): epochs of
+  zero iterations, FlexAttention trained on the CPU, a ``compile`` setting torch does not take (before the
+  model is built), weights with NaN or infinite values in ``load_from`` or a resumed checkpoint.
 - ``compile = True`` (or a dict of ``torch.compile`` arguments) compiles each repeated block of the model
   (:class:`~fdclip_mm.engine.BlockCompileHook`), not mmengine's whole ``train_step``; checkpoints keep
   their keys.
@@ -29,25 +40,29 @@ mmengine 0.10.7:
   the config dump, the hook-order table and mmengine's per-parameter ``paramwise_options`` lines go to the
   log file only.
 """
-import glob
+import inspect
 import logging
 import os.path as osp
-import re
-from typing import Callable, List, Optional, Union
+from typing import Callable, Optional, Union
 
+from mmengine.device import get_device
+from mmengine.dist import get_world_size, is_main_process
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
-from mmengine.runner import FlexibleRunner, Runner
+from mmengine.runner import BaseLoop, FlexibleRunner, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from fdclip_mm.checkpoint import CheckpointFileError, load_state_dict_exactly, read_checkpoint
+from fdclip_mm.checkpoint import (POINTER_FILE, CheckpointFileError, load_state_dict_exactly, read_checkpoint,
+                                  refuse_nonfinite_weights)
 from fdclip_mm.checkpoint import revise_keys as revise_state_dict_keys
 from fdclip_mm.registry import RUNNERS
 from .block_compile import BlockCompileHook, compile_args
+from .refusals import RunRefused, check_resumed_run, refuse_empty_epochs, refuse_flex_attention_on_cpu
+from .run_files import (entries_named_by, existing_run_files, latest_checkpoint_candidates, move_earlier_run_aside,
+                        refuse_to_replace_run)
 from .target_cache_check_hook import TargetCacheCheckHook
+from .work_dir_lock import held_work_dirs, lock_work_dir, release_work_dir
 
-CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
-POINTER_FILE = 'last_checkpoint'
 #: Beginnings of the log messages kept off the console (they stay in the log file).
 FILE_ONLY_MESSAGES = (
     'paramwise_options -- ',
@@ -67,50 +82,6 @@ class FileOnlyFilter(logging.Filter):
         return not str(record.msg).startswith(FILE_ONLY_MESSAGES)
 
 
-def run_checkpoints(work_dir: str) -> List[str]:
-    """A run's checkpoints in ``work_dir``: ``epoch_N`` / ``iter_N`` files, newest (largest N) first."""
-    found = []
-    for path in glob.glob(osp.join(work_dir, '*.pth')):
-        match = CHECKPOINT_NAME.match(osp.basename(path))
-        if match:
-            found.append((int(match.group(2)), path))
-    return [path for _, path in sorted(found, reverse=True)]
-
-
-def latest_checkpoint_candidates(work_dir: str) -> List[str]:
-    """Checkpoints to resume from, best first: the one ``last_checkpoint`` names, then the others, newest first."""
-    named = []
-    pointer = osp.join(work_dir, POINTER_FILE)
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            named = [f.read().strip()] if osp.getsize(pointer) else []
-    seen = {osp.abspath(p) for p in named}
-    return named + [p for p in run_checkpoints(work_dir) if osp.abspath(p) not in seen]
-
-
-def existing_run_files(work_dir: str) -> List[str]:
-    """The files of ``work_dir`` that a new run would replace: its checkpoints and ``last_checkpoint``."""
-    pointer = osp.join(work_dir, POINTER_FILE)
-    return run_checkpoints(work_dir) + ([pointer] if osp.isfile(pointer) else [])
-
-
-def refuse_to_replace_run(work_dir: str, resume: Union[bool, str], overwrite: bool) -> None:
-    """Raises when a new run (no ``resume``, no ``overwrite``) would replace the run held in ``work_dir``.
-
-    Raises:
-        FileExistsError: Naming the files and the three ways on (``--resume``, another ``--work-dir``,
-            ``--overwrite``).
-    """
-    if resume or overwrite:
-        return
-    existing = existing_run_files(work_dir)
-    if existing:
-        names = ', '.join(osp.basename(p) for p in existing[:4]) + (', ...' if len(existing) > 4 else '')
-        raise FileExistsError(
-            f'{work_dir} already holds a run ({names}) that this run would overwrite. Continue it with --resume, '
-            'choose another --work-dir, or pass --overwrite to replace it')
-
-
 def add_file_only_filter(logger: MMLogger) -> MMLogger:
     """Keeps the messages of :data:`FILE_ONLY_MESSAGES` off ``logger``'s console handlers."""
     for handler in logger.handlers:
@@ -121,6 +92,20 @@ def add_file_only_filter(logger: MMLogger) -> MMLogger:
 
 class RunGuards:
     """What :class:`CheckedRunner` and :class:`CheckedFlexibleRunner` share (see the module doc)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        arguments = inspect.signature(super().__init__).bind_partial(*args, **kwargs).arguments
+        cfg, work_dir = arguments.get('cfg') or {}, arguments['work_dir']
+        # before anything is built or written
+        locked_here = osp.realpath(work_dir) not in held_work_dirs() and \
+            lock_work_dir(work_dir, arguments.get('launcher', 'none'))
+        try:
+            compile_args(arguments.get('compile') or cfg.get('compile'))
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            if locked_here:  # refused before writing anything: leave nothing behind
+                release_work_dir(work_dir)
+            raise
 
     def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
         super().register_hooks(default_hooks, custom_hooks)
@@ -137,41 +122,83 @@ class RunGuards:
     def _maybe_compile(self, target: str) -> None:
         """Nothing: :class:`~fdclip_mm.engine.BlockCompileHook` compiles the blocks (see the module doc)."""
 
+    def _config_dump(self) -> str:
+        filename = osp.basename(self.cfg.filename) if self.cfg.filename is not None else f'{self.timestamp}.py'
+        return osp.join(self.work_dir, filename)
+
     def dump_config(self) -> None:
         """mmengine's config dump, except over a different dump of an earlier run (see the module doc)."""
-        filename = osp.basename(self.cfg.filename) if self.cfg.filename is not None else f'{self.timestamp}.py'
-        target, text = osp.join(self.work_dir, filename), self.cfg.dump()
-        if osp.isfile(target) and not self.cfg.get('overwrite', False):
+        target, text = self._config_dump(), self.cfg.dump()
+        if osp.isfile(target):
             with open(target) as f:
                 if f.read() == text:
                     return
-            target = osp.join(self.log_dir, filename)
+            target = osp.join(self.log_dir, osp.basename(target))
             self.logger.info(f'{self.work_dir} holds the config of an earlier run; this run\'s config is in {target}')
         with open(target, 'w') as f:
             f.write(text)
 
     def train(self):
-        """Refuses to replace an earlier run's checkpoints (see the module doc), then trains."""
-        refuse_to_replace_run(self.work_dir, self._resume, self.cfg.get('overwrite', False))
+        """Refuses to replace an earlier run's checkpoints, or moves them aside with ``overwrite = True``
+        (see the module doc), then trains."""
+        overwrite = self.cfg.get('overwrite', False)
+        refuse_to_replace_run(self.work_dir, self._resume, overwrite)
+        if overwrite and not self._resume and is_main_process() and existing_run_files(self.work_dir):
+            self._move_earlier_run_aside()
         return super().train()
 
+    def _move_earlier_run_aside(self) -> None:
+        """Moves the work dir's earlier run aside, all but this run's log folder and config dump and the files
+        this run's config names; this run's dump is then written in place of the earlier one's."""
+        keep = entries_named_by(self.cfg.to_dict(), self.work_dir) | {osp.basename(self.log_dir)}
+        dump = self._config_dump()
+        if osp.isfile(dump):
+            with open(dump) as f:
+                if f.read() == self.cfg.dump():
+                    keep.add(osp.basename(dump))
+        folder = move_earlier_run_aside(self.work_dir, keep)
+        self.logger.info(f"overwrite: the earlier run's files are now in {folder} (kept; --resume does not look "
+                         'there)')
+        self.dump_config()
+
+    def build_train_loop(self, loop):
+        """mmengine's training loop, refused when its epochs would have no iteration."""
+        loop = super().build_train_loop(loop)
+        refuse_empty_epochs(loop.dataloader, get_world_size())
+        return loop
+
     def load_or_resume(self) -> None:
-        """Resume (``resume=True``) or load ``load_from`` exactly; see the module doc for what differs."""
+        """Resume (``resume=True``) or load ``load_from`` exactly; see the module doc for what differs. Before
+        training, a checkpoint past the run's end and FlexAttention trained on the CPU are refused; a run
+        resumed at its end is told that there is nothing to train."""
         if self._has_loaded:
             return
+        resumed = None
         if self._resume is True and self._load_from is None:
-            if self._resume_latest() is None:
+            resumed = self._resume_latest()
+            if resumed is None:
                 self.logger.info(f'--resume: no checkpoint in {self.work_dir} (no {POINTER_FILE} file, no '
                                  'epoch_N.pth or iter_N.pth): training starts from scratch')
         elif self._resume:
-            self.resume(self._resume if isinstance(self._resume, str) else self._load_from)
+            resumed = self._resume if isinstance(self._resume, str) else self._load_from
+            self.resume(resumed)
         elif self._load_from is not None:
             self.load_checkpoint(self._load_from)
         self._has_loaded = True
+        if isinstance(self._train_loop, BaseLoop):  # training (test() and val() load too)
+            finished = check_resumed_run(self._train_loop, resumed) if resumed is not None else None
+            if finished is not None:
+                self.logger.warning(finished)
+            refuse_flex_attention_on_cpu(
+                self.model.module if is_model_wrapper(self.model) else self.model, get_device())
 
     def _resume_latest(self) -> Optional[str]:
         skipped = []
-        for candidate in latest_checkpoint_candidates(self.work_dir):
+        try:
+            candidates = latest_checkpoint_candidates(self.work_dir)
+        except ValueError as outside:  # last_checkpoint names a file of another folder
+            raise RunRefused(f'--resume: {outside}') from None
+        for candidate in candidates:
             try:
                 self.resume(candidate)
             except (CheckpointFileError, FileNotFoundError) as err:
@@ -227,6 +254,7 @@ class CheckedRunner(RunGuards, Runner):
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(self.model) else self.model
         state_dict = revise_state_dict_keys(checkpoint.get('state_dict', checkpoint), revise_keys)
+        refuse_nonfinite_weights(state_dict, filename)
         if strict:
             load_state_dict_exactly(model, state_dict, filename)
         else:

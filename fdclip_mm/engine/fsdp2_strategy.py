@@ -25,7 +25,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
-from fdclip_mm.checkpoint import CheckpointFileError, CheckpointMismatchError, read_checkpoint
+from fdclip_mm.checkpoint import CheckpointFileError, CheckpointMismatchError, read_checkpoint, refuse_nonfinite_weights
 from fdclip_mm.checkpoint import revise_keys as revise_state_dict_keys
 from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import STRATEGIES
@@ -269,11 +269,13 @@ class FSDP2Strategy(DDPStrategy):
                         revise_keys: list = [(r'^module.', '')],
                         callback: Optional[Callable] = None) -> dict:
         """mmengine's strategy load with :func:`~fdclip_mm.checkpoint.read_checkpoint` (an unreadable file
-        is named with what is wrong with it) and, by default, an exact fit (resuming loads exactly too)."""
+        is named with what is wrong with it), no NaN or infinite weight and, by default, an exact fit (resuming loads
+        exactly too)."""
         self.logger.info(f'Load checkpoint from {filename}')
         checkpoint = read_checkpoint(filename, get_device() if map_location == 'default' else map_location)
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get('state_dict'), dict):
             raise CheckpointFileError(f'{filename} holds no state_dict: not a checkpoint of a run')
+        refuse_nonfinite_weights(checkpoint['state_dict'], filename)
         if callback is not None:
             callback(checkpoint)
         self.load_model_state_dict(

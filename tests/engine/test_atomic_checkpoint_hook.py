@@ -3,6 +3,9 @@ works."""
 import glob
 import os
 import os.path as osp
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -95,3 +98,19 @@ def test_default_runtime_uses_the_atomic_hook():
     assert cfg.default_hooks.checkpoint.type == 'fdclip_mm.AtomicCheckpointHook'
     assert AtomicCheckpointHook(interval=1).backend_args == dict(backend='fdclip_mm_atomic_local')
     assert AtomicCheckpointHook(interval=1, out_dir='s3://bucket/x').backend_args is None
+
+
+def test_a_failed_write_names_the_file_and_the_free_space(tmp_path):
+    """A file size limit (or a full disk) during a save: Python says only 'File too large'. The error names the
+    file and the free space; the previous file stays and no temporary file is left."""
+    target = tmp_path / 'epoch_1.pth'
+    atomic_write(b'previous', target)
+    code = ('import resource, sys; from fdclip_mm.engine import atomic_write; '
+            'resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); atomic_write(b"x" * 100000, sys.argv[1])')
+    proc = subprocess.run([sys.executable, '-c', code, str(target)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf'OSError: \[Errno 27\] File too large while writing {target} \(\d+\.\d [GMK]iB free on its file system\)',
+        last), proc.stderr[-3000:]
+    assert target.read_bytes() == b'previous' and os.listdir(tmp_path) == ['epoch_1.pth']

@@ -54,6 +54,12 @@ def test_compile_settings_are_torch_compile_arguments():
         compile_args(dict(modes='max-autotune'))
     with pytest.raises(ValueError, match='must be True, False or a dict'):
         compile_args('inductor')
+    # torch itself would say so only at the first compiled call, after the whole model is built
+    with pytest.raises(
+            ValueError,
+            match=r"^compile.backend='nonsense' is not a torch.compile backend; this torch "
+            r"has \[.*'inductor'"):
+        compile_args(dict(backend='nonsense'))
 
 
 def test_drop_path_equals_mmcvs_in_eager_mode_and_compiles_one_graph_for_all_rates():

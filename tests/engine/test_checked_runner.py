@@ -9,8 +9,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from fdclip_mm.checkpoint import CheckpointFileError, CheckpointMismatchError
-from fdclip_mm.engine import CheckedRunner
+from fdclip_mm.checkpoint import CheckpointFileError, CheckpointMismatchError, NonFiniteWeightsError
+from fdclip_mm.engine import CheckedRunner, RunRefused, build_checked_runner, is_cpu_only
 
 TOY_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools')
 sys.path.insert(0, TOY_DIR)  # the toy config imports toy_modules
@@ -116,6 +116,16 @@ def test_a_new_run_refuses_to_replace_an_earlier_one(tmp_path, full_run):
     assert {p: osp.getmtime(p) for p in before} == before
     toy_runner(tmp_path, work_dir, max_iters=4, overwrite=True).train()
     assert open(work_dir / 'last_checkpoint').read().strip().endswith('iter_4.pth')
+    # the earlier run's files are set aside, not deleted, and --resume does not find them
+    (aside, ) = glob.glob(str(work_dir / 'earlier_run_*'))
+    assert {
+        p: osp.getmtime(p)
+        for p in glob.glob(osp.join(aside, '*.pth'))
+    } == {
+        p.replace(str(work_dir), aside): t
+        for p, t in before.items()
+    }
+    assert not osp.exists(work_dir / 'iter_8.pth')
 
 
 def test_no_run_replaces_the_config_dump_of_an_earlier_run(tmp_path, full_run):
@@ -130,8 +140,12 @@ def test_no_run_replaces_the_config_dump_of_an_earlier_run(tmp_path, full_run):
     resumed = toy_runner(tmp_path, work_dir, resume=True, train_cfg=dict(max_iters=8))
     assert dump.read_text() == before and 'lr=0.0005' not in before
     assert 'resume = True' in open(osp.join(resumed.log_dir, 'toy_8.py')).read()
-    toy_runner(tmp_path, work_dir, overwrite=True)
-    assert dump.read_text() != before  # replaced on request
+    replacing = toy_runner(tmp_path, work_dir, overwrite=True)
+    assert dump.read_text() == before  # not when the runner is built (tools/test.py with a dumped config)
+    replacing.train()  # a new run on request: the earlier run's dump is set aside with its files
+    (aside, ) = glob.glob(str(work_dir / 'earlier_run_*'))
+    assert open(osp.join(aside, 'toy_8.py')).read() == before
+    assert 'overwrite = True' in dump.read_text()
 
 
 def test_console_shows_no_config_dump_but_the_log_file_keeps_it(tmp_path, capsys):
@@ -151,3 +165,88 @@ def test_a_torchscript_file_given_to_test_is_named_as_such(tmp_path):
     torch.jit.save(torch.jit.trace(torch.nn.Linear(4, 2), torch.randn(1, 4)), str(archive))
     with pytest.raises(CheckpointFileError, match=r'ViT-B-16.pt is a TorchScript archive .*teacher reader \'clip\''):
         toy_runner(tmp_path, tmp_path / 'jit', load_from=str(archive)).test()
+
+
+def test_a_copied_work_dir_resumes_from_its_own_checkpoints(tmp_path, full_run):
+    """``cp -a A B``, A replaced by another run: B's last_checkpoint names A's file, B resumes from its own."""
+    first, copy = tmp_path / 'a', tmp_path / 'b'
+    shutil.copytree(full_run, first)
+    (first / 'last_checkpoint').write_text(str(first / 'iter_8.pth'))
+    shutil.copytree(first, copy)
+    shutil.copyfile(first / 'iter_4.pth', first / 'iter_8.pth')  # A now holds another state under that name
+    runner = toy_runner(tmp_path, copy, max_iters=12, resume=True)
+    runner.train()
+    log = log_text(runner)
+    assert f'Resumed from {copy / "iter_8.pth"}, the latest readable checkpoint in {copy}' in log
+    assert 'resumed epoch: 0, iter: 8' in log and runner.iter == 12
+
+    (copy / 'last_checkpoint').write_text(str(tmp_path / 'elsewhere' / 'iter_16.pth'))
+    with pytest.raises(RunRefused, match=r'names \S*elsewhere/iter_16.pth, which is outside .*--resume'):
+        toy_runner(tmp_path, copy, max_iters=20, resume=True).train()
+
+
+def test_resuming_a_finished_run_says_so_and_past_its_end_is_refused(tmp_path, full_run):
+    """mmengine ended both at once with exit code 0, saying nothing."""
+    work_dir = tmp_path / 'finished'
+    shutil.copytree(full_run, work_dir)
+    runner = toy_runner(tmp_path, work_dir, max_iters=4, resume=True)
+    with pytest.raises(
+            RunRefused,
+            match=r'iter_8.pth: the run already finished at iteration 8 beyond train_cfg.max_iters=4; raise '
+            'max_iters to continue it'):
+        runner.train()
+    runner = toy_runner(tmp_path, work_dir, max_iters=8, resume=True)
+    runner.train()
+    assert runner.iter == 8 and (
+        f'{work_dir / "iter_8.pth"}: the run already finished at iteration 8 '
+        '(train_cfg.max_iters=8); raise max_iters to continue it: nothing to train') in log_text(runner)
+
+
+def test_an_epoch_of_no_iteration_is_refused_before_the_first_step(tmp_path):
+    runner = toy_runner(
+        tmp_path,
+        tmp_path / 'empty',
+        train_dataloader=dict(
+            sampler=dict(type='DefaultSampler', shuffle=True), drop_last=True, dataset=dict(length=3)),
+        train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=2, val_interval=1, _delete_=True),
+        param_scheduler=[dict(type='CosineAnnealingLR', T_max=2, by_epoch=True)])
+    with pytest.raises(
+            RunRefused,
+            match=r'0 iterations per epoch: .* 3 items, 3 per process, fewer than '
+            r'train_dataloader.batch_size=4 with drop_last=True'):
+        runner.train()
+    assert not glob.glob(str(tmp_path / 'empty' / '*.pth'))
+
+
+def test_load_from_with_a_nan_weight_is_refused_naming_file_and_tensor(tmp_path, full_run):
+    state = torch.load(full_run / 'iter_8.pth', weights_only=False)
+    state['state_dict']['linear.bias'][1] = float('nan')
+    bad = tmp_path / 'nan.pth'
+    torch.save(state, bad)
+    with pytest.raises(
+            NonFiniteWeightsError,
+            match=rf'{bad} holds non-finite weights in 1 tensor\(s\): linear.bias \(1 NaN, 0 inf of 2\)'):
+        toy_runner(tmp_path, tmp_path / 'nan', load_from=str(bad)).train()
+
+
+def test_an_unknown_compile_backend_is_refused_before_the_model_is_built(tmp_path, monkeypatch):
+    built = []
+    monkeypatch.setattr(toy_modules.FdclipToyModel, '__init__',
+                        lambda self, *a, **k: built.append(1) or torch.nn.Module.__init__(self))
+    with pytest.raises(
+            ValueError,
+            match=r"compile.backend='nonsense' is not a torch.compile backend; this torch "
+            r"has \[.*'inductor'"):
+        toy_runner(tmp_path, tmp_path / 'compile', compile=dict(backend='nonsense'))
+    assert not built
+
+
+@pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
+def test_flex_attention_trained_on_the_cpu_is_refused_before_the_first_step(tiny_clip_teacher, image_folder, tmp_path):
+    from ..models.algorithms.test_teacher_target_cache import PIPELINE, distill_config
+    cfg = Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'flex'), PIPELINE, None))
+    cfg.model.student.attn_backend = 'flex'
+    runner = build_checked_runner(cfg)
+    with pytest.raises(RunRefused, match=r"model.student.attn_backend='flex' \(student.layers.0.attn\)"):
+        runner.train()
+    assert runner.iter == 0

@@ -61,6 +61,16 @@ def test_fd_config_resumes_from_its_checkpoint(tmp_path):
     steps = {float(s['step']) for s in second['optimizer']['state'].values()}
     assert steps == {4.0}
     assert {float(s['step']) for s in first['optimizer']['state'].values()} == {2.0}
+    # resuming past the run's end is refused, saying what to change (mmengine ended at once with exit code 0)
+    again = subprocess.run([str(c) for c in train + ['one_epoch.py', '--work-dir', 'work', '--resume']],
+                           cwd=tmp_path,
+                           env=tool_env(),
+                           capture_output=True,
+                           text=True,
+                           timeout=180)
+    assert again.returncode == 1 and again.stderr.strip().splitlines()[-1] == (
+        f'[error] {tmp_path}/work/epoch_2.pth: the run already finished at epoch 2 beyond train_cfg.max_epochs=1; '
+        'raise max_epochs to continue it'), again.stderr[-3000:]
 
 
 def deterministic_fd_config(tmp_path, epochs: int) -> Config:

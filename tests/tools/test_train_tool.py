@@ -1,8 +1,10 @@
 """tools/train.py, tools/test.py and the launch scripts on a toy mmengine model (CPU)."""
+import glob
 import importlib.util
 import os
 import os.path as osp
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -26,6 +28,8 @@ import toy_modules  # noqa: E402
 
 sys.path.remove(TOY_DIR)
 cpu_only = pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
+#: The run lock of a work dir, as docs/en/advanced_guides/reliability.md names it.
+LOCK_FILE = '.fdclip_run.lock'
 
 DIST_ENV_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'SLURM_PROCID', 'SLURM_NTASKS',
                  'SLURM_NODELIST', 'SLURM_LOCALID')
@@ -239,6 +243,121 @@ def test_ctrl_c_prints_one_line_with_the_checkpoint_and_the_resume_command(toy_d
         f'Continue with: python {TOOLS}/train.py toy_long.py --work-dir ctrl_c --resume'), line
 
 
+def refused(cmd, cwd, **env) -> str:
+    """Run a tool that must refuse (exit code 1); returns its last stderr line."""
+    proc = subprocess.run([str(c) for c in cmd],
+                          cwd=cwd,
+                          env=tool_env(**env),
+                          capture_output=True,
+                          text=True,
+                          timeout=180)
+    assert proc.returncode == 1, f'{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def wait_for_holder(work_dir, procs, logs, timeout: float = 150) -> str:
+    """The holder line of ``work_dir``'s run lock, once a run has taken it."""
+    lock, deadline = work_dir / LOCK_FILE, time.time() + timeout
+    while time.time() < deadline:
+        text = lock.read_text().strip() if lock.exists() else ''
+        if text:
+            return text
+        for proc, log in zip(procs, logs):
+            assert proc.poll() is None, open(log).read()[-3000:]
+        time.sleep(0.1)
+    raise AssertionError(f'no run took the lock of {work_dir}')
+
+
+@cpu_only
+def test_a_two_node_job_is_one_run_and_another_run_in_its_work_dir_is_refused(toy_dir, full_run, tmp_path):
+    """Two ``NNODES=2`` launches of dist_train.sh (one process each) are one job: rank 0 holds the work dir,
+    the job trains; meanwhile an independent train, resume or test run into that work dir is refused."""
+    go, work = tmp_path / 'go', tmp_path / 'multi'
+    config = toy_modules.write_toy_config(str(tmp_path / 'toy_wait.py'), max_iters=8)
+    with open(config, 'a') as f:
+        f.write(f"custom_hooks = [dict(type='FdclipDumpWeightsHook'), dict(type='FdclipWaitForFileHook', "
+                f"path='{go}')]\n")
+    port, logs, nodes = str(free_port()), [str(tmp_path / f'node{r}.log') for r in (0, 1)], []
+    try:
+        for rank, log in enumerate(logs):
+            nodes.append(
+                subprocess.Popen([osp.join(TOOLS, 'dist_train.sh'), config, '1', '--work-dir', work],
+                                 cwd=toy_dir,
+                                 env=tool_env(NNODES='2', NODE_RANK=str(rank), PORT=port, PYTHON=sys.executable),
+                                 stdout=open(log, 'w'),
+                                 stderr=subprocess.STDOUT))
+        holder = wait_for_holder(work, nodes, logs)
+        assert 'toy_wait.py' in holder and '--launcher pytorch' in holder
+        in_use = f'[error] {work} is in use by another run ({holder}); wait until it ends or choose another --work-dir'
+        assert refused([sys.executable, osp.join(TOOLS, 'train.py'), 'toy.py', '--work-dir', work], toy_dir) == in_use
+        assert refused([sys.executable,
+                        osp.join(TOOLS, 'train.py'), 'toy.py', '--work-dir', work, '--resume'], toy_dir) == in_use
+        assert refused(
+            [sys.executable,
+             osp.join(TOOLS, 'test.py'), 'toy.py', full_run / 'iter_8.pth', '--work-dir', work], toy_dir) == in_use
+    finally:
+        go.touch()
+        for node in nodes:
+            node.wait(timeout=300)
+    assert [node.returncode for node in nodes] == [0, 0], open(logs[0]).read()[-3000:] + open(logs[1]).read()[-3000:]
+    assert_same_weights(load_weights(work / 'weights_rank1.pth'), load_weights(work / 'weights_rank0.pth'))
+    assert {'iter_4.pth', 'iter_8.pth', 'last_checkpoint'} <= set(os.listdir(work))
+
+
+def test_overwrite_sets_the_earlier_run_aside_where_resume_does_not_find_it(toy_dir, full_run, tmp_path):
+    """Run A (8 iterations), then B --overwrite (4): A's files move to a dated folder; when B's checkpoint is
+    cut short, --resume does not fall back to A's."""
+    work = tmp_path / 'replaced'
+    shutil.copytree(full_run, work)
+    earlier = sorted(name for name in os.listdir(work) if name != LOCK_FILE)
+    proc = train(toy_dir, 'toy_4iters.py', '--work-dir', work, '--overwrite')
+    (aside, ) = glob.glob(str(work / 'earlier_run_*'))
+    assert re.fullmatch(r'earlier_run_\d{8}_\d{6}', osp.basename(aside))
+    assert sorted(os.listdir(aside)) == earlier  # nothing deleted
+    assert f"overwrite: the earlier run's files are now in {aside} (kept; --resume does not look there)" in (
+        proc.stdout + proc.stderr)
+    assert not (work / 'iter_8.pth').exists() and (work / 'iter_4.pth').exists()
+    checkpoint = work / 'iter_4.pth'
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    line = refused([sys.executable, osp.join(TOOLS, 'train.py'), 'toy.py', '--work-dir', work, '--resume'], toy_dir)
+    assert line.startswith(f'[error] --resume: no readable checkpoint in {work}: {checkpoint} is truncated'), line
+    proc = subprocess.run([sys.executable,
+                           osp.join(TOOLS, 'train.py'), 'toy.py', '--overwrite', '--resume'],
+                          cwd=toy_dir,
+                          env=tool_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=180)
+    assert proc.returncode == 2 and '--overwrite starts a new run and --resume continues one' in proc.stderr
+
+
+def test_a_work_dir_that_is_a_file_gets_one_line(toy_dir, tmp_path):
+    path = tmp_path / 'notes.txt'
+    path.write_text('x')
+    line = refused([sys.executable, osp.join(TOOLS, 'train.py'), 'toy.py', '--work-dir', path], toy_dir)
+    assert line == f'[error] work_dir {path} is a file, not a directory; choose another --work-dir'
+    assert path.read_text() == 'x'
+
+
+def test_dist_scripts_check_their_arguments_and_the_interpreter_before_torchrun(toy_dir, full_run):
+    train_script, test_script = osp.join(TOOLS, 'dist_train.sh'), osp.join(TOOLS, 'dist_test.sh')
+    python = dict(PYTHON=sys.executable)
+    cases = [
+        ([train_script, 'missing.py', '2'], python, '[error] config file not found: missing.py'),
+        ([train_script, 'toy.py', 'two'], python, "[error] NPROC_PER_NODE must be a positive integer, got 'two'"),
+        ([train_script, 'toy.py', '2'], dict(PYTHON='no-such-python'),
+         "[error] no Python interpreter 'no-such-python'; set PYTHON=/path/to/env/bin/python"),
+        ([train_script, 'toy.py', '2'], dict(PYTHON='/bin/false'),
+         '[error] /bin/false (/bin/false) cannot import torch and mmengine: activate the environment fdclip_mm is '
+         'installed in, or set PYTHON=/path/to/env/bin/python'),
+        ([test_script, 'toy.py', 'missing.pth', '2'], python, '[error] checkpoint file not found: missing.pth'),
+    ]
+    for cmd, env, line in cases:
+        proc = subprocess.run(
+            cmd, cwd=toy_dir, env=tool_env(PORT=str(free_port()), **env), capture_output=True, text=True, timeout=180)
+        assert (proc.returncode, proc.stderr.strip().splitlines()) == (1, [line]), (cmd, proc.stderr[-3000:])
+
+
 # --------------------------------------------------------------------------- argument handling
 
 
@@ -373,3 +492,22 @@ def test_test_merge_args(toy_dir):
     cfg = tool.merge_args(toy_cfg(toy_dir), args)
     assert cfg.load_from == 'c.pth' and cfg.resume is False and cfg.test_cfg.fp16 is True
     assert cfg.work_dir == osp.join('./work_dirs', 'toy')
+
+
+@pytest.mark.parametrize('dtype, hint', [('nonsense', ''), ('bf16', "; write 'bfloat16' for 'bf16'"),
+                                         ('fp16', "; write 'float16' for 'fp16'")])
+def test_train_refuses_unknown_amp_dtypes(toy_dir, dtype, hint):
+    """They became 'auto' on CPUs; the names mmengine's AmpOptimWrapper takes (and 'auto') pass."""
+    tool = load_tool('train')
+    for config_type in ('AmpOptimWrapper', 'fdclip_mm.CPUAmpOptimWrapper'):
+        with pytest.raises(
+                ValueError,
+                match=re.escape(f"optim_wrapper.dtype={dtype!r} is not a precision name: use one of ['auto', "
+                                f"'float16', 'bfloat16', 'float32', 'float64'] or None{hint}") + '$'):
+            tool.merge_args(
+                toy_cfg(toy_dir),
+                train_args(amp=True, cfg_options={
+                    'optim_wrapper.type': config_type,
+                    'optim_wrapper.dtype': dtype
+                }))
+    assert tool.merge_args(toy_cfg(toy_dir), train_args(amp=True, cfg_options={'optim_wrapper.dtype': 'bfloat16'}))

@@ -5,6 +5,7 @@ directory on ``PYTHONPATH``). Registered in mmengine's root registries, so the c
 ``default_scope='mmengine'``.
 """
 import os.path as osp
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -77,6 +78,26 @@ class FdclipDumpWeightsHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         torch.save(state, osp.join(runner.work_dir, f'weights_rank{get_rank()}.pth'))
+
+
+@HOOKS.register_module()
+class FdclipWaitForFileHook(Hook):
+    """Waits before the first step until the file ``path`` exists: a test acts while the run holds its work dir.
+
+    Args:
+        path: The file to wait for.
+        timeout: Seconds after which the run stops with ``TimeoutError``.
+    """
+
+    def __init__(self, path: str, timeout: float = 300.) -> None:
+        self.path, self.timeout = path, timeout
+
+    def before_train(self, runner) -> None:
+        deadline = time.time() + self.timeout
+        while not osp.exists(self.path):
+            if time.time() > deadline:
+                raise TimeoutError(f'{self.path} did not appear within {self.timeout} s')
+            time.sleep(0.05)
 
 
 TOY_CONFIG = """\

@@ -134,6 +134,17 @@ class FeatureDistiller(BaseModel):
                                'use .teachers')
         return self.teachers[0]
 
+    def teacher_identity(self) -> Dict:
+        """What decides the one teacher's targets (:meth:`BackboneTeacher.identity`) with the normalisation of
+        its input (``input``): what a teacher-target cache records and a run reading it must match."""
+        pre = self.data_preprocessor
+        stats = (pre.teacher_mean, pre.teacher_std) if getattr(pre, 'has_teacher_stats', False) else \
+            (getattr(pre, 'mean', None), getattr(pre, 'std', None))
+        mean, std = (None if t is None else [round(v, 6) for v in t.flatten().tolist()] for t in stats)
+        return dict(
+            self.teacher.identity(),
+            input=dict(type=type(pre).__name__, mean=mean, std=std, to_rgb=getattr(pre, 'to_rgb', None)))
+
     def _check_target_cache(self) -> None:
         if self.target_cache is None:
             return

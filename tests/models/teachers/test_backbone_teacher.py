@@ -1,14 +1,15 @@
 """BackboneTeacher: frozen, precision, registry, input size, exact loading and clear errors."""
+import logging
 from unittest import mock
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fdclip_mm.checkpoint import CheckpointMismatchError
+from fdclip_mm.checkpoint import CheckpointMismatchError, NonFiniteWeightsError
 from fdclip_mm.models.teachers import BackboneTeacher, teacher_config
 from fdclip_mm.registry import MODELS
-from ...conftest import tiny_teacher_cfg, tiny_vit_arch
+from ...conftest import clip_visual_state_dict, tiny_teacher_cfg, tiny_vit_arch
 
 
 def build(cfg: dict) -> BackboneTeacher:
@@ -112,3 +113,32 @@ def test_a_family_gives_the_reader_statistics_and_backbone_defaults(tiny_clip_ch
                 family='openai',
                 checkpoint=tiny_clip_checkpoint,
                 backbone=dict(arch=tiny_vit_arch(32, 2, 2), patch_size=8)))
+
+
+def test_a_nan_weight_is_refused_at_load_naming_the_file_and_the_tensor(tmp_path):
+    """Else it is met only as a non-finite loss, and skipping such steps trains nothing."""
+    state = clip_visual_state_dict()
+    key = next(k for k in state if k.endswith('resblocks.1.mlp.c_fc.weight'))
+    state[key][0, 3] = float('nan')
+    path = str(tmp_path / 'nan_clip.pth')
+    torch.save(state, path)
+    with pytest.raises(
+            NonFiniteWeightsError,
+            match=rf'^teacher checkpoint {path} holds non-finite weights in 1 tensor\(s\): '
+            r'layers.1.ffn.layers.0.0.weight \(1 NaN, 0 inf of 4096\)'):
+        build(teacher_config('clip', path, arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32))
+
+
+def test_a_float16_teacher_on_the_cpu_warns_once(tiny_clip_teacher):
+    teacher = build(dict(tiny_clip_teacher, dtype='float16'))
+    with mock.patch('fdclip_mm.models.teachers.backbone_teacher.print_log') as log:
+        teacher(torch.randn(1, 3, 32, 32))
+        teacher(torch.randn(1, 3, 32, 32))
+    assert [(call.args[0], call.kwargs['level']) for call in log.call_args_list] == [
+        (f'teacher {tiny_clip_teacher["checkpoint"]} computes in float16 on the CPU, which runs float16 products '
+         "several times slower than float32; use dtype='auto' (bfloat16 where the CPU has it, else float32)",
+         logging.WARNING)
+    ]
+    with mock.patch('fdclip_mm.models.teachers.backbone_teacher.print_log') as log:
+        build(dict(tiny_clip_teacher, dtype='bfloat16'))(torch.randn(1, 3, 32, 32))
+    assert not log.call_args_list
