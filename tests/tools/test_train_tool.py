@@ -488,7 +488,17 @@ def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, lo
 def test_test_merge_args(toy_dir):
     tool = load_tool('test')
     args = Namespace(
-        config='toy.py', checkpoint='c.pth', work_dir=None, out=None, amp=True, cfg_options=None, launcher='none')
+        config='toy.py',
+        checkpoint='c.pth',
+        work_dir=None,
+        out=None,
+        amp=True,
+        cfg_options=None,
+        launcher='none',
+        show_dir=None,
+        show=False,
+        wait_time=2,
+        interval=1)
     cfg = tool.merge_args(toy_cfg(toy_dir), args)
     assert cfg.load_from == 'c.pth' and cfg.resume is False and cfg.test_cfg.fp16 is True
     assert cfg.work_dir == osp.join('./work_dirs', 'toy')
