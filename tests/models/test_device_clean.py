@@ -7,7 +7,10 @@ built on the CPU as the other tests build it. What the step could make on the CP
 is refused here (see ``tests/device_clean.py``); the last tests show that it is.
 """
 import contextlib
+import os.path as osp
+from typing import Optional
 
+import mmcv
 import pytest
 import torch
 from mmengine.structures import BaseDataElement
@@ -31,12 +34,16 @@ SWIN_ARCH = dict(embed_dims=16, depths=[1, 1], num_heads=[1, 2])
 UNUSED = {'resnet': ('student.layer3.', 'student.layer4.')}
 
 
-def batch(n: int = 2, size: int = 32, paths: bool = False) -> dict:
-    """A batch as the data loader gives it: CPU uint8 images (and data samples with ``img_path``)."""
+def batch(n: int = 2, size: int = 32, folder: Optional[str] = None) -> dict:
+    """A batch as the data loader gives it: CPU uint8 images (and, with ``folder``, data samples whose
+    ``img_path`` names the image written there)."""
     gen = torch.Generator().manual_seed(0)
     data = dict(inputs=[torch.randint(0, 256, (3, size, size), generator=gen, dtype=torch.uint8) for _ in range(n)])
-    if paths:
-        data['data_samples'] = [BaseDataElement(metainfo=dict(img_path=f'img_{i}.png')) for i in range(n)]
+    if folder:
+        paths = [osp.join(folder, f'img_{i}.png') for i in range(n)]
+        for path, image in zip(paths, data['inputs']):
+            mmcv.imwrite(image.permute(1, 2, 0).numpy(), path)
+        data['data_samples'] = [BaseDataElement(metainfo=dict(img_path=path)) for path in paths]
     return data
 
 
@@ -159,14 +166,15 @@ def test_validation_step(tmp_path):
 def cached_model(teacher: dict, tmp_path) -> FeatureDistiller:
     """A distiller reading teacher targets from a cache (CPU tensors in a file) written for :func:`batch`."""
     live = FeatureDistiller(student=STUDENT, teacher=teacher).eval()
-    data = batch(paths=True)
+    data = batch(folder=str(tmp_path))
     with torch.no_grad():
         features = live.teacher(live.data_preprocessor(data)['inputs']['teacher'])
     path = str(tmp_path / 'targets.pth')
     pipeline = [dict(type='PackInputs')]
-    write_target_cache(path, [s.img_path for s in data['data_samples']], features, meta=dict(pipeline=pipeline))
+    keys = [s.img_path for s in data['data_samples']]
+    write_target_cache(path, keys, features, meta=dict(pipeline=pipeline, teacher=live.teacher_identity()))
     model = FeatureDistiller(student=STUDENT, teacher=teacher, target_cache=path, mask_ratio=0.5)
-    model.target_cache.check_run([s.img_path for s in data['data_samples']], pipeline)
+    model.target_cache.check_run(keys, pipeline, model.teacher_identity())
     return model
 
 
@@ -174,7 +182,7 @@ def test_target_cache_step(tiny_clip_teacher, tmp_path):
     """The cached tokens (CPU, float16) go to the student's device; the teacher does not run."""
     model = cached_model(tiny_clip_teacher, tmp_path)
     model.teacher.forward = None  # a training step that ran the teacher would fail
-    assert_all_trained(meta_train_step(model, batch(paths=True)))
+    assert_all_trained(meta_train_step(model, batch(folder=str(tmp_path))))
     assert model.target_cache.tokens.device.type == 'cpu'
 
 
@@ -209,7 +217,7 @@ def test_a_cpu_tensor_made_in_the_step_fails_it(case, tiny_clip_teacher, tmp_pat
     model = cached_model(tiny_clip_teacher, tmp_path)
     monkeypatch.setattr(owner, name, replacement)
     with pytest.raises(CPUTensorInStepError, match='CPU tensors'):
-        meta_train_step(model, batch(paths=True))
+        meta_train_step(model, batch(folder=str(tmp_path)))
 
 
 def test_the_guard_refuses_what_cuda_refuses():
