@@ -24,11 +24,11 @@ import torch
 
 from fdclip_mm.checkpoint import read_checkpoint, read_state_dict
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
+from fdclip_mm.converters.clip_weights import load_clip_visual_state_dict
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict, native_grid
 from fdclip_mm.converters.dinov2_weights import load_dinov2_checkpoint
 from fdclip_mm.converters.swin_to_mmpretrain import swin_to_mmpretrain_state_dict
 from fdclip_mm.converters.timm_to_vit import read_timm_vit_state_dict, timm_to_vit_state_dict
-from .clip_weights import load_clip_visual_state_dict
 
 Tensors = Dict[str, torch.Tensor]
 

@@ -13,13 +13,13 @@ from mmpretrain.models.utils import QuickGELU
 from torch import nn
 
 from fdclip_mm.checkpoint import CheckpointFileError, is_torchscript_archive
+from fdclip_mm.converters.clip_weights import load_clip_visual_state_dict, read_torchscript_tensors
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.models.teachers import teacher_config
-from fdclip_mm.models.teachers.clip_weights import load_clip_visual_state_dict, read_torchscript_tensors
 from fdclip_mm.registry import MODELS
 
 WIDTH, LAYERS, PATCH, RES, HEADS = 64, 2, 16, 32, 4
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 # torch.jit.trace/script/save are deprecated, but they are how OpenAI's archives were written.
 pytestmark = pytest.mark.filterwarnings('ignore::FutureWarning', 'ignore::torch.jit.TracerWarning')
