@@ -1,8 +1,6 @@
 """The safe CLIP checkpoint reader: TorchScript archives, state-dict variants, refusals, the converter."""
 import importlib.util
 import os
-import pickle
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Dict
@@ -12,8 +10,8 @@ import torch
 from mmpretrain.models.utils import QuickGELU
 from torch import nn
 
-from fdclip_mm.checkpoint import CheckpointFileError, is_torchscript_archive
-from fdclip_mm.converters.clip_weights import load_clip_visual_state_dict, read_torchscript_tensors
+from fdclip_mm.checkpoint import CheckpointFileError, is_torchscript_archive, read_torchscript_tensors
+from fdclip_mm.converters.clip_weights import load_clip_visual_state_dict
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.models.teachers import teacher_config
 from fdclip_mm.registry import MODELS
@@ -207,34 +205,6 @@ class _Exploit:
 
     def __reduce__(self):
         return os.system, (f'touch {self.marker}', )
-
-
-def _write_archive(path: str, data_pkl: bytes) -> None:
-    with zipfile.ZipFile(path, 'w') as archive:
-        archive.writestr('evil/data.pkl', data_pkl)
-        archive.writestr('evil/constants.pkl', pickle.dumps((), protocol=2))
-        archive.writestr('evil/version', '3\n')
-
-
-def test_refuses_exploit_archive(tmp_path):
-    marker = tmp_path / 'pwned'
-    path = str(tmp_path / 'evil.pt')
-    _write_archive(path, pickle.dumps(_Exploit(str(marker)), protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match=r'system'):
-        load_clip_visual_state_dict(path)
-    assert not marker.exists()
-
-
-def test_refuses_exploit_nested_in_module_tree(tmp_path):
-    """A refused global inside a ``__torch__`` module's attributes is still refused."""
-    marker = tmp_path / 'pwned'
-    payload = pickle.dumps(_Exploit(str(marker)), protocol=2)[2:-1]  # without PROTO and STOP
-    data_pkl = b'\x80\x02c__torch__\nCLIP\n)\x81}X\x06\x00\x00\x00visual' + payload + b'sb.'
-    path = str(tmp_path / 'evil.pt')
-    _write_archive(path, data_pkl)
-    with pytest.raises(pickle.UnpicklingError, match=r'system'):
-        load_clip_visual_state_dict(path)
-    assert not marker.exists()
 
 
 def test_refuses_exploit_state_dict(tmp_path):
