@@ -3,7 +3,9 @@
 Each is a child of mmengine's root registry of the same kind, so a config whose ``default_scope`` is
 ``mmpretrain``, ``mmdet`` or ``mmseg`` can still build ``type='fdclip_mm.X'``, and our own nested builds find
 the libraries' modules through the parent chain. ``locations`` makes the first lookup import the subpackage
-that registers the modules, so importing this file stays cheap.
+that registers the modules, so importing this file stays cheap. ``TEACHER_READERS`` (a teacher family's file
+-> its backbone's state dict) has no mmengine counterpart: the teachers in ``models`` ask it for a reader by
+name, and its location, ``converters``, registers them.
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -38,3 +40,4 @@ PARAM_SCHEDULERS = Registry(
     'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, scope=SCOPE, locations=['fdclip_mm.engine'])
 RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS, scope=SCOPE, locations=['fdclip_mm.engine'])
 STRATEGIES = Registry('strategy', parent=MMENGINE_STRATEGIES, scope=SCOPE, locations=['fdclip_mm.engine'])
+TEACHER_READERS = Registry('teacher checkpoint reader', scope=SCOPE, locations=['fdclip_mm.converters.teacher_readers'])
