@@ -1,8 +1,6 @@
 """The safe CLIP checkpoint reader: TorchScript archives, state-dict variants, refusals, the converter."""
-import importlib.util
 import os
 from collections import OrderedDict
-from pathlib import Path
 from typing import Dict
 
 import pytest
@@ -15,9 +13,9 @@ from fdclip_mm.converters.clip_weights import load_clip_visual_state_dict
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.models.teachers import teacher_config
 from fdclip_mm.registry import MODELS
+from ..conftest import load_script
 
 WIDTH, LAYERS, PATCH, RES, HEADS = 64, 2, 16, 32, 4
-REPO = Path(__file__).resolve().parents[2]
 
 # torch.jit.trace/script/save are deprecated, but they are how OpenAI's archives were written.
 pytestmark = pytest.mark.filterwarnings('ignore::FutureWarning', 'ignore::torch.jit.TracerWarning')
@@ -238,18 +236,10 @@ def test_incomplete_block(tmp_path, openai_model):
         load_clip_visual_state_dict(path)
 
 
-def _converter():
-    spec = importlib.util.spec_from_file_location('clip_to_teacher',
-                                                  REPO / 'tools' / 'model_converters' / 'clip_to_teacher.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize('fp32', [False, True])
 def test_converter(tmp_path, traced_archive, openai_model, capsys, fp32):
     dst = str(tmp_path / 'out' / 'teacher.pth')
-    _converter().main([traced_archive, dst] + (['--fp32'] if fp32 else []))
+    load_script('tools/model_converters/clip_to_teacher.py').main([traced_archive, dst] + (['--fp32'] if fp32 else []))
     assert 'width 64, layers 2, patch 16, resolution 32' in capsys.readouterr().out
     state_dict = torch.load(dst, map_location='cpu', weights_only=True)
     expected = _visual_tensors(openai_model)
