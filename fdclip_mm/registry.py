@@ -3,13 +3,12 @@
 Each is a child of mmengine's root registry of the same kind, so a config whose ``default_scope`` is
 ``mmpretrain``, ``mmdet`` or ``mmseg`` can still build ``type='fdclip_mm.X'``, and our own nested builds find
 the libraries' modules through the parent chain. ``locations`` makes the first lookup import the subpackage
-that registers the modules, so importing this file stays cheap.
+that registers the modules, so importing this file stays cheap. ``TEACHER_READERS`` (a teacher family's file
+-> its backbone's state dict) has no mmengine counterpart: the teachers in ``models`` ask it for a reader by
+name, and its location, ``converters``, registers them.
 """
-from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
-from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
-from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
@@ -22,9 +21,6 @@ from mmengine.registry import Registry
 SCOPE = 'fdclip_mm'
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE, locations=['fdclip_mm.models'])
-MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE, locations=['fdclip_mm.engine'])
-DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE, locations=['fdclip_mm.datasets'])
-DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE, locations=['fdclip_mm.datasets'])
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope=SCOPE, locations=['fdclip_mm.datasets'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope=SCOPE, locations=['fdclip_mm.evaluation'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope=SCOPE, locations=['fdclip_mm.engine'])
@@ -38,3 +34,4 @@ PARAM_SCHEDULERS = Registry(
     'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, scope=SCOPE, locations=['fdclip_mm.engine'])
 RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS, scope=SCOPE, locations=['fdclip_mm.engine'])
 STRATEGIES = Registry('strategy', parent=MMENGINE_STRATEGIES, scope=SCOPE, locations=['fdclip_mm.engine'])
+TEACHER_READERS = Registry('teacher checkpoint reader', scope=SCOPE, locations=['fdclip_mm.converters.teacher_readers'])

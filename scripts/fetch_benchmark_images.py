@@ -23,7 +23,7 @@ from typing import List, Optional
 
 from PIL import Image
 
-from fdclip_mm.datasets.downloads import StepError, apt_download, download_dir
+from downloads import StepError, apt_download, download_dir  # beside this script
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

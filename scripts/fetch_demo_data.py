@@ -18,7 +18,7 @@ import sys
 import zipfile
 from typing import Dict, List, Optional, Tuple
 
-from fdclip_mm.datasets.downloads import StepError, download_dir, pip_download
+from downloads import StepError, download_dir, pip_download  # beside this script
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

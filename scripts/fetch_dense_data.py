@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fdclip_mm.datasets.downloads import StepError, download_dir, pip_download
+from downloads import StepError, download_dir, pip_download  # beside this script
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -20,17 +20,13 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from downloads import download_dir  # beside this script
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 WHEEL_SPEC = 'scikit-learn==1.9.1'
 WHEEL_PREFIX = 'scikit_learn-1.9.1-'
 CSV_MEMBER = 'sklearn/datasets/data/digits.csv.gz'
 VAL_EVERY = 5
-
-
-def download_dir(cache: Optional[str] = None) -> str:
-    """The download cache: ``cache``, else ``$FDCLIP_CACHE``, else ``~/.cache/fdclip_mm/downloads``."""
-    default = osp.join('~', '.cache', 'fdclip_mm', 'downloads')
-    return osp.abspath(osp.expanduser(cache or os.environ.get('FDCLIP_CACHE') or default))
 
 
 def find_wheel(cache: str) -> Optional[str]:

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from fdclip_mm.datasets.downloads import StepError, apt_download, download_dir, sha256
+from downloads import StepError, apt_download, download_dir, sha256  # beside this script
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

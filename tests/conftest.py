@@ -1,6 +1,9 @@
 """Shared fixtures: tiny checkpoints in the published key layouts, and tiny image folders."""
+import importlib.util
 import os
 import os.path as osp
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -9,6 +12,23 @@ import torch
 # 'auto' precision resolves to float32 in every test (and in the tools the tests start), on every CPU: the
 # numbers compared are the same everywhere and no test runs emulated bf16. Precision tests set it themselves.
 os.environ['FDCLIP_CPU_BF16'] = '0'
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_script(path: str) -> types.ModuleType:
+    """The repository's script ``path`` (``'tools/...py'``, ``'scripts/...py'``) as a module, imported as
+    ``python SCRIPT`` finds its imports: its folder first on ``sys.path``, so the helpers beside it import."""
+    file = osp.join(REPO, path)
+    folder = osp.dirname(file)
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location('fdclip_script_' + path[:-3].replace('/', '_'), file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
 
 
 def clip_visual_state_dict(width: int = 32,

@@ -1,10 +1,25 @@
-"""The package has no import cycle (a module that, through its imports, imports itself)."""
+"""The package's imports point one way: no cycle, and no layer imports a layer above it.
+
+:data:`LAYERS` is where the order of the package's layers is written, lowest first.
+"""
 import ast
 import os
 import os.path as osp
 from typing import Dict, List, Set
 
 PACKAGE_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'fdclip_mm')
+
+#: The package's top-level modules and subpackages by layer, lowest first (``__init__``: the package itself). A
+#: module may import its own layer and the layers below it, never one above; docs/en/notes/layout.md describes them.
+LAYERS = (
+    ('version', 'registry', 'precision', 'file_identity'),
+    ('checkpoint', ),
+    ('datasets', ),
+    ('models', ),  # a teacher reads its file through the TEACHER_READERS registry, never from converters
+    ('converters', 'evaluation', 'analysis'),
+    ('engine', ),
+    ('config_inheritance', 'model_index', '__init__'),
+)
 
 
 def module_names() -> Dict[str, str]:
@@ -81,3 +96,36 @@ def test_no_import_cycle():
 def test_the_cycle_finder_finds_one():
     assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': set()}) == ['a', 'b', 'c', 'a']
     assert find_cycle({'a': {'b'}, 'b': set()}) == []
+
+
+def layer_of(module: str) -> int:
+    """Index in :data:`LAYERS` of a dotted module name of the package."""
+    parts = module.split('.')
+    top = parts[1] if len(parts) > 1 else '__init__'
+    for index, layer in enumerate(LAYERS):
+        if top in layer:
+            return index
+    raise KeyError(f'{module}: fdclip_mm.{top} has no place in LAYERS')
+
+
+def upward_imports(graph: Dict[str, Set[str]]) -> List[str]:
+    """``'a -> b'`` for every import of a module ``b`` in a higher layer than ``a``'s."""
+    return sorted(f'{a} -> {b}' for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a))
+
+
+def test_every_module_has_a_layer():
+    for name in module_names():
+        layer_of(name)
+
+
+def test_no_layer_imports_a_higher_one():
+    modules = module_names()
+    graph = {name: imports_of(name, path, modules) for name, path in modules.items()}
+    upward = upward_imports(graph)
+    assert not upward, f'{len(upward)} imports of a higher layer (see LAYERS):\n' + '\n'.join(upward)
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {'fdclip_mm.models.x': {'fdclip_mm.checkpoint.y'}, 'fdclip_mm.checkpoint.y': {'fdclip_mm.engine.z'}}
+    graph['fdclip_mm.engine.z'] = {'fdclip_mm.models.x', 'fdclip_mm'}
+    assert upward_imports(graph) == ['fdclip_mm.checkpoint.y -> fdclip_mm.engine.z', 'fdclip_mm.engine.z -> fdclip_mm']

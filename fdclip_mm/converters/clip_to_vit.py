@@ -27,7 +27,7 @@ from typing import Dict
 
 import torch
 
-from fdclip_mm.models.teachers.clip_weights import load_clip_visual_state_dict
+from .clip_weights import load_clip_visual_state_dict
 from .to_classifier import add_head_norm
 
 Tensors = Dict[str, torch.Tensor]

@@ -105,7 +105,7 @@ def test_a_torchscript_archive_is_named_as_such_by_every_reader(tmp_path):
     import subprocess
     import sys
 
-    from fdclip_mm.models.teachers import read_teacher_checkpoint
+    from fdclip_mm.checkpoint import read_teacher_checkpoint
     path = tmp_path / 'ViT-T-16.pt'
     torch.jit.save(torch.jit.trace(nn.Linear(4, 2), torch.randn(1, 4)), str(path))
     expected = r'ViT-T-16.pt is a TorchScript archive \(what torch.jit.save writes.*teacher reader \'clip\''

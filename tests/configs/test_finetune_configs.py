@@ -15,8 +15,8 @@ from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
 from fdclip_mm.converters.to_classifier import save_classifier_checkpoint, student_to_classifier_backbone
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import (assert_inferencers_find_the_loader, clip_visual_state_dict, dinov2_state_dict, scheduled_lrs,
-                        tiny_vit_arch, write_image_folder)
+from ..conftest import (assert_inferencers_find_the_loader, clip_visual_state_dict, dinov2_state_dict, load_script,
+                        scheduled_lrs, tiny_vit_arch, write_image_folder)
 from .test_configs import ALL_CONFIGS, REPO, is_classification_config
 
 FT_CONFIGS = [p for p in ALL_CONFIGS if is_classification_config(p)]
@@ -233,10 +233,7 @@ def test_finetune_configs_encode_table_5_and_appendix_f():
 
 
 def digits_wheel():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('fetch_digits', osp.join(REPO, 'scripts', 'fetch_digits.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('scripts/fetch_digits.py')
     wheel = module.find_wheel(module.download_dir())
     if wheel is None:
         pytest.skip('scikit-learn wheel not downloaded (run scripts/fetch_digits.py)')

@@ -9,7 +9,8 @@ from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.registry import MODELS
-from .test_to_classifier import CLIP_ARCH, load_tool, mmpretrain_clip_vit
+from ..conftest import load_script
+from .test_to_classifier import CLIP_ARCH, mmpretrain_clip_vit
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
@@ -23,7 +24,7 @@ def test_distillation_checkpoint_to_dense_backbone(tiny_clip_teacher, tmp_path, 
     src, dst = str(tmp_path / 'epoch_1.pth'), str(tmp_path / 'backbone.pth')
     torch.save({'state_dict': distiller.state_dict(), 'meta': {}}, src)
     monkeypatch.setattr(sys, 'argv', ['fd_to_backbone.py', src, dst])
-    load_tool('fd_to_backbone').main()
+    load_script('tools/model_converters/fd_to_backbone.py').main()
 
     # The dense backbone: per-layer RPB, no final norm, feature maps of two blocks, a 64-px task resolution.
     dense = FDViT(
@@ -47,7 +48,7 @@ def test_clip_to_dense_backbone(tiny_clip_checkpoint, tiny_clip_teacher, tmp_pat
     from mmpretrain.models import VisionTransformer
     dst = str(tmp_path / 'clip_backbone.pth')
     monkeypatch.setattr(sys, 'argv', ['clip_to_backbone.py', tiny_clip_checkpoint, dst])
-    load_tool('clip_to_backbone').main()
+    load_script('tools/model_converters/clip_to_backbone.py').main()
     vits = {}
     for size in (32, 64):
         cfg = mmpretrain_clip_vit(final_norm=False, out_type='featmap')

@@ -291,11 +291,8 @@ def test_not_an_onnx_file(tmp_path):
 
 
 def test_converter_cli_writes_a_weights_only_state_dict(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'dinov2_onnx_to_pth', osp.join(REPO_ROOT, 'tools', 'model_converters', 'dinov2_onnx_to_pth.py'))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    from ..conftest import load_script
+    cli = load_script('tools/model_converters/dinov2_onnx_to_pth.py')
     state_dict = random_dinov2_state_dict()
     src, dst = _save(build_dinov2_onnx(state_dict, img_size=42), tmp_path), str(tmp_path / 'out' / 'w.pth')
     cli.main([src, dst])

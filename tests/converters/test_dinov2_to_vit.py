@@ -1,6 +1,4 @@
 """DINOv2 (Hugging Face names) -> mmpretrain VisionTransformer: the fine-tuned-teacher reference."""
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch
@@ -9,9 +7,8 @@ from mmpretrain.models.backbones import VisionTransformer
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.registry import MODELS
-from ..conftest import dinov2_state_dict, tiny_teacher_cfg
+from ..conftest import dinov2_state_dict, load_script, tiny_teacher_cfg
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=256)
 
 
@@ -37,10 +34,7 @@ def test_mmpretrain_vit_equals_the_teacher(tmp_path, img_size):
 
 def test_classifier_converter_tool(tmp_path):
     torch.save(dinov2_state_dict(hidden=64, layers=2, patch=14, image=28), tmp_path / 'dinov2.pth')
-    spec = importlib.util.spec_from_file_location(
-        'dinov2_to_classifier', osp.join(REPO, 'tools', 'model_converters', 'dinov2_to_classifier.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script('tools/model_converters/dinov2_to_classifier.py')
     dst = str(tmp_path / 'cls.pth')
     assert tool.main([str(tmp_path / 'dinov2.pth'), dst, '--img-size', '56']) == 0
     state = torch.load(dst, weights_only=True)['state_dict']

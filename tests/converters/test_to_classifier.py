@@ -1,6 +1,4 @@
 """Distilled student / OpenAI CLIP -> mmpretrain classifier checkpoints: exact layouts, strict loads, values."""
-import importlib.util
-import os.path as osp
 import sys
 
 import pytest
@@ -12,9 +10,8 @@ from fdclip_mm.converters.to_classifier import (LAYER_RPB_KEY, SHARED_RPB_KEY, c
                                                 expand_shared_rpb)
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import tiny_vit_arch
+from ..conftest import load_script, tiny_vit_arch
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ARCH = dict(embed_dims=48, num_layers=3, num_heads=2, feedforward_channels=96)
 CLIP_ARCH = tiny_vit_arch(32, 2, 2)
 
@@ -98,14 +95,6 @@ def test_distillation_checkpoint_to_classifier(tiny_clip_teacher, tmp_path):
     assert model.head.fc.weight.std() < 1e-4 and model.head.fc.bias.abs().max() == 0  # x0.001 head init
 
 
-def load_tool(name: str):
-    path = osp.join(REPO, 'tools', 'model_converters', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def mmpretrain_clip_vit(final_norm: bool, out_type: str) -> dict:
     return dict(
         type='VisionTransformer',
@@ -156,7 +145,7 @@ def test_clip_to_mmpretrain_vit_equals_the_clip_tower(tiny_clip_checkpoint):
 def test_clip_tool_writes_a_classifier_checkpoint(tiny_clip_checkpoint, tmp_path, monkeypatch):
     dst = str(tmp_path / 'clip_cls.pth')
     monkeypatch.setattr(sys, 'argv', ['clip_to_classifier.py', tiny_clip_checkpoint, dst])
-    load_tool('clip_to_classifier').main()
+    load_script('tools/model_converters/clip_to_classifier.py').main()
     saved = backbone_state(dst)
     assert 'ln1.weight' not in saved and 'proj' not in saved and saved['pos_embed'].dtype == torch.float32
     model = build_classifier(classifier_cfg(mmpretrain_clip_vit(False, 'avg_featmap'), dst, 32))
@@ -177,7 +166,7 @@ def test_fd_tool_and_errors(tmp_path, monkeypatch):
     torch.save({'state_dict': student.state_dict()}, src)  # the output of fd_to_backbone.py
     dst = str(tmp_path / 'cls.pth')
     monkeypatch.setattr(sys, 'argv', ['fd_to_classifier.py', src, dst, '--shared-rpb'])
-    load_tool('fd_to_classifier').main()
+    load_script('tools/model_converters/fd_to_classifier.py').main()
     saved = backbone_state(dst)
     assert SHARED_RPB_KEY in saved and 'ln2.weight' in saved and 'ln1.weight' not in saved
     with pytest.raises(KeyError, match='counterpart'):

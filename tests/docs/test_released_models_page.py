@@ -87,13 +87,16 @@ def run(argv: List[str], cwd: str, timeout: int = 900) -> subprocess.CompletedPr
 
 
 def run_in_process(argv: List[str], capsys) -> str:
-    """``python SCRIPT ARGS`` in this process (as ``runpy`` runs a script), for the converters; returns its output."""
-    saved = sys.argv
+    """``python SCRIPT ARGS`` in this process (as ``runpy`` runs a script, its folder first on ``sys.path``), for the
+    converters; returns its output."""
+    saved, folder = sys.argv, osp.dirname(osp.abspath(argv[1]))
     sys.argv = list(argv[1:])
+    sys.path.insert(0, folder)
     try:
         runpy.run_path(argv[1], run_name='__main__')
     finally:
         sys.argv = saved
+        sys.path.remove(folder)
     return capsys.readouterr().out
 
 

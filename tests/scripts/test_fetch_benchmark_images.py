@@ -1,17 +1,12 @@
 """scripts/fetch_benchmark_images.py: the ImageNet-sized JPEGs from the demo photos, and a checked download."""
-import importlib.util
-import os.path as osp
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from ..configs.test_configs import REPO
+from ..conftest import load_script
 
-spec = importlib.util.spec_from_file_location('fetch_benchmark_images',
-                                              osp.join(REPO, 'scripts', 'fetch_benchmark_images.py'))
-fetch = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fetch)
+fetch = load_script('scripts/fetch_benchmark_images.py')
 
 
 def test_demo_photos_become_imagenet_sized_jpegs(tmp_path):

@@ -2,7 +2,6 @@
 that mmdet's CocoDataset / CocoMetric and mmseg's ADE20KDataset / NYUDataset read with the expected instances,
 classes and depths; reruns are no-ops; bad inputs give clear errors. A last test checks the real data when
 the script has been run."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -13,21 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
+from ..conftest import load_script
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VOC_NAMES = ('_background_', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
              'diningtable', 'dog', 'horse', 'motorbike', 'person', 'potted plant', 'sheep', 'sofa', 'train',
              'tv/monitor')
 SIZES = {'a': (48, 64), 'b': (40, 56)}  # (height, width)
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('fetch_dense_data', osp.join(REPO, 'scripts', 'fetch_dense_data.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fetch = load_script()
+fetch = load_script('scripts/fetch_dense_data.py')
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

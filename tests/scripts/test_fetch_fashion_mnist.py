@@ -1,16 +1,13 @@
 """scripts/fetch_fashion_mnist.py: IDX parsing, the fixed split and the written layout (synthetic IDX files)."""
 import gzip
-import importlib.util
 import os.path as osp
 
 import numpy as np
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-spec = importlib.util.spec_from_file_location('fetch_fashion_mnist', osp.join(REPO, 'scripts',
-                                                                              'fetch_fashion_mnist.py'))
-fetch = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fetch)
+from ..conftest import load_script
+
+fetch = load_script('scripts/fetch_fashion_mnist.py')
 
 
 def write_idx(path: str, array: np.ndarray) -> None:

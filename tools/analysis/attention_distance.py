@@ -13,9 +13,9 @@ import argparse
 import os
 import os.path as osp
 
-from fdclip_mm.analysis.attention_distance_files import write_distance_csv, write_distance_json
-from fdclip_mm.analysis.model_spec import add_analysis_args, analyse_specs, parse_model_spec
-from fdclip_mm.analysis.plots import plot_attention_distances
+from attention_distance_files import write_distance_csv, write_distance_json  # the modules beside this script
+from attention_plots import plot_attention_distances
+from model_spec import add_analysis_args, analyse_specs, parse_model_spec
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -15,8 +15,8 @@ import re
 
 import numpy as np
 
-from fdclip_mm.analysis.model_spec import add_analysis_args, analyse_specs, parse_model_spec
-from fdclip_mm.analysis.plots import plot_attention_maps
+from attention_plots import plot_attention_maps  # the modules beside this script
+from model_spec import add_analysis_args, analyse_specs, parse_model_spec
 
 
 def parse_args(argv=None) -> argparse.Namespace:

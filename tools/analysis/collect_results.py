@@ -13,8 +13,8 @@ The ``table2`` layout adds a GPU Time column measured from ``--gpu-time-dir NAME
 """
 import argparse
 
-from fdclip_mm.analysis.results_table import COLUMNS, LAYOUTS, collect_row, format_table
 from fdclip_mm.analysis.training_cost import measure_run
+from results_table import COLUMNS, LAYOUTS, collect_row, format_table  # beside this script
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -20,8 +20,8 @@ import time
 from fdclip_mm.analysis.attention_model import input_statistics
 from fdclip_mm.analysis.frozen_features import evaluate_frozen, pooled_features, read_annotations
 from fdclip_mm.analysis.image_folder import iter_image_batches
-from fdclip_mm.analysis.model_builder import build_analysis_module
-from fdclip_mm.analysis.model_spec import SPEC_HELP, _module_img_size, parse_model_spec
+from model_builder import build_analysis_module  # the modules beside this script
+from model_spec import SPEC_HELP, module_img_size, parse_model_spec
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
     for spec in (parse_model_spec(tokens) for tokens in args.model):
         start = time.time()
         model, module = build_analysis_module(spec.config, spec.checkpoint, spec.part, spec.cfg_options)
-        size = _module_img_size(module)
+        size = module_img_size(module)
         mean, std = input_statistics(model, module)
         feats = [
             pooled_features(module, iter_image_batches(paths, size, mean, std, args.batch_size))

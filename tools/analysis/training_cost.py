@@ -11,12 +11,39 @@ Examples::
 import argparse
 import json
 from dataclasses import asdict
+from typing import Optional
 
 from mmengine.config import Config, DictAction
 
-from fdclip_mm.analysis.training_cost import format_cost, measure_run, paper_cost
-from fdclip_mm.analysis.training_cost_config import cost_from_config, train_batch_size
+from fdclip_mm.analysis.training_cost import DistillationCost, MeasuredRun, measure_run, paper_cost
 from fdclip_mm.engine import merge_cfg_options
+from training_cost_config import cost_from_config, train_batch_size  # beside this script
+
+
+def format_count(value: float) -> str:
+    """384000000 -> '384M', 12.8e9 -> '12.8B'."""
+    for unit, scale in (('B', 1e9), ('M', 1e6), ('K', 1e3)):
+        if abs(value) >= scale:
+            return f'{value / scale:.4g}{unit}'
+    return f'{value:.4g}'
+
+
+def format_cost(cost: DistillationCost, measured: Optional[MeasuredRun] = None) -> str:
+    """A short human-readable report."""
+    lines = [
+        f'images seen: {format_count(cost.images_seen)} '
+        f'({cost.epochs:g} epochs x {format_count(cost.images_per_epoch)})'
+    ]
+    if cost.fraction is not None:
+        lines.append(f'teacher pre-training images: {format_count(cost.teacher_images)}; additional cost: '
+                     f'{format_count(cost.images_seen)}/{format_count(cost.teacher_images)} = '
+                     f'{100 * cost.fraction:.1f}%')
+    if measured is not None:
+        lines.append(f'measured: {measured.iterations} iterations x {measured.batch_size} images x '
+                     f'{measured.world_size} {measured.device} process(es) = {measured.images_seen} images in '
+                     f'{measured.train_seconds:.1f} s; throughput {measured.throughput:.2f} img/s; '
+                     f'{measured.device_hours:.4f} {measured.device}-hours')
+    return '\n'.join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -15,7 +15,7 @@ import os.path as osp
 
 from fdclip_mm.converters import save_state_dict
 from fdclip_mm.converters.clip_to_vit import load_clip_as_vit
-from fdclip_mm.converters.output_path import parse_converter_args
+from output_path import parse_converter_args  # beside this script
 
 
 def parse_args() -> argparse.Namespace:

@@ -13,8 +13,8 @@ import argparse
 import os.path as osp
 
 from fdclip_mm.converters.clip_to_vit import load_clip_as_vit
-from fdclip_mm.converters.output_path import parse_converter_args
 from fdclip_mm.converters.to_classifier import save_classifier_checkpoint
+from output_path import parse_converter_args  # beside this script
 
 
 def parse_args() -> argparse.Namespace:

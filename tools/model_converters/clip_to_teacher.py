@@ -15,8 +15,8 @@ from typing import Dict, List, Optional
 
 import torch
 
-from fdclip_mm.converters.output_path import parse_converter_args
-from fdclip_mm.models.teachers.clip_weights import block_indices, load_clip_visual_state_dict
+from fdclip_mm.converters.clip_weights import block_indices, load_clip_visual_state_dict
+from output_path import parse_converter_args  # beside this script
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

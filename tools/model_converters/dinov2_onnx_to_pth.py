@@ -18,7 +18,7 @@ import torch
 
 from fdclip_mm.converters.dinov2_onnx import read_dinov2_onnx
 from fdclip_mm.converters.dinov2_weights import dinov2_arch
-from fdclip_mm.converters.output_path import parse_converter_args
+from output_path import parse_converter_args  # beside this script
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -16,8 +16,8 @@ import sys
 
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
 from fdclip_mm.converters.dinov2_weights import load_dinov2_checkpoint
-from fdclip_mm.converters.output_path import parse_converter_args
 from fdclip_mm.converters.to_classifier import save_classifier_checkpoint
+from output_path import parse_converter_args  # beside this script
 
 
 def parse_args(argv=None) -> argparse.Namespace:

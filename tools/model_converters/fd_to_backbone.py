@@ -15,7 +15,7 @@ Example:
 import argparse
 
 from fdclip_mm.converters import convert_fd_checkpoint
-from fdclip_mm.converters.output_path import parse_converter_args
+from output_path import parse_converter_args  # beside this script
 
 
 def parse_args() -> argparse.Namespace:

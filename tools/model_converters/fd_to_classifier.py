@@ -12,8 +12,8 @@ Example:
 """
 import argparse
 
-from fdclip_mm.converters.output_path import parse_converter_args
 from fdclip_mm.converters.to_classifier import convert_fd_to_classifier
+from output_path import parse_converter_args  # beside this script
 
 
 def parse_args() -> argparse.Namespace:

@@ -20,7 +20,7 @@ import sys
 
 from fdclip_mm.checkpoint import CheckpointFileError
 from fdclip_mm.converters.official_fd import DISTILLED, OfficialKeyError, convert_official_fd
-from fdclip_mm.converters.output_path import parse_converter_args
+from output_path import parse_converter_args  # beside this script
 
 
 def parse_args() -> argparse.Namespace:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
-from fdclip_mm.checkpoint import load_state_dict_exactly, refuse_nonfinite_weights
+from fdclip_mm.checkpoint import load_state_dict_exactly, read_teacher_checkpoint, refuse_nonfinite_weights
 from fdclip_mm.file_identity import file_sha256
 from fdclip_mm.precision import AUTO, resolve_low_precision
 from fdclip_mm.registry import MODELS
@@ -19,7 +19,6 @@ from ..feature_map import FeatureMap, backbone_features, output_channels, token_
 from ..image_statistics import IMAGENET_MEAN, IMAGENET_STD
 from .attention_probabilities import layer_attention_maps
 from .families import family_defaults
-from .readers import read_teacher_checkpoint
 
 _DTYPES = {None: None, 'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 #: Buffers the backbone computes from its config (window indices, masks): not read from a checkpoint.

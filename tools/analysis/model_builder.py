@@ -1,4 +1,4 @@
-"""Building a model from a config (and optionally a checkpoint) for analysis."""
+"""Building a model from a config (and optionally a checkpoint) for the analysis tools beside this module."""
 import re
 from typing import Dict, Optional, Tuple
 
@@ -8,9 +8,10 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
+import fdclip_mm  # noqa: F401  (registers our modules and the checkpoint types)
+from fdclip_mm.analysis.attention_model import resolve_attention_module, unwrap
 from fdclip_mm.checkpoint import read_state_dict
-from fdclip_mm.engine.config_options import merge_cfg_options
-from .attention_model import resolve_attention_module, unwrap
+from fdclip_mm.engine import merge_cfg_options
 
 
 def build_model_from_config(config: str, cfg_options: Optional[dict] = None) -> nn.Module:
@@ -21,7 +22,6 @@ def build_model_from_config(config: str, cfg_options: Optional[dict] = None) -> 
             backbone / teacher.
         cfg_options: Overrides merged into the config (``--cfg-options``).
     """
-    import fdclip_mm  # noqa: F401  (registers our modules and the checkpoint types)
     cfg = Config.fromfile(config)
     if cfg_options:
         merge_cfg_options(cfg, cfg_options)

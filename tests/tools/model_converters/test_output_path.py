@@ -7,9 +7,10 @@ import sys
 import pytest
 import torch
 
-from fdclip_mm.converters.output_path import check_output_path, parse_converter_args
+from ...conftest import REPO, load_script
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+output_path = load_script('tools/model_converters/output_path.py')
+check_output_path, parse_converter_args = output_path.check_output_path, output_path.parse_converter_args
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,7 +24,7 @@ def test_fd_to_backbone_refuses_to_write_over_its_input(tmp_path):
     src = tmp_path / 'epoch_1.pth'
     torch.save({'state_dict': {'student.cls_token': torch.zeros(1, 1, 8)}, 'meta': {}}, src)
     before = src.read_bytes()
-    tool = osp.join(REPO_ROOT, 'tools', 'model_converters', 'fd_to_backbone.py')
+    tool = osp.join(REPO, 'tools', 'model_converters', 'fd_to_backbone.py')
     proc = subprocess.run([sys.executable, tool, str(src), str(src)], capture_output=True, text=True)
     assert proc.returncode == 2 and f'{src} is the input {src}: refusing to write over it' in proc.stderr
     assert src.read_bytes() == before

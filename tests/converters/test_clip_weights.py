@@ -1,10 +1,6 @@
 """The safe CLIP checkpoint reader: TorchScript archives, state-dict variants, refusals, the converter."""
-import importlib.util
 import os
-import pickle
-import zipfile
 from collections import OrderedDict
-from pathlib import Path
 from typing import Dict
 
 import pytest
@@ -12,14 +8,14 @@ import torch
 from mmpretrain.models.utils import QuickGELU
 from torch import nn
 
-from fdclip_mm.checkpoint import CheckpointFileError, is_torchscript_archive
+from fdclip_mm.checkpoint import CheckpointFileError, is_torchscript_archive, read_torchscript_tensors
+from fdclip_mm.converters.clip_weights import load_clip_visual_state_dict
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.models.teachers import teacher_config
-from fdclip_mm.models.teachers.clip_weights import load_clip_visual_state_dict, read_torchscript_tensors
 from fdclip_mm.registry import MODELS
+from ..conftest import load_script
 
 WIDTH, LAYERS, PATCH, RES, HEADS = 64, 2, 16, 32, 4
-REPO = Path(__file__).resolve().parents[3]
 
 # torch.jit.trace/script/save are deprecated, but they are how OpenAI's archives were written.
 pytestmark = pytest.mark.filterwarnings('ignore::FutureWarning', 'ignore::torch.jit.TracerWarning')
@@ -209,34 +205,6 @@ class _Exploit:
         return os.system, (f'touch {self.marker}', )
 
 
-def _write_archive(path: str, data_pkl: bytes) -> None:
-    with zipfile.ZipFile(path, 'w') as archive:
-        archive.writestr('evil/data.pkl', data_pkl)
-        archive.writestr('evil/constants.pkl', pickle.dumps((), protocol=2))
-        archive.writestr('evil/version', '3\n')
-
-
-def test_refuses_exploit_archive(tmp_path):
-    marker = tmp_path / 'pwned'
-    path = str(tmp_path / 'evil.pt')
-    _write_archive(path, pickle.dumps(_Exploit(str(marker)), protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match=r'system'):
-        load_clip_visual_state_dict(path)
-    assert not marker.exists()
-
-
-def test_refuses_exploit_nested_in_module_tree(tmp_path):
-    """A refused global inside a ``__torch__`` module's attributes is still refused."""
-    marker = tmp_path / 'pwned'
-    payload = pickle.dumps(_Exploit(str(marker)), protocol=2)[2:-1]  # without PROTO and STOP
-    data_pkl = b'\x80\x02c__torch__\nCLIP\n)\x81}X\x06\x00\x00\x00visual' + payload + b'sb.'
-    path = str(tmp_path / 'evil.pt')
-    _write_archive(path, data_pkl)
-    with pytest.raises(pickle.UnpicklingError, match=r'system'):
-        load_clip_visual_state_dict(path)
-    assert not marker.exists()
-
-
 def test_refuses_exploit_state_dict(tmp_path):
     marker = tmp_path / 'pwned'
     path = str(tmp_path / 'evil.pth')
@@ -268,18 +236,10 @@ def test_incomplete_block(tmp_path, openai_model):
         load_clip_visual_state_dict(path)
 
 
-def _converter():
-    spec = importlib.util.spec_from_file_location('clip_to_teacher',
-                                                  REPO / 'tools' / 'model_converters' / 'clip_to_teacher.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize('fp32', [False, True])
 def test_converter(tmp_path, traced_archive, openai_model, capsys, fp32):
     dst = str(tmp_path / 'out' / 'teacher.pth')
-    _converter().main([traced_archive, dst] + (['--fp32'] if fp32 else []))
+    load_script('tools/model_converters/clip_to_teacher.py').main([traced_archive, dst] + (['--fp32'] if fp32 else []))
     assert 'width 64, layers 2, patch 16, resolution 32' in capsys.readouterr().out
     state_dict = torch.load(dst, map_location='cpu', weights_only=True)
     expected = _visual_tensors(openai_model)

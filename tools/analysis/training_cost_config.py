@@ -4,7 +4,7 @@ from typing import Optional
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from .training_cost import IMAGENET1K_TRAIN_IMAGES, TEACHER_PRETRAIN_IMAGES, DistillationCost
+from fdclip_mm.analysis.training_cost import IMAGENET1K_TRAIN_IMAGES, TEACHER_PRETRAIN_IMAGES, DistillationCost
 
 
 def train_batch_size(cfg: Config) -> int:

@@ -6,10 +6,10 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
-from .attention_model import input_statistics
-from .attention_statistics import AttentionStats, analyse_attention
-from .image_folder import iter_image_batches, list_images
-from .model_builder import build_analysis_module
+from fdclip_mm.analysis.attention_model import input_statistics
+from fdclip_mm.analysis.attention_statistics import AttentionStats, analyse_attention
+from fdclip_mm.analysis.image_folder import iter_image_batches, list_images
+from model_builder import build_analysis_module  # beside this module
 
 SPEC_HELP = ('LABEL CONFIG [CHECKPOINT] [part=auto|self|student|teacher|backbone] [key=value ...]: a model to '
              'analyse; repeat for a side-by-side comparison. Without CHECKPOINT the model keeps the weights it '
@@ -70,7 +70,7 @@ def analyse_specs(specs: List[ModelSpec],
     results = {}
     for spec in specs:
         model, module = build_analysis_module(spec.config, spec.checkpoint, spec.part, spec.cfg_options)
-        size = img_size or _module_img_size(module)
+        size = img_size or module_img_size(module)
         mean, std = input_statistics(model, module)
         print(f'{spec.label}: {type(module).__name__}, {len(paths)} images at {size} px')
         bar = ProgressBar(len(paths))
@@ -85,7 +85,7 @@ def analyse_specs(specs: List[ModelSpec],
     return results
 
 
-def _module_img_size(module) -> int:
+def module_img_size(module) -> int:
     size = getattr(module, 'img_size', None)
     if size is None:
         raise ValueError(f'{type(module).__name__} has no img_size; pass --img-size')
