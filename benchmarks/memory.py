@@ -83,7 +83,7 @@ def run_case(args) -> Dict[str, float]:
                                  args.adamw)
             else:
                 student = model.student
-                del model.teachers
+                del model.branches
                 step = make_step(student.parameters(),
                                  lambda: student.forward_features(inputs['student']).float().square().mean(), args.amp,
                                  args.device, args.adamw)

@@ -122,7 +122,7 @@ def test_config_builds_and_trains(config, tmp_path):
     runner = Runner.from_cfg(cfg)
     runner.train()
     ckpt = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu', weights_only=True)
-    assert not any(k.startswith('teachers.') for k in ckpt['state_dict'])
+    assert not any('teacher' in k for k in ckpt['state_dict'])
     assert runner.message_hub.get_scalar('val/distill/feature_error').current() > 0
     assert runner.message_hub.get_scalar('train/loss').current() > 0
 

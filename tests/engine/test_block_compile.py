@@ -36,11 +36,11 @@ def build(config: str, tmp_path, **model) -> nn.Module:
 def test_the_blocks_are_the_items_of_the_innermost_module_lists(tmp_path):
     distiller = build(TWO_TEACHERS, tmp_path)
     names = [name for name, _ in repeated_blocks(distiller)]
-    assert summarize_blocks(names) == ('student.layers.0-1, teachers.0.backbone.layers.0-1, '
-                                       'teachers.1.backbone.layers.0-1'), names  # not the Linear projectors
+    assert summarize_blocks(names) == ('student.layers.0-1, branches.clip.teacher.backbone.layers.0-1, '
+                                       'branches.dino.teacher.backbone.layers.0-1'), names
     swin = build(SWIN, tmp_path / 'swin')
     assert all(
-        re.fullmatch(r'student\.stages\.\d\.blocks\.\d|teachers\.0\.backbone\.layers\.\d', name)
+        re.fullmatch(r'student\.stages\.\d\.blocks\.\d|branches\.t0\.teacher\.backbone\.layers\.\d', name)
         for name, _ in repeated_blocks(swin))
     with pytest.raises(ValueError, match='Linear has no nn.ModuleList of blocks'):
         compile_blocks(nn.Linear(2, 2), {})
@@ -148,7 +148,7 @@ def test_a_compiled_run_follows_eager_and_resumes_across_both(tmp_path):
     run(train + ['compiled.py', '--work-dir', 'compiled'], tmp_path)
 
     log = run_log(tmp_path / 'compiled')
-    assert 'torch.compile (defaults) of 4 blocks (student.layers.0-1, teachers.0.backbone.layers.0-1)' in log
+    assert 'torch.compile (defaults) of 4 blocks (student.layers.0-1, branches.t0.teacher.backbone.layers.0-1)' in log
     graphs = int(re.search(r'torch.compile: (\d+) graph\(s\) compiled in the first iteration', log)[1])
     assert graphs <= 2 and 'recompiled' not in log and 'graph break' not in log
     torch.testing.assert_close(
