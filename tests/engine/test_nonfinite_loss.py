@@ -112,6 +112,25 @@ def test_the_policy_fits_every_wrapper_and_the_layer_decay_constructor(tiny_clip
         layer_decay.update_params(torch.tensor(float('inf'), requires_grad=True))
 
 
+def test_the_policy_is_in_the_wrapper_the_config_names(tiny_clip_checkpoint):
+    """Registered wrappers: ours with the policy (our constructors' default), mmengine's as it is."""
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import OPTIM_WRAPPERS
+
+    from fdclip_mm.engine import CheckedAmpOptimWrapper, CheckedOptimWrapper
+    from fdclip_mm.engine.nonfinite_loss import NonFiniteLossPolicy
+    assert OPTIM_WRAPPERS.get('fdclip_mm.CheckedOptimWrapper') is CheckedOptimWrapper
+    assert OPTIM_WRAPPERS.get('fdclip_mm.CheckedAmpOptimWrapper') is CheckedAmpOptimWrapper
+    model = build(tiny_clip_checkpoint).train()
+    assert type(optim_wrapper(model)) is CheckedOptimWrapper
+    named = optim_wrapper(model, type='fdclip_mm.CheckedOptimWrapper', nonfinite_loss='skip')
+    assert type(named) is CheckedOptimWrapper and named.nonfinite_loss == 'skip'
+    plain = optim_wrapper(model, type='OptimWrapper')
+    assert type(plain) is OptimWrapper and not isinstance(plain, NonFiniteLossPolicy)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nonfinite_loss'"):
+        optim_wrapper(model, type='OptimWrapper', nonfinite_loss='skip')
+
+
 def test_runner_stops_and_last_good_checkpoint_stays_intact(tmp_path):
     cfg = shrink(Config.fromfile(FD_CONFIG), tmp_path)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=100)

@@ -428,6 +428,16 @@ def test_train_amp_args(toy_dir):
         }))
     expected = 'fdclip_mm.CPUAmpOptimWrapper' if is_cpu_only() else 'AmpOptimWrapper'
     assert cfg.optim_wrapper.type == expected
+    # the AMP form of a wrapper with the non-finite-loss policy has it too (CPUAmpOptimWrapper has it)
+    checked = toy_cfg(toy_dir)
+    checked.optim_wrapper.type = 'fdclip_mm.CheckedOptimWrapper'
+    cfg = tool.merge_args(checked, train_args(amp=True))
+    expected = 'fdclip_mm.CPUAmpOptimWrapper' if is_cpu_only() else 'fdclip_mm.CheckedAmpOptimWrapper'
+    assert cfg.optim_wrapper.type == expected
+    assert tool.amp_wrapper(dict(type='fdclip_mm.CheckedOptimWrapper')) == 'fdclip_mm.CheckedAmpOptimWrapper'
+    assert tool.amp_wrapper(dict(constructor='fdclip_mm.TrainableOptimWrapperConstructor')) == \
+        'fdclip_mm.CheckedAmpOptimWrapper'
+    assert tool.amp_wrapper(dict(type='OptimWrapper')) == tool.amp_wrapper(dict()) == 'AmpOptimWrapper'
 
 
 @pytest.mark.parametrize('gpu, dtype, loss_scale, log', [
