@@ -1,9 +1,9 @@
 """Train a model from an OpenMMLab 2.0 config (distillation or mmpretrain / mmdet / mmseg fine-tuning).
 
-The config's ``default_scope`` decides which library's registry builds it. The runner is our
-:class:`~fdclip_mm.engine.CheckedRunner` (or :class:`~fdclip_mm.engine.CheckedFlexibleRunner` for a
-``runner_type='FlexibleRunner'`` config): mmengine's with exact checkpoint loading, a clear resume and no
-silent overwrite of an earlier run; another registered ``runner_type`` is built as it is. A new run into a
+The config's ``default_scope`` decides which library's registry builds it. The runner is the ``runner_type`` the
+config names, and our :class:`~fdclip_mm.engine.CheckedRunner` when it names none (the FSDP configs name
+:class:`~fdclip_mm.engine.CheckedFlexibleRunner`): mmengine's with exact checkpoint loading, a clear resume and
+no silent overwrite of an earlier run (a runner not of ours is built as named, with a warning). A new run into a
 work dir that holds a run is refused before anything is written (``--overwrite`` moves the earlier run into a
 dated folder inside the work dir), and so is a second run into a work dir that a live run holds. Runs that
 cannot train are refused with one line before their first step. ``fdclip_mm`` is imported

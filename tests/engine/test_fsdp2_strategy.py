@@ -23,7 +23,10 @@ from ..configs.test_configs import REPO, TINY_ARCH, shrink
 from ..tools.test_train_tool import TOOLS, free_port, run, tool_env
 
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
-FSDP2 = dict(runner_type='FlexibleRunner', strategy=dict(type='fdclip_mm.FSDP2Strategy'), model_wrapper_cfg=None)
+FSDP2 = dict(
+    runner_type='fdclip_mm.CheckedFlexibleRunner',
+    strategy=dict(type='fdclip_mm.FSDP2Strategy'),
+    model_wrapper_cfg=None)
 EPOCHS = 3
 KILL_EPOCHS = 12  # long enough to be killed mid-run
 cpu_only = pytest.mark.skipif(not is_cpu_only(), reason='CPU gloo runs')
