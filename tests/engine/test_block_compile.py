@@ -15,7 +15,7 @@ from torch import nn
 
 from fdclip_mm.converters import convert_fd_checkpoint
 from fdclip_mm.engine import BlockCompileHook, compile_blocks, repeated_blocks
-from fdclip_mm.engine.block_compile import compile_args, dynamo_counts, summarize_blocks
+from fdclip_mm.engine.block_compile import compile_args, dynamo_counts, remove_zero_drop_paths, summarize_blocks
 from fdclip_mm.models.backbones import DropPath, ViTBlock
 from ..configs.test_configs import REPO, shrink
 from ..tools.test_fd_train_tool import deterministic_fd_config
@@ -44,6 +44,23 @@ def test_the_blocks_are_the_items_of_the_innermost_module_lists(tmp_path):
         for name, _ in repeated_blocks(swin))
     with pytest.raises(ValueError, match='Linear has no nn.ModuleList of blocks'):
         compile_blocks(nn.Linear(2, 2), {})
+
+
+def test_zero_rate_drop_paths_of_every_kind_become_identities():
+    """mmcv's, ours and timm's, found by class (a module merely named DropPath stays)."""
+    from timm.layers import DropPath as TimmDropPath
+
+    class DropPathLookalike(nn.Module):  # named like one, is none
+        drop_prob = 0.
+
+    block = nn.ModuleDict(dict(mmcv=MmcvDropPath(0.), ours=DropPath(0.), timm=TimmDropPath(0.), kept=DropPath(0.1)))
+    block.inner = nn.Sequential(MmcvDropPath(0.))
+    block.lookalike = DropPathLookalike()
+    DropPathLookalike.__name__ = 'DropPath'
+    remove_zero_drop_paths(block)
+    assert [type(block[k]).__name__ for k in ('mmcv', 'ours', 'timm')] == ['Identity'] * 3
+    assert isinstance(block.inner[0], nn.Identity) and isinstance(block.kept, DropPath)
+    assert isinstance(block.lookalike, DropPathLookalike)
 
 
 def test_compile_settings_are_torch_compile_arguments():
