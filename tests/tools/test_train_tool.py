@@ -17,6 +17,7 @@ from argparse import Namespace
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 
 from fdclip_mm.engine import is_cpu_only
 
@@ -456,6 +457,7 @@ def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, lo
 
     from fdclip_mm import precision
     name, capability = gpu
+    MMLogger.get_current_instance()  # made under the fake, a logger would ask it for a device id
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
@@ -471,7 +473,8 @@ def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, lo
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.dtype == dtype and cfg.optim_wrapper.loss_scale == loss_scale
     assert messages == [log]
-    # in the config: an unset or 'auto' dtype is resolved alike, the CPU wrapper becomes mmengine's
+    # in the config: an unset or 'auto' dtype is resolved alike, the CPU wrapper becomes mmengine's with the
+    # non-finite-loss policy that it has (fdclip_mm.CheckedAmpOptimWrapper)
     for options in ({
             'optim_wrapper.type': 'AmpOptimWrapper'
     }, {
@@ -482,7 +485,8 @@ def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, lo
             'optim_wrapper.dtype': 'auto'
     }):
         cfg = tool.merge_args(toy_cfg(toy_dir), train_args(cfg_options=options))
-        assert cfg.optim_wrapper.type == 'AmpOptimWrapper', options
+        checked = options['optim_wrapper.type'] == 'fdclip_mm.CPUAmpOptimWrapper'
+        assert cfg.optim_wrapper.type == ('fdclip_mm.CheckedAmpOptimWrapper' if checked else 'AmpOptimWrapper'), options
         assert cfg.optim_wrapper.dtype == dtype and cfg.optim_wrapper.loss_scale == loss_scale, options
     explicit = tool.merge_args(toy_cfg(toy_dir), train_args(amp=True, cfg_options={'optim_wrapper.dtype': 'float16'}))
     assert explicit.optim_wrapper.dtype == 'float16' and explicit.optim_wrapper.loss_scale == 'dynamic'
