@@ -100,6 +100,8 @@ def test_backbone_features_of_each_kind(backbone, channels, grid, has_cls):
         assert layout.patch_stride == (8, 8) and layout.grid((32, 32)) == grid and layout.num_extra_tokens == 1
     else:  # stage maps carry their own grid
         assert layout.patch_stride is None and layout.num_extra_tokens == 0
+        with pytest.raises(ValueError, match='has no token grid'):
+            layout.grid((32, 32))
     assert features.patches.shape == (2, channels, *grid)
     assert (features.cls_token is not None) == has_cls
 

@@ -103,3 +103,22 @@ def test_masked_fdvit_under_a_teacher_without_class_token(tmp_path):
             pred, torch.stack([target[b, ids_keep[b]] for b in range(2)]), beta=2.0)
         torch.manual_seed(1)
         torch.testing.assert_close(model(inputs, mode='loss')['loss'], expected)
+
+
+@pytest.mark.parametrize('name', ['vit', 'swin'])
+def test_a_backbone_without_the_interface_is_distilled_through_its_forward(name, tiny_clip_teacher):
+    """The loss by the formula from the backbone's own output: its class token when it has one, else patches."""
+    import torch.nn.functional as F
+
+    from fdclip_mm.models.feature_map import feature_tokens
+    student, _, has_cls = STUDENTS[name]
+    model = FeatureDistiller(student=student, teacher=tiny_clip_teacher).eval()
+    inputs = model.data_preprocessor(batch(2))['inputs']
+    with torch.no_grad():
+        output = model.student(inputs['student'])[0]
+        tokens = output if has_cls else output.flatten(2).transpose(1, 2)
+        target = F.layer_norm(feature_tokens(model.teacher(inputs['teachers'][0]), has_cls), (32, ))
+        expected = F.smooth_l1_loss(model.branches['t0'].projector(tokens), target, beta=2.0)
+        torch.testing.assert_close(model(inputs, mode='loss')['loss'], expected)
+        (extracted, ) = model.extract_feat(inputs)
+        torch.testing.assert_close(extracted, tokens)
