@@ -67,10 +67,9 @@ def student_tokens(student: nn.Module, images: torch.Tensor, ids_keep: Optional[
     Raises:
         ValueError: ``ids_keep`` for a student without the interface, or a token count that does not fit.
     """
-    layout = output_layout(student)
     if encodes_token_subsets(student):
         tokens = student.forward_features(images, ids_keep)
-        grid = layout.grid(images.shape[-2:])
+        grid = output_layout(student).grid(images.shape[-2:])
         patches = grid[0] * grid[1] if ids_keep is None else ids_keep.shape[1]
         if tokens.shape[1] != 1 + patches:
             raise ValueError(f'{type(student).__name__}.forward_features gave {tokens.shape[1]} tokens, not a class '
