@@ -49,7 +49,7 @@ def main() -> None:
     blocks = list(model.student.layers)
 
     def configure(backend: str, teacher: str) -> None:
-        model.teachers[0] = teachers[teacher]
+        model.branches['t0'].teacher = teachers[teacher]
         for block in blocks:
             block.attn.backend = backend
 

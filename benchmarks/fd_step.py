@@ -120,7 +120,7 @@ def stock_mmpretrain_loss(arch: str, img_size: int, patch: int, teacher_dims: in
 
     def loss(inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
-            target = F.layer_norm(teacher(inputs['teacher'])[-1], (teacher_dims, ))
+            target = F.layer_norm(teacher(inputs['teachers'][0])[-1], (teacher_dims, ))
         pred = module['projector'](student(inputs['student'], None)[-1])
         return F.smooth_l1_loss(pred.float(), target.float(), beta=2.0)
 
@@ -172,7 +172,7 @@ def build_cases(args, ckpt: str, inputs: Dict[str, torch.Tensor]) -> Tuple[Dict[
                 owner: nn.Module = ours) -> Callable[[], torch.Tensor]:
 
         def loss() -> torch.Tensor:
-            owner.teachers[0], owner.mask_ratio = teacher, mask_ratio
+            owner.branches['t0'].teacher, owner.mask_ratio = teacher, mask_ratio
             return model(inputs, mode='loss')['loss']
 
         return loss

@@ -303,7 +303,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     port = dict(PORT=str(29500 + os.getpid() % 1000), PYTHON=py)
     check.step('torchrun_ddp', dist + ['--work-dir', osp.join(work, 'ddp')] + amp, 240, env=port)
     fsdp2 = [
-        '--cfg-options', 'runner_type=FlexibleRunner', 'strategy.type=fdclip_mm.FSDP2Strategy', 'model_wrapper_cfg=None'
+        '--cfg-options', 'runner_type=fdclip_mm.CheckedFlexibleRunner', 'strategy.type=fdclip_mm.FSDP2Strategy',
+        'model_wrapper_cfg=None'
     ]
     check.step('torchrun_fsdp2', dist + ['--work-dir', osp.join(work, 'fsdp2')] + amp + fsdp2, 240, env=port)
     images = osp.join(REPO, 'data', 'benchmark_images')

@@ -65,7 +65,7 @@ def run_case(args) -> Dict[str, float]:
     width, layers = WIDTHS[args.arch]
     with_cp = '_cp' in args.case
     images = torch.randn(args.batch, 3, args.img_size, args.img_size, device=args.device)
-    inputs = dict(student=images, teacher=images)
+    inputs = dict(student=images, teachers=(images, ))
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = osp.join(tmp, 'clip.pth')
         random_clip_checkpoint(ckpt, width, layers, args.patch, args.img_size)
@@ -83,7 +83,7 @@ def run_case(args) -> Dict[str, float]:
                                  args.adamw)
             else:
                 student = model.student
-                del model.teachers
+                del model.branches
                 step = make_step(student.parameters(),
                                  lambda: student.forward_features(inputs['student']).float().square().mean(), args.amp,
                                  args.device, args.adamw)

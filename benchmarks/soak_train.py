@@ -96,7 +96,7 @@ def tiny_config(work_dir: str, steps: int, workers: int, batch: int, checkpoint_
         sampler=dict(type='InfiniteSampler', shuffle=True))
     cfg.train_dataloader.dataset = dict(
         type='mmpretrain.CustomDataset', data_root=work_dir, data_prefix='images', with_label=False, pipeline=pipeline)
-    cfg.optim_wrapper.type = 'OptimWrapper'
+    cfg.optim_wrapper.type = 'fdclip_mm.CheckedOptimWrapper'  # fp32, the non-finite-loss policy kept
     cfg.optim_wrapper.pop('loss_scale', None)
     cfg.param_scheduler = [dict(type='CosineAnnealingLR', T_max=steps, by_epoch=False, eta_min=2e-5)]
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=steps)

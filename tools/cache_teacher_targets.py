@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     with torch.no_grad():
         for step, batch in enumerate(loader):
             data = model.data_preprocessor(batch, False)
-            chunks.append(model.teacher(data['inputs']['teacher']))
+            chunks.append(model.teacher(data['inputs']['teachers'][0]))
             keys.extend(sample.img_path for sample in data['data_samples'])
             if step % 20 == 0 or len(keys) == total:
                 rate = len(keys) / max(time.time() - start, 1e-9)

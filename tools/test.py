@@ -1,13 +1,12 @@
 """Test (and evaluate) a checkpoint with an OpenMMLab 2.0 config (mmpretrain / mmdet / mmseg).
 
-The config's ``default_scope`` decides which library's registry builds it. The runner is our
-:class:`~fdclip_mm.engine.CheckedRunner` (:class:`~fdclip_mm.engine.CheckedFlexibleRunner` for
-``runner_type='FlexibleRunner'``; another registered ``runner_type`` as it is), which refuses a checkpoint that
-does not fit the model exactly (set ``strict_load = False`` in the config to load what fits on purpose).
-A test run holds its work dir like a training run: a second run there is refused (use another
-``--work-dir`` to test while a run trains). ``fdclip_mm`` is imported first so that our modules are
-registered, Runner checkpoints load under ``torch.load(weights_only=True)`` and CPU-only machines can use
-``--launcher pytorch|slurm|mpi``.
+The config's ``default_scope`` decides which library's registry builds it. The runner is the ``runner_type`` the
+config names, and our :class:`~fdclip_mm.engine.CheckedRunner` when it names none (the FSDP configs name
+:class:`~fdclip_mm.engine.CheckedFlexibleRunner`), which refuses a checkpoint that does not fit the model exactly
+(set ``strict_load = False`` in the config to load what fits on purpose). A test run holds its work dir like a
+training run: a second run there is refused (use another ``--work-dir`` to test while a run trains).
+``fdclip_mm`` is imported first so that our modules are registered, Runner checkpoints load under
+``torch.load(weights_only=True)`` and CPU-only machines can use ``--launcher pytorch|slurm|mpi``.
 
 Examples:
     python tools/test.py CONFIG CHECKPOINT

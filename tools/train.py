@@ -1,9 +1,9 @@
 """Train a model from an OpenMMLab 2.0 config (distillation or mmpretrain / mmdet / mmseg fine-tuning).
 
-The config's ``default_scope`` decides which library's registry builds it. The runner is our
-:class:`~fdclip_mm.engine.CheckedRunner` (or :class:`~fdclip_mm.engine.CheckedFlexibleRunner` for a
-``runner_type='FlexibleRunner'`` config): mmengine's with exact checkpoint loading, a clear resume and no
-silent overwrite of an earlier run; another registered ``runner_type`` is built as it is. A new run into a
+The config's ``default_scope`` decides which library's registry builds it. The runner is the ``runner_type`` the
+config names, and our :class:`~fdclip_mm.engine.CheckedRunner` when it names none (the FSDP configs name
+:class:`~fdclip_mm.engine.CheckedFlexibleRunner`): mmengine's with exact checkpoint loading, a clear resume and
+no silent overwrite of an earlier run (a runner not of ours is built as named, with a warning). A new run into a
 work dir that holds a run is refused before anything is written (``--overwrite`` moves the earlier run into a
 dated folder inside the work dir), and so is a second run into a work dir that a live run holds. Runs that
 cannot train are refused with one line before their first step. ``fdclip_mm`` is imported
@@ -45,7 +45,11 @@ from fdclip_mm.models.algorithms.teacher_target_cache import TargetCacheMismatch
 from fdclip_mm.precision import check_amp_dtype, resolve_amp  # noqa: E402
 # isort: on
 
-AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper', 'fdclip_mm.CPUAmpOptimWrapper')
+AMP_WRAPPERS = ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper', 'CPUAmpOptimWrapper', 'fdclip_mm.CPUAmpOptimWrapper',
+                'CheckedAmpOptimWrapper', 'fdclip_mm.CheckedAmpOptimWrapper')
+#: Optimizer wrappers with the non-finite-loss policy (:mod:`fdclip_mm.engine.nonfinite_loss`).
+CHECKED_WRAPPERS = ('CheckedOptimWrapper', 'fdclip_mm.CheckedOptimWrapper', 'CheckedAmpOptimWrapper',
+                    'fdclip_mm.CheckedAmpOptimWrapper', 'CPUAmpOptimWrapper', 'fdclip_mm.CPUAmpOptimWrapper')
 
 
 def parse_args() -> argparse.Namespace:
@@ -101,8 +105,22 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def checked_wrapper(optim_wrapper: dict) -> bool:
+    """Whether the config's optimizer wrapper has the non-finite-loss policy: one of ours, named, or built by one
+    of our constructors, which build ``fdclip_mm.CheckedOptimWrapper`` when the config names none."""
+    if optim_wrapper.get('type') is None:
+        return str(optim_wrapper.get('constructor', '')).startswith('fdclip_mm.')
+    return optim_wrapper.get('type') in CHECKED_WRAPPERS
+
+
+def amp_wrapper(optim_wrapper: dict) -> str:
+    """The AMP form of the config's optimizer wrapper: ``fdclip_mm.CheckedAmpOptimWrapper`` for a wrapper with the
+    non-finite-loss policy, mmengine's ``AmpOptimWrapper`` for another."""
+    return 'fdclip_mm.CheckedAmpOptimWrapper' if checked_wrapper(optim_wrapper) else 'AmpOptimWrapper'
+
+
 def enable_amp(cfg: Config) -> None:
-    """Switch the optimizer wrapper to mmengine's ``AmpOptimWrapper`` (dynamic loss scaling by default).
+    """Switch the optimizer wrapper to its AMP form (:func:`amp_wrapper`; dynamic loss scaling by default).
 
     Its dtype is decided by :func:`adapt_amp_to_device` when the config is complete.
 
@@ -111,7 +129,7 @@ def enable_amp(cfg: Config) -> None:
     """
     if cfg.optim_wrapper.get('type') in AMP_WRAPPERS:
         print_log('AMP training is already enabled in the config.', logger='current')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.type = amp_wrapper(cfg.optim_wrapper)
     cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
 
@@ -127,7 +145,8 @@ def adapt_amp_to_device(cfg: Config, device_type: Optional[str] = None) -> None:
       accelerator, and CPU autocast supports bfloat16 only (a float16 dtype is replaced by ``'auto'``). Its
       dtype is ``'auto'`` (bfloat16 where the CPU runs it natively, float32 elsewhere) unless the config asks
       for ``'bfloat16'``.
-    * CUDA: ``AmpOptimWrapper``, whose dtype ``'auto'`` or unset is resolved by
+    * CUDA: ``AmpOptimWrapper`` (``fdclip_mm.CheckedAmpOptimWrapper`` for a wrapper with the non-finite-loss
+      policy, :func:`amp_wrapper`), whose dtype ``'auto'`` or unset is resolved by
       :func:`fdclip_mm.precision.resolve_amp`: bfloat16 without loss scaling on GPUs with native bf16
       (compute capability >= 8.0), float16 with dynamic loss scaling on older ones (V100). An explicit dtype
       stays.
@@ -153,7 +172,7 @@ def adapt_amp_to_device(cfg: Config, device_type: Optional[str] = None) -> None:
         optim_wrapper.type = 'fdclip_mm.CPUAmpOptimWrapper'
         optim_wrapper.dtype = dtype or 'auto'
         return
-    optim_wrapper.type = 'AmpOptimWrapper'
+    optim_wrapper.type = amp_wrapper(optim_wrapper)
     dtype, loss_scale = resolve_amp(dtype, optim_wrapper.get('loss_scale', 'dynamic'), device_type)
     optim_wrapper.loss_scale = loss_scale
     if dtype is None:

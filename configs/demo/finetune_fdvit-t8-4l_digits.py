@@ -80,7 +80,7 @@ test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',  # fp32 on CPU
+    type='fdclip_mm.CheckedOptimWrapper',  # fp32 on CPU
     constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=5.0),

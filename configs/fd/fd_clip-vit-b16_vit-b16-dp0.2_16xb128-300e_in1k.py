@@ -11,4 +11,4 @@ _base_ = [
 # Mixed precision; tools/train.py picks the dtype by hardware (docs/en/advanced_guides/precision.md): bf16
 # without loss scaling on GPUs with native bf16 (A100, H100), fp16 with dynamic loss scaling on V100 as in the
 # paper's runs.
-optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')
+optim_wrapper = dict(type='fdclip_mm.CheckedAmpOptimWrapper', loss_scale='dynamic')

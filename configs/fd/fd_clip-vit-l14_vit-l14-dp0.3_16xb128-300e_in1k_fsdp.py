@@ -14,7 +14,7 @@ model_wrapper_cfg = None  # the strategy shards the model; the DDP wrapper of th
 # AmpOptimWrapper (autocast + loss scaling); constructor, AdamW, clipping and parameter groups stay as they are.
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
+    type='fdclip_mm.CheckedOptimWrapper',
     constructor={{_base_.optim_wrapper.constructor}},
     optimizer={{_base_.optim_wrapper.optimizer}},
     clip_grad={{_base_.optim_wrapper.clip_grad}},

@@ -51,7 +51,7 @@ model = dict(
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False, find_unused_parameters=False)
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='fdclip_mm.CheckedAmpOptimWrapper',
     loss_scale='dynamic',
     optimizer=dict(lr=base_lr),
     # no weight decay on the position-bias MLPs and attention temperatures either (the official SwinV2's

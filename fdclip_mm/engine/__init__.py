@@ -12,7 +12,7 @@ from .fsdp2_strategy import DistributedLaunchRequired, FSDP2Strategy
 from .layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor
 from .loader_report_hook import LoaderReportHook
 from .lr_schedulers import TimmCosineAnnealingLR, TimmLinearWarmupLR
-from .nonfinite_loss import apply_nonfinite_loss_policy
+from .nonfinite_loss import CheckedAmpOptimWrapper, CheckedOptimWrapper
 from .refusals import RunRefused
 from .rng_state_hook import RNGStateHook, get_rng_state, set_rng_state
 from .run_files import move_earlier_run_aside, refuse_to_replace_run
@@ -21,12 +21,12 @@ from .trainable_optim_constructor import TrainableOptimWrapperConstructor
 from .work_dir_lock import WorkDirInUseError, lock_work_dir, release_work_dir
 
 __all__ = [
-    'apply_nonfinite_loss_policy', 'atomic_write', 'AtomicCheckpointHook', 'AtomicLocalBackend',
-    'AttentionDistanceHook', 'BestMetricsHook', 'BlockCompileHook', 'build_checked_runner', 'CheckedFlexibleRunner',
-    'CheckedRunner', 'compile_blocks', 'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper', 'destroy_cpu_process_group',
-    'DistributedLaunchRequired', 'FSDP2Strategy', 'get_rng_state', 'init_cpu_process_group', 'is_cpu_only',
-    'LayerDecayOptimWrapperConstructor', 'LoaderReportHook', 'lock_work_dir', 'merge_cfg_options', 'move_data_root',
-    'move_earlier_run_aside', 'prepare_cpu_distributed', 'refuse_to_replace_run', 'release_work_dir', 'repeated_blocks',
-    'RNGStateHook', 'RunRefused', 'set_rng_state', 'TargetCacheCheckHook', 'TimmCosineAnnealingLR',
-    'TimmLinearWarmupLR', 'TrainableOptimWrapperConstructor', 'WorkDirInUseError'
+    'atomic_write', 'AtomicCheckpointHook', 'AtomicLocalBackend', 'AttentionDistanceHook', 'BestMetricsHook',
+    'BlockCompileHook', 'build_checked_runner', 'CheckedAmpOptimWrapper', 'CheckedFlexibleRunner',
+    'CheckedOptimWrapper', 'CheckedRunner', 'compile_blocks', 'cpu_model_wrapper_cfg', 'CPUAmpOptimWrapper',
+    'destroy_cpu_process_group', 'DistributedLaunchRequired', 'FSDP2Strategy', 'get_rng_state',
+    'init_cpu_process_group', 'is_cpu_only', 'LayerDecayOptimWrapperConstructor', 'LoaderReportHook', 'lock_work_dir',
+    'merge_cfg_options', 'move_data_root', 'move_earlier_run_aside', 'prepare_cpu_distributed', 'refuse_to_replace_run',
+    'release_work_dir', 'repeated_blocks', 'RNGStateHook', 'RunRefused', 'set_rng_state', 'TargetCacheCheckHook',
+    'TimmCosineAnnealingLR', 'TimmLinearWarmupLR', 'TrainableOptimWrapperConstructor', 'WorkDirInUseError'
 ]

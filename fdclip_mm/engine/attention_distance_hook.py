@@ -60,7 +60,7 @@ class AttentionDistanceHook(Hook):
             for data in self._probe_dataloader(runner):
                 inputs = model.data_preprocessor(data, False)['inputs']
                 if isinstance(inputs, dict):
-                    inputs = inputs['teacher' if self.part == 'teacher' else 'student']
+                    inputs = inputs['teachers'][0] if self.part == 'teacher' else inputs['student']
                 batches.append(inputs)
                 if sum(len(b) for b in batches) >= self.num_images:
                     break

@@ -12,10 +12,12 @@ from each other's checkpoints.
 """
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
+from mmcv.cnn.bricks.drop import DropPath as MmcvDropPath
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch import nn
 
+from fdclip_mm.models.backbones.drop_path import DropPath
 from fdclip_mm.registry import HOOKS
 from .module_lists import innermost_module_lists
 
@@ -28,7 +30,7 @@ MMENGINE_ONLY_KEYS = ('target', )
 def repeated_blocks(module: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
     """(name, block) for every item of every innermost ``nn.ModuleList`` of ``module`` (see
     :func:`~fdclip_mm.engine.module_lists.innermost_module_lists`) whose items hold other modules (lists of bare
-    layers, e.g. a distiller's per-teacher ``nn.Linear`` projectors, are left out)."""
+    layers, e.g. an ``nn.ModuleList`` of ``nn.Linear`` heads, are left out)."""
     for name, blocks in innermost_module_lists(module):
         for index, item in enumerate(blocks):
             if next(item.children(), None) is not None:
@@ -71,14 +73,24 @@ def check_backend(name: str) -> None:
                          f'{list_backends()}') from None
 
 
+def drop_path_classes() -> Tuple[type, ...]:
+    """The stochastic-depth modules a block may hold: mmcv's (which mmpretrain's and mmdet's backbones use), ours
+    and, where it is installed, timm's."""
+    classes = [MmcvDropPath, DropPath]
+    try:
+        from timm.layers import DropPath as TimmDropPath
+        classes.append(TimmDropPath)
+    except ImportError:  # timm is optional
+        pass
+    return tuple(classes)
+
+
 def remove_zero_drop_paths(block: nn.Module) -> None:
-    """Replaces each ``DropPath`` of rate 0 inside ``block`` (mmcv's, mmpretrain's and timm's: a frozen
-    teacher's, a student built without stochastic depth) by ``nn.Identity``, which it equals; compiled, its
+    """Replaces each drop path of rate 0 inside ``block`` (:func:`drop_path_classes`: a frozen teacher's, a student
+    built without stochastic depth) by ``nn.Identity``, which it equals; compiled, mmcv's and timm's
     ``if drop_prob == 0.`` on a float attribute breaks the graph."""
-    zero = [
-        name for name, module in block.named_modules()
-        if type(module).__name__ == 'DropPath' and getattr(module, 'drop_prob', None) == 0
-    ]
+    classes = drop_path_classes()
+    zero = [name for name, module in block.named_modules() if isinstance(module, classes) and module.drop_prob == 0]
     for name in zero:
         parent, _, attr = name.rpartition('.')
         setattr(block.get_submodule(parent) if parent else block, attr, nn.Identity())

@@ -1,8 +1,9 @@
 """mmengine's runners with checkpoint loading that cannot go silently wrong and runs that do not overwrite.
 
 :class:`CheckedRunner` (mmengine's ``Runner``) and :class:`CheckedFlexibleRunner` (mmengine's
-``FlexibleRunner``, which sharded runs use) give the same guarantees; where they deliberately differ from
-mmengine 0.10.7:
+``FlexibleRunner``, which sharded runs use) give the same guarantees. Our tools build the runner a config names
+(``runner_type``) and :class:`CheckedRunner` when it names none (:func:`build_checked_runner`). Where they
+deliberately differ from mmengine 0.10.7:
 
 - ``load_from`` (and ``tools/test.py``'s checkpoint) must fit the model exactly: mmengine loads with
   ``strict=False``, warns and goes on with whatever matched, so a backbone file given to ``tools/test.py``
@@ -47,7 +48,7 @@ from typing import Callable, Optional, Union
 
 from mmengine.device import get_device
 from mmengine.dist import get_world_size, is_main_process
-from mmengine.logging import MMLogger
+from mmengine.logging import MMLogger, print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop, FlexibleRunner, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
@@ -222,8 +223,8 @@ class CheckedRunner(RunGuards, Runner):
 
     Same arguments and config as mmengine's Runner; it reads two more top-level config keys:
     ``strict_load`` (default True) and ``overwrite`` (default False). ``tools/train.py`` and
-    ``tools/test.py`` use it unless the config names another ``runner_type``; with another library's
-    training script, set ``runner_type = 'fdclip_mm.CheckedRunner'``.
+    ``tools/test.py`` use it when the config names no ``runner_type`` (:func:`build_checked_runner`); with
+    another library's training script, set ``runner_type = 'fdclip_mm.CheckedRunner'``.
     """
 
     def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None, **kwargs) -> MMLogger:
@@ -273,7 +274,8 @@ class CheckedFlexibleRunner(RunGuards, FlexibleRunner):
     The strategy reads and loads the checkpoint files (our FSDP2 strategy reads them with
     :func:`~fdclip_mm.checkpoint.read_checkpoint` and loads exactly when ``strict``); this runner passes
     the config's ``strict_load`` (default True), resumes from the latest readable checkpoint, refuses to
-    replace an earlier run and keeps the console quiet. The FSDP configs name it as their ``runner_type``.
+    replace an earlier run and keeps the console quiet. The FSDP configs name it as their ``runner_type``
+    (``runner_type='FlexibleRunner'`` is mmengine's, as named).
     """
 
     def train(self):
@@ -295,18 +297,29 @@ class CheckedFlexibleRunner(RunGuards, FlexibleRunner):
             filename, map_location=map_location, strict=self._strict(strict), revise_keys=revise_keys)
 
 
-#: ``runner_type`` values that our tools build as the checked runner of the same kind.
-CHECKED_RUNNERS = {
-    None: CheckedRunner,
-    'Runner': CheckedRunner,
-    'mmengine.Runner': CheckedRunner,
-    'FlexibleRunner': CheckedFlexibleRunner,
-    'mmengine.FlexibleRunner': CheckedFlexibleRunner
-}
-
-
 def build_checked_runner(cfg) -> Runner:
-    """The runner of ``cfg``: mmengine's ``Runner`` / ``FlexibleRunner`` (or no ``runner_type``) as their
-    checked counterparts, any other ``runner_type`` as registered."""
-    runner_cls = CHECKED_RUNNERS.get(cfg.get('runner_type'))
-    return runner_cls.from_cfg(cfg) if runner_cls is not None else RUNNERS.build(cfg)
+    """The runner of ``cfg``: the ``runner_type`` it names, built as registered (as mmengine's tools build it), or
+    :class:`CheckedRunner` when it names none.
+
+    A named runner that is neither of ours (mmengine's ``Runner`` or ``FlexibleRunner``, another library's) runs as
+    named, without the guarantees of the module doc; a warning says so. ``overwrite`` needs one of ours, which
+    moves the earlier run aside.
+
+    Raises:
+        RunRefused: ``overwrite`` with a runner that is not one of ours.
+    """
+    runner_type = cfg.get('runner_type')
+    if runner_type is None:
+        return CheckedRunner.from_cfg(cfg)
+    runner_cls = RUNNERS.get(runner_type) if isinstance(runner_type, str) else runner_type
+    if runner_cls is not None and not issubclass(runner_cls, RunGuards):
+        if cfg.get('overwrite', False):
+            raise RunRefused(f'--overwrite moves the earlier run aside, which runner_type={runner_type!r} does not '
+                             'do: name fdclip_mm.CheckedRunner (or fdclip_mm.CheckedFlexibleRunner), or none')
+        print_log(
+            f'runner_type={runner_type!r}: {runner_cls.__name__} as the config names it, without fdclip_mm\'s '
+            'checks (exact load_from, resume from the latest readable checkpoint, refusals before the first step); '
+            'name fdclip_mm.CheckedRunner (or fdclip_mm.CheckedFlexibleRunner), or none, to have them',
+            logger='current',
+            level=logging.WARNING)
+    return RUNNERS.build(cfg)

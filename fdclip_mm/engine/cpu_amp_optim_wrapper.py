@@ -8,11 +8,13 @@ from torch import nn
 
 from fdclip_mm.precision import AUTO, resolve_bf16
 from fdclip_mm.registry import OPTIM_WRAPPERS
+from .nonfinite_loss import NonFiniteLossPolicy
 
 
 @OPTIM_WRAPPERS.register_module()
-class CPUAmpOptimWrapper(AmpOptimWrapper):
-    """``AmpOptimWrapper`` that also runs on CPU: bfloat16 autocast where the CPU runs bf16 natively.
+class CPUAmpOptimWrapper(NonFiniteLossPolicy, AmpOptimWrapper):
+    """``AmpOptimWrapper`` that also runs on CPU: bfloat16 autocast where the CPU runs bf16 natively, with the
+    non-finite-loss policy (:mod:`~fdclip_mm.engine.nonfinite_loss`).
 
     mmengine's ``AmpOptimWrapper`` asserts that a GPU/NPU/MLU/MUSA is available. CPU autocast supports
     bfloat16 only, and only CPUs with AVX512-BF16 or AMX run it fast; elsewhere (e.g. AVX2) bf16 products
@@ -24,14 +26,17 @@ class CPUAmpOptimWrapper(AmpOptimWrapper):
         dtype: ``'auto'`` (default): bfloat16 autocast on a CPU with native bf16, plain float32 (no
             autocast) elsewhere; the choice is logged once. ``'bfloat16'``: always autocast (warns on a CPU
             without native bf16). Other dtypes are refused.
+        nonfinite_loss: ``'raise'`` (default) or ``'skip'``, see :mod:`~fdclip_mm.engine.nonfinite_loss`.
         **kwargs: Passed to :class:`mmengine.optim.OptimWrapper`.
     """
 
     def __init__(self,
                  loss_scale: Union[str, float, dict] = 'dynamic',
                  dtype: Union[str, torch.dtype, None] = AUTO,
+                 nonfinite_loss: str = 'raise',
                  **kwargs) -> None:
         OptimWrapper.__init__(self, **kwargs)  # skips AmpOptimWrapper's accelerator assertion
+        self.set_nonfinite_loss(nonfinite_loss)
         if dtype is None:
             dtype = AUTO
         if isinstance(dtype, torch.dtype):

@@ -44,39 +44,63 @@ def trained(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
+def frozen(module: nn.Module) -> bool:
+    """Whether ``module`` has parameters and none of them is trained."""
+    return next(module.parameters(), None) is not None and not trained(module)
+
+
+def looked_into(module: nn.Module) -> bool:
+    """Whether the units are found among the children of ``module`` rather than in it as a whole: a container,
+    or a module that holds frozen parts and no trained parameter of its own (a distiller's per-teacher branch,
+    whose frozen teacher sits beside its projector)."""
+    return isinstance(module, CONTAINERS) or (any(frozen(child) for child in module.children())
+                                              and not any(p.requires_grad for p in module.parameters(recurse=False)))
+
+
+def _parts(model: nn.Module, prefix: str = ''):
+    """(name, module) of the parts of ``model`` that are trained or frozen as a whole, found by
+    :func:`looked_into` from its top-level modules down."""
+    for name, child in model.named_children():
+        name = f'{prefix}{name}'
+        if trained(child) and looked_into(child):
+            yield from _parts(child, prefix=f'{name}.')
+        else:
+            yield name, child
+
+
 def auto_shard_units(model: nn.Module) -> List[str]:
     """The units of any model, found from its structure: every item of an innermost ``nn.ModuleList`` (a ViT's
-    blocks, a Swin's blocks, several projectors) inside a trained top-level module, then each trained top-level
-    module. Lists of lists (a Swin's stages) are not units: a parent may call part of an item from its own
-    forward (mmpretrain's Swin runs ``stage.downsample`` outside the stage's forward), which only the parent's
-    unit gathers. Frozen modules (a distillation teacher: no parameter requires grad) are left out and stay
-    replicated on every rank.
+    blocks, a Swin's blocks) inside a trained part, then each trained part (the student, each projector). The parts
+    are the top-level modules, except that containers and modules with frozen parts beside trained ones (a
+    per-teacher branch) are looked into (:func:`looked_into`). Lists of lists (a Swin's stages) are not units: a
+    parent may call part of an item from its own forward (mmpretrain's Swin runs ``stage.downsample`` outside the
+    stage's forward), which only the parent's unit gathers. Frozen parts (a distillation teacher: no parameter
+    requires grad) are left out and stay replicated on every rank.
 
     Returns:
         list: Unit names, deepest first (children are sharded before their parents).
     """
     units = []
-    for top_name, top in model.named_children():
-        if not trained(top):
+    for part_name, part in _parts(model):
+        if not trained(part):
             continue
-        for name, blocks in innermost_module_lists(top, prefix=top_name):
+        for name, blocks in innermost_module_lists(part, prefix=part_name):
             units += [f'{name}.{index}' for index, item in enumerate(blocks) if trained(item)]
-        if not isinstance(top, CONTAINERS):  # FSDP2 shards modules that run a forward, not plain lists
-            units.append(top_name)
+        units.append(part_name)
     return sorted(dict.fromkeys(units), key=lambda name: -name.count('.'))
 
 
 def frozen_shard_units(model: nn.Module) -> List[str]:
-    """Unit patterns of the frozen top-level modules: the items of each of their module lists (a teacher's
-    blocks), then the module (``FSDP2Strategy(shard_frozen=True)``)."""
+    """Unit patterns of the frozen parts (see :func:`auto_shard_units`): the items of each of their module lists
+    (a teacher's blocks), then the part (``FSDP2Strategy(shard_frozen=True)``)."""
     patterns = []
-    for top_name, top in model.named_children():
-        if not trained(top) and next(top.parameters(), None) is not None:
+    for part_name, part in _parts(model):
+        if frozen(part):
             patterns += [
-                f'{name}.*' for name, module in top.named_modules(prefix=top_name)
+                f'{name}.*' for name, module in part.named_modules(prefix=part_name)
                 if isinstance(module, nn.ModuleList) and len(module)
             ]
-            patterns += [] if isinstance(top, CONTAINERS) else [top_name]
+            patterns += [] if isinstance(part, CONTAINERS) else [part_name]
     return patterns
 
 
@@ -189,8 +213,9 @@ class FSDP2Strategy(DDPStrategy):
     ``clip_grad`` computes the global norm across shards (``clip_grad_norm_`` on DTensors).
 
     The units come from the model's structure (:func:`auto_shard_units`: the items of its module lists, then
-    each trained top-level module), so the distiller with any student, several teachers, or the fine-tuning
-    classifier shard without naming anything; a config may name them instead (``shard_units``).
+    each trained part: the student, each teacher's projector), so the distiller with any student, several
+    teachers, or the fine-tuning classifier shard without naming anything; a config may name them instead
+    (``shard_units``).
 
     Why frozen modules are not sharded by default: they have no gradients and no optimizer state, so sharding
     a teacher saves only its weights (L/14 in bf16: 0.6 GB) and costs one all-gather per block per step; set
@@ -202,7 +227,7 @@ class FSDP2Strategy(DDPStrategy):
             the model (:func:`auto_shard_units`).
         forward_methods: Methods besides ``forward`` through which the model calls a unit
             (the distiller calls ``student.forward_features``).
-        shard_frozen: Also shard the frozen top-level modules, one unit per item of their module lists (a
+        shard_frozen: Also shard the frozen parts (the teachers), one unit per item of their module lists (a
             teacher's blocks) and the rest.
         param_dtype: Compute dtype of the sharded modules (``MixedPrecisionPolicy``; gradients are reduced
             in float32). ``'auto'``: bfloat16 where the device runs it natively, float32 elsewhere
@@ -294,6 +319,11 @@ class FSDP2Strategy(DDPStrategy):
             CheckpointMismatchError: With ``strict``, naming the missing and unexpected keys.
         """
         state_dict = revise_state_dict_keys(state_dict, revise_keys)
+        # The model's own load pre-hooks (the distiller renames the keys of its earlier layouts) see the full state
+        # dict first, as in nn.Module.load_state_dict: set_model_state_dict matches the keys against the sharded
+        # model before it calls load_state_dict, which runs them too late.
+        for hook in self.model._load_state_dict_pre_hooks.values():
+            hook(state_dict, '', {}, strict, [], [], [])
         # Before loading: torch 2.14's set_model_state_dict fills the given dict with the model's own tensors
         # for keys it lacks and reports none missing. The model's state_dict() (DTensor shards, nothing
         # gathered) names every key it saves (the distiller leaves its teachers out).

@@ -19,7 +19,7 @@ from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 from torch import nn
 
 from fdclip_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
-from .nonfinite_loss import apply_nonfinite_loss_policy, split_nonfinite_loss
+from .nonfinite_loss import DEFAULT_WRAPPER
 from .trainable_optim_constructor import RPB_TABLE_KEY
 
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
@@ -50,8 +50,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       parameter's full name wins. ``lr_mult`` multiplies the layer-decay scale; ``decay_mult`` replaces the
       rules above.
 
-    ``optim_wrapper.nonfinite_loss``: ``'raise'`` (default) or ``'skip'``, see
-    :mod:`~fdclip_mm.engine.nonfinite_loss`.
+    With no ``optim_wrapper.type`` it builds ``fdclip_mm.CheckedOptimWrapper`` (mmengine's ``OptimWrapper`` and the
+    non-finite-loss policy, :mod:`~fdclip_mm.engine.nonfinite_loss`).
 
     Example (mmpretrain, mmdet or mmseg config alike)::
 
@@ -62,7 +62,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
-        optim_wrapper_cfg, self.nonfinite_loss = split_nonfinite_loss(optim_wrapper_cfg)
+        optim_wrapper_cfg = dict(optim_wrapper_cfg)
+        optim_wrapper_cfg.setdefault('type', DEFAULT_WRAPPER)
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
@@ -72,11 +73,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         optimizer_cfg = self.optimizer_cfg.copy()
         optimizer_cfg['params'] = groups
         optimizer = OPTIMIZERS.build(optimizer_cfg)
-        optim_wrapper_cfg = self.optim_wrapper_cfg.copy()
-        optim_wrapper_cfg.setdefault('type', 'OptimWrapper')
         print_log(self.format_table(groups), logger='current')
-        optim_wrapper = OPTIM_WRAPPERS.build(optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
-        return apply_nonfinite_loss_policy(optim_wrapper, self.nonfinite_loss)
+        return OPTIM_WRAPPERS.build(self.optim_wrapper_cfg.copy(), default_args=dict(optimizer=optimizer))
 
     # ------------------------------------------------------------------------------------ groups
     def find_backbone(self, model: nn.Module) -> Tuple[nn.Module, str]:

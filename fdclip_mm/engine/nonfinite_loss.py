@@ -1,18 +1,19 @@
 """What an optimizer step does with a NaN / inf loss: stop naming the iteration, or skip the update.
 
 mmengine's ``OptimWrapper.update_params`` steps on whatever loss it is given, so a NaN loss writes NaN into
-every weight and the run goes on, reporting nothing. :func:`apply_nonfinite_loss_policy` turns any optimizer
-wrapper (``OptimWrapper``, ``AmpOptimWrapper``, our ``CPUAmpOptimWrapper``) into one that checks the loss first,
-on every rank alike (one all-reduce of a flag), and then either raises or skips:
+every weight and the run goes on, reporting nothing. The registered wrappers :class:`CheckedOptimWrapper`,
+:class:`CheckedAmpOptimWrapper` (and our ``CPUAmpOptimWrapper``) check the loss first, on every rank alike (one
+all-reduce of a flag), and then, by their ``nonfinite_loss`` argument, either raise or skip:
 
 - ``'raise'`` (default): ``FloatingPointError`` naming the iteration, before any gradient is computed;
 - ``'skip'``: the backward of the zeroed loss still runs, so DDP's and FSDP's gradient reductions complete on
   every rank as in any step, then the gradients are cleared: no parameter and no optimizer state moves. The
   step is counted (``skipped_nonfinite_steps``) and logged; the iteration's NaN loss is logged as it was.
 
-Our optimizer wrapper constructors (``TrainableOptimWrapperConstructor``, ``LayerDecayOptimWrapperConstructor``)
-apply it from the ``optim_wrapper`` config: ``optim_wrapper = dict(..., nonfinite_loss='skip')``. With gradient
-accumulation, a skipped step also drops the gradients accumulated earlier in its window.
+A config names one: ``optim_wrapper = dict(type='fdclip_mm.CheckedOptimWrapper', nonfinite_loss='skip', ...)``;
+our optimizer wrapper constructors build :class:`CheckedOptimWrapper` when the config names no ``type``.
+mmengine's own wrappers, named as such, step on any loss. With gradient accumulation, a skipped step also drops
+the gradients accumulated earlier in its window.
 """
 import logging
 from typing import Dict, Optional
@@ -20,17 +21,37 @@ from typing import Dict, Optional
 import torch
 import torch.distributed as torch_dist
 from mmengine.logging import MessageHub, print_log
-from mmengine.optim import OptimWrapper
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+from fdclip_mm.registry import OPTIM_WRAPPERS
 
 NONFINITE_LOSS_MODES = ('raise', 'skip')
-_GUARDED_CLASSES: Dict[type, type] = {}
+#: The wrapper our optimizer wrapper constructors build when the config names none.
+DEFAULT_WRAPPER = 'fdclip_mm.CheckedOptimWrapper'
 
 
 class NonFiniteLossPolicy:
-    """Mixin placed before an mmengine optimizer wrapper class; see the module doc."""
+    """Mixin placed before an mmengine optimizer wrapper class; see the module doc.
 
-    nonfinite_loss = 'raise'
-    skipped_nonfinite_steps = 0
+    Args:
+        nonfinite_loss: ``'raise'`` or ``'skip'``.
+        *args, **kwargs: The wrapper's.
+    """
+
+    def __init__(self, *args, nonfinite_loss: str = 'raise', **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_nonfinite_loss(nonfinite_loss)
+
+    def set_nonfinite_loss(self, mode: str) -> None:
+        """Sets the policy: ``'raise'`` or ``'skip'``.
+
+        Raises:
+            ValueError: An unknown ``mode``.
+        """
+        if mode not in NONFINITE_LOSS_MODES:
+            raise ValueError(f'optim_wrapper.nonfinite_loss must be one of {NONFINITE_LOSS_MODES}, got {mode!r}')
+        self.nonfinite_loss = mode
+        self.skipped_nonfinite_steps = 0
 
     def update_params(self,
                       loss: torch.Tensor,
@@ -51,20 +72,14 @@ class NonFiniteLossPolicy:
             level=logging.WARNING)
 
 
-def apply_nonfinite_loss_policy(optim_wrapper: OptimWrapper, mode: str) -> OptimWrapper:
-    """Gives ``optim_wrapper`` (in place) the policy ``mode``: ``'raise'`` or ``'skip'``.
+@OPTIM_WRAPPERS.register_module()
+class CheckedOptimWrapper(NonFiniteLossPolicy, OptimWrapper):
+    """mmengine's ``OptimWrapper`` with the non-finite-loss policy (``nonfinite_loss``, see the module doc)."""
 
-    Raises:
-        ValueError: An unknown ``mode``.
-    """
-    check_nonfinite_loss_mode(mode)
-    cls = type(optim_wrapper)
-    if not isinstance(optim_wrapper, NonFiniteLossPolicy):
-        if cls not in _GUARDED_CLASSES:
-            _GUARDED_CLASSES[cls] = type(cls.__name__, (NonFiniteLossPolicy, cls), {'__module__': __name__})
-        optim_wrapper.__class__ = _GUARDED_CLASSES[cls]
-    optim_wrapper.nonfinite_loss = mode
-    return optim_wrapper
+
+@OPTIM_WRAPPERS.register_module()
+class CheckedAmpOptimWrapper(NonFiniteLossPolicy, AmpOptimWrapper):
+    """mmengine's ``AmpOptimWrapper`` with the non-finite-loss policy (``nonfinite_loss``, see the module doc)."""
 
 
 def finite_on_every_rank(loss: torch.Tensor) -> bool:
@@ -81,21 +96,3 @@ def iteration_name() -> str:
     if index is None:
         return 'an unknown iteration'
     return f'training iteration {index + 1} (runner.iter {index})'
-
-
-def split_nonfinite_loss(optim_wrapper_cfg: dict) -> tuple:
-    """``(optim_wrapper_cfg without 'nonfinite_loss', its value or 'raise')``, for optimizer constructors.
-
-    Raises:
-        ValueError: An unknown value.
-    """
-    cfg = dict(optim_wrapper_cfg)
-    mode = cfg.pop('nonfinite_loss', 'raise')
-    check_nonfinite_loss_mode(mode)
-    return cfg, mode
-
-
-def check_nonfinite_loss_mode(mode: str) -> None:
-    """Raises ``ValueError`` for a mode that is not one of :data:`NONFINITE_LOSS_MODES`."""
-    if mode not in NONFINITE_LOSS_MODES:
-        raise ValueError(f'optim_wrapper.nonfinite_loss must be one of {NONFINITE_LOSS_MODES}, got {mode!r}')

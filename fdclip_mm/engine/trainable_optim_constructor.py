@@ -1,11 +1,11 @@
 """mmengine's default optimizer constructor over trainable parameters only."""
 from typing import List, Optional
 
-from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+from mmengine.optim import DefaultOptimWrapperConstructor
 from torch import nn
 
 from fdclip_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
-from .nonfinite_loss import apply_nonfinite_loss_policy, split_nonfinite_loss
+from .nonfinite_loss import DEFAULT_WRAPPER
 
 RPB_TABLE_KEY = 'relative_position_bias_table'
 
@@ -21,12 +21,13 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     - ``paramwise_cfg.rel_pos_bias_decay_mult`` (float, default 1): weight-decay multiplier of relative
       position bias tables. The official FD code decays them (1); 0 exempts them, a departure (BEiT's choice
       in fine-tuning). Same key as :class:`LayerDecayOptimWrapperConstructor`.
-    - ``optim_wrapper.nonfinite_loss``: ``'raise'`` (default) or ``'skip'``, see
-      :mod:`~fdclip_mm.engine.nonfinite_loss`.
+    - with no ``optim_wrapper.type``: ``fdclip_mm.CheckedOptimWrapper`` (mmengine's ``OptimWrapper`` and the
+      non-finite-loss policy, :mod:`~fdclip_mm.engine.nonfinite_loss`) rather than mmengine's ``OptimWrapper``.
     """
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
-        optim_wrapper_cfg, self.nonfinite_loss = split_nonfinite_loss(optim_wrapper_cfg)
+        optim_wrapper_cfg = dict(optim_wrapper_cfg)
+        optim_wrapper_cfg.setdefault('type', DEFAULT_WRAPPER)
         paramwise_cfg = dict(paramwise_cfg or {})
         rpb_mult = paramwise_cfg.pop('rel_pos_bias_decay_mult', None)
         if rpb_mult is not None:
@@ -34,9 +35,6 @@ class TrainableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             custom_keys.setdefault(RPB_TABLE_KEY, dict(decay_mult=float(rpb_mult)))
             paramwise_cfg['custom_keys'] = custom_keys
         super().__init__(optim_wrapper_cfg, paramwise_cfg or None)
-
-    def __call__(self, model: nn.Module) -> OptimWrapper:
-        return apply_nonfinite_loss_policy(super().__call__(model), self.nonfinite_loss)
 
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', **kwargs) -> None:
         if not any(p.requires_grad for p in module.parameters()):

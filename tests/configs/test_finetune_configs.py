@@ -17,7 +17,7 @@ from fdclip_mm.converters.to_classifier import save_classifier_checkpoint, stude
 from fdclip_mm.models.backbones import FDViT
 from ..conftest import (assert_inferencers_find_the_loader, clip_visual_state_dict, dinov2_state_dict, load_script,
                         scheduled_lrs, tiny_vit_arch, write_image_folder)
-from .test_configs import ALL_CONFIGS, REPO, is_classification_config
+from .test_configs import ALL_CONFIGS, NON_AMP, REPO, is_classification_config
 
 FT_CONFIGS = [p for p in ALL_CONFIGS if is_classification_config(p)]
 
@@ -99,8 +99,8 @@ def shrink(cfg: Config, tmp_path) -> Config:
         loader.num_workers = 0
         loader.persistent_workers = False
         loader.pin_memory = False
-    if cfg.optim_wrapper.type == 'AmpOptimWrapper' and not torch.cuda.is_available():
-        cfg.optim_wrapper.type = 'OptimWrapper'
+    if cfg.optim_wrapper.type in NON_AMP and not torch.cuda.is_available():
+        cfg.optim_wrapper.type = NON_AMP[cfg.optim_wrapper.type]
         cfg.optim_wrapper.pop('loss_scale', None)
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
     cfg.default_hooks.checkpoint.interval = 1

@@ -15,7 +15,7 @@ from torch import nn
 
 from fdclip_mm.converters import convert_fd_checkpoint
 from fdclip_mm.engine import BlockCompileHook, compile_blocks, repeated_blocks
-from fdclip_mm.engine.block_compile import compile_args, dynamo_counts, summarize_blocks
+from fdclip_mm.engine.block_compile import compile_args, dynamo_counts, remove_zero_drop_paths, summarize_blocks
 from fdclip_mm.models.backbones import DropPath, ViTBlock
 from ..configs.test_configs import REPO, shrink
 from ..tools.test_fd_train_tool import deterministic_fd_config
@@ -36,14 +36,31 @@ def build(config: str, tmp_path, **model) -> nn.Module:
 def test_the_blocks_are_the_items_of_the_innermost_module_lists(tmp_path):
     distiller = build(TWO_TEACHERS, tmp_path)
     names = [name for name, _ in repeated_blocks(distiller)]
-    assert summarize_blocks(names) == ('student.layers.0-1, teachers.0.backbone.layers.0-1, '
-                                       'teachers.1.backbone.layers.0-1'), names  # not the Linear projectors
+    assert summarize_blocks(names) == ('student.layers.0-1, branches.clip.teacher.backbone.layers.0-1, '
+                                       'branches.dino.teacher.backbone.layers.0-1'), names
     swin = build(SWIN, tmp_path / 'swin')
     assert all(
-        re.fullmatch(r'student\.stages\.\d\.blocks\.\d|teachers\.0\.backbone\.layers\.\d', name)
+        re.fullmatch(r'student\.stages\.\d\.blocks\.\d|branches\.t0\.teacher\.backbone\.layers\.\d', name)
         for name, _ in repeated_blocks(swin))
     with pytest.raises(ValueError, match='Linear has no nn.ModuleList of blocks'):
         compile_blocks(nn.Linear(2, 2), {})
+
+
+def test_zero_rate_drop_paths_of_every_kind_become_identities():
+    """mmcv's, ours and timm's, found by class (a module merely named DropPath stays)."""
+    from timm.layers import DropPath as TimmDropPath
+
+    class DropPathLookalike(nn.Module):  # named like one, is none
+        drop_prob = 0.
+
+    block = nn.ModuleDict(dict(mmcv=MmcvDropPath(0.), ours=DropPath(0.), timm=TimmDropPath(0.), kept=DropPath(0.1)))
+    block.inner = nn.Sequential(MmcvDropPath(0.))
+    block.lookalike = DropPathLookalike()
+    DropPathLookalike.__name__ = 'DropPath'
+    remove_zero_drop_paths(block)
+    assert [type(block[k]).__name__ for k in ('mmcv', 'ours', 'timm')] == ['Identity'] * 3
+    assert isinstance(block.inner[0], nn.Identity) and isinstance(block.kept, DropPath)
+    assert isinstance(block.lookalike, DropPathLookalike)
 
 
 def test_compile_settings_are_torch_compile_arguments():
@@ -148,7 +165,7 @@ def test_a_compiled_run_follows_eager_and_resumes_across_both(tmp_path):
     run(train + ['compiled.py', '--work-dir', 'compiled'], tmp_path)
 
     log = run_log(tmp_path / 'compiled')
-    assert 'torch.compile (defaults) of 4 blocks (student.layers.0-1, teachers.0.backbone.layers.0-1)' in log
+    assert 'torch.compile (defaults) of 4 blocks (student.layers.0-1, branches.t0.teacher.backbone.layers.0-1)' in log
     graphs = int(re.search(r'torch.compile: (\d+) graph\(s\) compiled in the first iteration', log)[1])
     assert graphs <= 2 and 'recompiled' not in log and 'graph break' not in log
     torch.testing.assert_close(

@@ -250,3 +250,23 @@ def test_flex_attention_trained_on_the_cpu_is_refused_before_the_first_step(tiny
     with pytest.raises(RunRefused, match=r"model.student.attn_backend='flex' \(student.layers.0.attn\)"):
         runner.train()
     assert runner.iter == 0
+
+
+def test_the_runner_is_the_one_the_config_names(tmp_path, capsys):
+    """No runner_type: ours; a named one as named (mmengine's without our checks, said in a warning); --overwrite
+    only with ours, which moves the earlier run aside."""
+    from mmengine.runner import Runner
+    path = toy_modules.write_toy_config(str(tmp_path / 'toy.py'), 8)
+
+    def config(name, **options):
+        cfg = Config.fromfile(path)
+        cfg.merge_from_dict(
+            dict(work_dir=str(tmp_path / name), experiment_name=f'toy_{uuid.uuid4().hex[:8]}', **options))
+        return cfg
+
+    assert type(build_checked_runner(config('unnamed'))) is CheckedRunner
+    assert type(build_checked_runner(config('ours', runner_type='fdclip_mm.CheckedRunner'))) is CheckedRunner
+    assert type(build_checked_runner(config('mmengine', runner_type='Runner'))) is Runner
+    assert "runner_type='Runner': Runner as the config names it, without fdclip_mm's checks" in capsys.readouterr().out
+    with pytest.raises(RunRefused, match=r"--overwrite moves the earlier run aside, which runner_type='Runner' does"):
+        build_checked_runner(config('overwrite', runner_type='Runner', overwrite=True))

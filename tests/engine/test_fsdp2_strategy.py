@@ -23,7 +23,10 @@ from ..configs.test_configs import REPO, TINY_ARCH, shrink
 from ..tools.test_train_tool import TOOLS, free_port, run, tool_env
 
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
-FSDP2 = dict(runner_type='FlexibleRunner', strategy=dict(type='fdclip_mm.FSDP2Strategy'), model_wrapper_cfg=None)
+FSDP2 = dict(
+    runner_type='fdclip_mm.CheckedFlexibleRunner',
+    strategy=dict(type='fdclip_mm.FSDP2Strategy'),
+    model_wrapper_cfg=None)
 EPOCHS = 3
 KILL_EPOCHS = 12  # long enough to be killed mid-run
 cpu_only = pytest.mark.skipif(not is_cpu_only(), reason='CPU gloo runs')
@@ -152,7 +155,7 @@ def test_fsdp2_follows_ddp_and_shards_half_per_rank(runs):
     torch.testing.assert_close(torch.tensor(losses(fsdp2)), torch.tensor(losses(ddp)), rtol=1e-4, atol=1e-5)
     a, b = checkpoint(ddp, EPOCHS), checkpoint(fsdp2, EPOCHS)
     assert a['state_dict'].keys() == b['state_dict'].keys()
-    assert not any(k.startswith('teachers.') for k in b['state_dict'])
+    assert not any('teacher' in k for k in b['state_dict'])
     for key in a['state_dict']:
         torch.testing.assert_close(b['state_dict'][key], a['state_dict'][key], rtol=1e-4, atol=1e-5, msg=key)
     # the optimizer is in torch.optim's index form, like DDP's: same groups, same moments
@@ -191,8 +194,8 @@ def glob_logs(work_dir):
 
 @cpu_only
 def test_a_sharded_run_has_the_guarantees_of_a_plain_one(runs):
-    """The checked runner (runner_type 'FlexibleRunner' is built as fdclip_mm.CheckedFlexibleRunner): a quiet
-    console, no overwrite of an earlier run, exact loading, and a one-line answer to a plain start."""
+    """The checked runner (runner_type fdclip_mm.CheckedFlexibleRunner): a quiet console, no overwrite of an earlier
+    run, exact loading (of the earlier key layout too), and a one-line answer to a plain start."""
     console = (runs / 'fsdp2_console.txt').read_text()
     for file_only in ('Config:', 'System environment:', 'Hooks will be executed', 'returned a view tensor'):
         assert file_only not in console
@@ -223,7 +226,7 @@ def test_a_sharded_run_has_the_guarantees_of_a_plain_one(runs):
     # load_from must fit the model exactly, as in plain runs
     state = checkpoint(work_dir, EPOCHS)['state_dict']
     backbone = runs / 'backbone_only.pth'
-    torch.save({'state_dict': {k: v for k, v in state.items() if not k.startswith('projectors.')}}, backbone)
+    torch.save({'state_dict': {k: v for k, v in state.items() if k.startswith('student.')}}, backbone)
     refused = subprocess.run([
         osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'exact', '--cfg-options',
         f'load_from={backbone}'
@@ -234,7 +237,22 @@ def test_a_sharded_run_has_the_guarantees_of_a_plain_one(runs):
                              text=True,
                              timeout=180)
     assert refused.returncode != 0 and 'backbone_only.pth does not fit FeatureDistiller: missing keys ' \
-        "['projectors.0.weight', 'projectors.0.bias']" in refused.stderr
+        "['branches.t0.projector.weight', 'branches.t0.projector.bias']" in refused.stderr
+    # a checkpoint of the earlier layout (the projector by teacher index, beside the student) loads exactly
+    earlier = runs / 'earlier_layout.pth'
+    earlier_state = {k.replace('branches.t0.projector.', 'projectors.0.'): v for k, v in state.items()}
+    torch.save({'state_dict': earlier_state}, earlier)
+    loaded = subprocess.run([
+        osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'earlier', '--cfg-options',
+        f'load_from={earlier}', 'train_cfg.max_epochs=1'
+    ],
+                            cwd=runs,
+                            env=tool_env(PORT=str(free_port()), PYTHON=sys.executable),
+                            capture_output=True,
+                            text=True,
+                            timeout=180)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert f'Load checkpoint from {earlier}' in loaded.stdout + loaded.stderr
 
 
 @cpu_only
@@ -300,10 +318,11 @@ def test_units_come_from_the_model_for_any_student_and_teacher_count(tmp_path):
         student=fdvit, teachers=[dict(teacher=clip, name='clip'),
                                  dict(teacher=dino, name='dino')])
     assert auto_shard_units(two_teachers) == [
-        'student.layers.0', 'student.layers.1', 'projectors.0', 'projectors.1', 'student'
+        'student.layers.0', 'student.layers.1', 'branches.clip.projector', 'branches.dino.projector', 'student'
     ]
     assert frozen_shard_units(two_teachers) == [
-        'teachers.*', 'teachers.0.backbone.layers.*', 'teachers.1.backbone.layers.*'
+        'branches.clip.teacher.backbone.layers.*', 'branches.clip.teacher', 'branches.dino.teacher.backbone.layers.*',
+        'branches.dino.teacher'
     ]
     swin = FeatureDistiller(
         student=dict(
@@ -315,7 +334,7 @@ def test_units_come_from_the_model_for_any_student_and_teacher_count(tmp_path):
     # not the stages: mmpretrain's Swin calls stage.downsample from its own forward, outside the stage's
     assert auto_shard_units(swin) == [
         'student.stages.0.blocks.0', 'student.stages.1.blocks.0', 'student.stages.2.blocks.0',
-        'student.stages.2.blocks.1', 'student.stages.3.blocks.0', 'projectors.0', 'student'
+        'student.stages.2.blocks.1', 'student.stages.3.blocks.0', 'branches.t0.projector', 'student'
     ]
     with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope earlier tests left
         classifier = ImageClassifier(

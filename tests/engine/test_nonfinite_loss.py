@@ -67,8 +67,8 @@ def test_nonfinite_loss_skip_leaves_weights_and_optimizer_unchanged(tiny_clip_ch
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
     model.loss = real_loss
     log_vars = model.train_step(batch(seed=3), optim)
-    assert torch.isfinite(
-        log_vars['loss']) and not torch.equal(model.state_dict()['projectors.0.weight'], weights['projectors.0.weight'])
+    projector = 'branches.t0.projector.weight'
+    assert torch.isfinite(log_vars['loss']) and not torch.equal(model.state_dict()[projector], weights[projector])
 
 
 def test_bad_nonfinite_loss_mode_is_a_build_error(tiny_clip_checkpoint):
@@ -110,6 +110,25 @@ def test_the_policy_fits_every_wrapper_and_the_layer_decay_constructor(tiny_clip
     assert isinstance(layer_decay, NonFiniteLossPolicy) and layer_decay.nonfinite_loss == 'raise'
     with pytest.raises(FloatingPointError, match='non-finite loss'):
         layer_decay.update_params(torch.tensor(float('inf'), requires_grad=True))
+
+
+def test_the_policy_is_in_the_wrapper_the_config_names(tiny_clip_checkpoint):
+    """Registered wrappers: ours with the policy (our constructors' default), mmengine's as it is."""
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import OPTIM_WRAPPERS
+
+    from fdclip_mm.engine import CheckedAmpOptimWrapper, CheckedOptimWrapper
+    from fdclip_mm.engine.nonfinite_loss import NonFiniteLossPolicy
+    assert OPTIM_WRAPPERS.get('fdclip_mm.CheckedOptimWrapper') is CheckedOptimWrapper
+    assert OPTIM_WRAPPERS.get('fdclip_mm.CheckedAmpOptimWrapper') is CheckedAmpOptimWrapper
+    model = build(tiny_clip_checkpoint).train()
+    assert type(optim_wrapper(model)) is CheckedOptimWrapper
+    named = optim_wrapper(model, type='fdclip_mm.CheckedOptimWrapper', nonfinite_loss='skip')
+    assert type(named) is CheckedOptimWrapper and named.nonfinite_loss == 'skip'
+    plain = optim_wrapper(model, type='OptimWrapper')
+    assert type(plain) is OptimWrapper and not isinstance(plain, NonFiniteLossPolicy)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nonfinite_loss'"):
+        optim_wrapper(model, type='OptimWrapper', nonfinite_loss='skip')
 
 
 def test_runner_stops_and_last_good_checkpoint_stays_intact(tmp_path):

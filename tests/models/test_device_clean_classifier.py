@@ -61,7 +61,7 @@ def layer_decay_optim_wrapper(model):
     needs the data: that norm never leaves the GPU otherwise).
     """
     cfg = base_config(osp.join('schedules', 'finetune_adamw_layer_decay.py')).optim_wrapper
-    cfg.type = 'OptimWrapper'
+    cfg.type = 'fdclip_mm.CheckedOptimWrapper'
     for key in ('loss_scale', 'clip_grad'):
         cfg.pop(key)
     cfg.optimizer.foreach = True  # torch's choice on a GPU

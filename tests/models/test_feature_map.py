@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from mmpretrain.models import ConvNeXt, ResNet, SwinTransformer, VisionTransformer
 
 from fdclip_mm.models.backbones import FDViT
-from fdclip_mm.models.feature_map import (FeatureMap, backbone_features, feature_tokens, output_channels,
+from fdclip_mm.models.feature_map import (FeatureMap, backbone_features, feature_tokens, output_layout,
                                           resample_patches, tokens_to_feature_map)
 
 
@@ -94,7 +94,14 @@ def test_backbone_features_of_each_kind(backbone, channels, grid, has_cls):
     model.eval()  # some mmpretrain backbones' train() returns None
     images = torch.randn(2, 3, 32, 32)
     features = backbone_features(model, model(images), images.shape[-2:])
-    assert output_channels(model) == channels
+    layout = output_layout(model)
+    assert layout.channels == channels
+    if isinstance(model, (FDViT, VisionTransformer)):  # tokens on a patch grid, the class token first
+        assert layout.patch_stride == (8, 8) and layout.grid((32, 32)) == grid and layout.num_extra_tokens == 1
+    else:  # stage maps carry their own grid
+        assert layout.patch_stride is None and layout.num_extra_tokens == 0
+        with pytest.raises(ValueError, match='has no token grid'):
+            layout.grid((32, 32))
     assert features.patches.shape == (2, channels, *grid)
     assert (features.cls_token is not None) == has_cls
 

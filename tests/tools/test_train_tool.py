@@ -17,6 +17,7 @@ from argparse import Namespace
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 
 from fdclip_mm.engine import is_cpu_only
 
@@ -428,6 +429,16 @@ def test_train_amp_args(toy_dir):
         }))
     expected = 'fdclip_mm.CPUAmpOptimWrapper' if is_cpu_only() else 'AmpOptimWrapper'
     assert cfg.optim_wrapper.type == expected
+    # the AMP form of a wrapper with the non-finite-loss policy has it too (CPUAmpOptimWrapper has it)
+    checked = toy_cfg(toy_dir)
+    checked.optim_wrapper.type = 'fdclip_mm.CheckedOptimWrapper'
+    cfg = tool.merge_args(checked, train_args(amp=True))
+    expected = 'fdclip_mm.CPUAmpOptimWrapper' if is_cpu_only() else 'fdclip_mm.CheckedAmpOptimWrapper'
+    assert cfg.optim_wrapper.type == expected
+    assert tool.amp_wrapper(dict(type='fdclip_mm.CheckedOptimWrapper')) == 'fdclip_mm.CheckedAmpOptimWrapper'
+    assert tool.amp_wrapper(dict(constructor='fdclip_mm.TrainableOptimWrapperConstructor')) == \
+        'fdclip_mm.CheckedAmpOptimWrapper'
+    assert tool.amp_wrapper(dict(type='OptimWrapper')) == tool.amp_wrapper(dict()) == 'AmpOptimWrapper'
 
 
 @pytest.mark.parametrize('gpu, dtype, loss_scale, log', [
@@ -446,6 +457,7 @@ def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, lo
 
     from fdclip_mm import precision
     name, capability = gpu
+    MMLogger.get_current_instance()  # made under the fake, a logger would ask it for a device id
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
@@ -461,7 +473,8 @@ def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, lo
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.dtype == dtype and cfg.optim_wrapper.loss_scale == loss_scale
     assert messages == [log]
-    # in the config: an unset or 'auto' dtype is resolved alike, the CPU wrapper becomes mmengine's
+    # in the config: an unset or 'auto' dtype is resolved alike, the CPU wrapper becomes mmengine's with the
+    # non-finite-loss policy that it has (fdclip_mm.CheckedAmpOptimWrapper)
     for options in ({
             'optim_wrapper.type': 'AmpOptimWrapper'
     }, {
@@ -472,7 +485,8 @@ def test_train_amp_on_fake_gpus(toy_dir, monkeypatch, gpu, dtype, loss_scale, lo
             'optim_wrapper.dtype': 'auto'
     }):
         cfg = tool.merge_args(toy_cfg(toy_dir), train_args(cfg_options=options))
-        assert cfg.optim_wrapper.type == 'AmpOptimWrapper', options
+        checked = options['optim_wrapper.type'] == 'fdclip_mm.CPUAmpOptimWrapper'
+        assert cfg.optim_wrapper.type == ('fdclip_mm.CheckedAmpOptimWrapper' if checked else 'AmpOptimWrapper'), options
         assert cfg.optim_wrapper.dtype == dtype and cfg.optim_wrapper.loss_scale == loss_scale, options
     explicit = tool.merge_args(toy_cfg(toy_dir), train_args(amp=True, cfg_options={'optim_wrapper.dtype': 'float16'}))
     assert explicit.optim_wrapper.dtype == 'float16' and explicit.optim_wrapper.loss_scale == 'dynamic'

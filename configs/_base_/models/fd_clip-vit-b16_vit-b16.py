@@ -9,7 +9,6 @@ model = dict(
         pos_embed='shared_rpb',
         layer_scale_init_value=0.1,
         drop_path_rate=0.2,
-        out_type='raw',
         final_norm=True,
     ),
     # OpenAI's file as published (a TorchScript archive, read without running its pickled code) into mmpretrain's

@@ -45,7 +45,7 @@ min_lr = 3e-5
 layer_decay_rate = 0.9
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='fdclip_mm.CheckedOptimWrapper',
     constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     paramwise_cfg=dict(layer_decay_rate=layer_decay_rate))

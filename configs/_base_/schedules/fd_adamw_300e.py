@@ -13,7 +13,7 @@ warmup_epochs = 10
 max_epochs = 300
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='fdclip_mm.CheckedOptimWrapper',
     constructor='fdclip_mm.TrainableOptimWrapperConstructor',  # the frozen teacher stays out of the optimizer
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05, fused=True),
     clip_grad=dict(max_norm=3.0),

@@ -14,7 +14,7 @@ warmup_epochs = 20
 max_epochs = 100
 
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
+    type='fdclip_mm.CheckedAmpOptimWrapper',
     loss_scale='dynamic',
     constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),

@@ -9,7 +9,7 @@ warmup_epochs = 2
 max_epochs = 20
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='fdclip_mm.CheckedOptimWrapper',
     constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=base_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
     clip_grad=dict(max_norm=5.0),

@@ -12,7 +12,7 @@ param_scheduler = [
 ]
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='fdclip_mm.CheckedOptimWrapper',
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.75),

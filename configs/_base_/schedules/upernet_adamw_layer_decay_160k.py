@@ -6,7 +6,7 @@ _base_ = 'mmseg::_base_/schedules/schedule_160k.py'
 
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
+    type='fdclip_mm.CheckedOptimWrapper',
     optimizer=dict(type='AdamW', lr=3e-5, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.9),

@@ -20,9 +20,9 @@ def _channel_stats(values: Sequence[float], name: str) -> torch.Tensor:
 
 
 class DistillInputs(dict):
-    """``dict(student=..., teacher=...)``, the normalised batches, that also answers ``shape`` as the student's batch
-    does: mmpretrain's ``FeatureExtractor`` (and other callers written for one image tensor) size their output by
-    ``inputs.shape[0]``."""
+    """``dict(student=<batch>, teachers=(<batch>, ...))``, the normalised batches (one per teacher), that also
+    answers ``shape`` as the student's batch does: mmpretrain's ``FeatureExtractor`` (and other callers written for
+    one image tensor) size their output by ``inputs.shape[0]``."""
 
     @property
     def shape(self) -> torch.Size:
@@ -31,21 +31,21 @@ class DistillInputs(dict):
 
 @MODELS.register_module()
 class DistillDataPreprocessor(BaseDataPreprocessor):
-    """Stacks uint8 images and returns ``dict(student=..., teacher=...)`` normalised inputs.
+    """Stacks uint8 images and returns them normalised for the student and for each teacher (:class:`DistillInputs`).
 
     Inputs are images (stacked, or a list), or, from ``DecodeRandomResizedCrop(decode_on='device')``, a list
     holding (file bytes, crop) pairs: those are decoded as one batch on this module's device (nvJPEG on a GPU),
     cropped, resized and flipped there (:func:`~fdclip_mm.datasets.device_decode.decode_resized_crops`), and
     join the images of the files that the workers decoded (not JPEGs). Statistics are on the 0-255 scale, RGB
     order. The distiller fills ``teacher_mean``/``teacher_std`` from its teachers, so configs name them only to
-    override. With one teacher, ``teacher`` is one tensor; with several (``teacher_mean`` a list of RGB
-    triples), a tuple with one tensor per teacher.
+    override. ``teachers`` is a tuple with one batch per teacher, whatever their number.
 
     Args:
         mean: Student mean. Defaults to ImageNet's.
         std: Student std. Defaults to ImageNet's.
-        teacher_mean: Teacher mean (e.g. CLIP's), or one per teacher. None gives the teacher the student's input.
-        teacher_std: Teacher std, or one per teacher.
+        teacher_mean: Teacher mean (e.g. CLIP's, an RGB triple), or one triple per teacher. None gives the teacher
+            the student's input.
+        teacher_std: Teacher std, or one triple per teacher.
         to_rgb: Flip BGR inputs (mmcv/mmpretrain's default image loading) to RGB.
         non_blocking: Asynchronous host-to-device copies.
     """
@@ -64,16 +64,12 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
         self.register_buffer('mean', _channel_stats(mean, 'mean'), persistent=False)
         self.register_buffer('std', _channel_stats(std, 'std'), persistent=False)
         self.has_teacher_stats = teacher_mean is not None
-        self.num_teachers, self.several_teachers = 1, False
         if self.has_teacher_stats:
-            nested = _is_nested(teacher_mean)
-            means = list(teacher_mean) if nested else [teacher_mean]
+            means = list(teacher_mean) if _is_nested(teacher_mean) else [teacher_mean]
             stds = list(teacher_std) if _is_nested(teacher_std) else [teacher_std]
-            if nested != _is_nested(teacher_std) or len(means) != len(stds):
+            if _is_nested(teacher_mean) != _is_nested(teacher_std) or len(means) != len(stds):
                 raise ValueError(f'teacher_mean and teacher_std must name the same number of teachers, got '
                                  f'{teacher_mean!r} and {teacher_std!r}')
-            self.num_teachers = len(means) if nested else 1
-            self.several_teachers = nested
             self.register_buffer(
                 'teacher_mean', torch.cat([_channel_stats(m, 'teacher_mean') for m in means]), persistent=False)
             self.register_buffer(
@@ -114,11 +110,6 @@ class DistillDataPreprocessor(BaseDataPreprocessor):
         if self.to_rgb and not encoded:
             images = images.flip(1)
         student = (images - self.mean) / self.std
-        if not self.has_teacher_stats:
-            teacher = student
-        elif self.several_teachers:
-            teacher = tuple(
-                (images - self.teacher_mean[i:i + 1]) / self.teacher_std[i:i + 1] for i in range(self.num_teachers))
-        else:
-            teacher = (images - self.teacher_mean) / self.teacher_std
-        return dict(inputs=DistillInputs(student=student, teacher=teacher), data_samples=data.get('data_samples'))
+        teachers = tuple((images - mean[None]) / std[None] for mean, std in zip(self.teacher_mean, self.teacher_std)) \
+            if self.has_teacher_stats else (student, )
+        return dict(inputs=DistillInputs(student=student, teachers=teachers), data_samples=data.get('data_samples'))

@@ -29,6 +29,7 @@ import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
+from torch import nn
 
 from fdclip_mm.checkpoint import CheckpointFileError, read_checkpoint
 from fdclip_mm.file_identity import changed_files, file_records
@@ -164,6 +165,20 @@ class TeacherTargetCache:
         self.checked = problem is None
         if problem is not None:
             raise TargetCacheMismatchError(problem)
+
+    def check_teachers(self, teachers: Dict[str, nn.Module]) -> None:
+        """Refuses a distiller whose teachers (by name) are not one teacher of the cached width.
+
+        Raises:
+            ValueError: Several teachers, or another width.
+        """
+        if len(teachers) != 1:
+            raise ValueError('target_cache holds the targets of one teacher; this distiller has '
+                             f'{len(teachers)} ({list(teachers)})')
+        channels, (teacher, ) = self.token_shape[-1], teachers.values()
+        if channels != teacher.embed_dims:
+            raise ValueError(f'teacher target cache {self.path} holds {channels}-channel tokens; '
+                             f'this teacher gives {teacher.embed_dims}')
 
     def targets(self, data_samples, device: torch.device) -> FeatureMap:
         """The cached teacher features of a training batch, looked up by each sample's ``img_path``.

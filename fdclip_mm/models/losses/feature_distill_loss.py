@@ -12,20 +12,20 @@ LOSS_TYPES = ('smooth_l1', 'l2', 'cosine')
 class FeatureDistillLoss(nn.Module):
     """Regression of projected student tokens onto (whitened) teacher tokens.
 
+    Unweighted: the distiller weights each teacher's loss (its ``loss_weight``), in one place.
+
     Args:
         loss_type: ``'smooth_l1'`` (the paper, with ``beta``), ``'l2'`` or ``'cosine'`` (1 - cosine
             similarity of each token pair).
         beta: Smooth-L1 threshold; the paper uses 2.0.
-        loss_weight: Multiplier of the loss.
     """
 
-    def __init__(self, loss_type: str = 'smooth_l1', beta: float = 2.0, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_type: str = 'smooth_l1', beta: float = 2.0) -> None:
         super().__init__()
         if loss_type not in LOSS_TYPES:
             raise ValueError(f'loss_type must be one of {LOSS_TYPES}, got {loss_type!r}')
         self.loss_type = loss_type
         self.beta = beta
-        self.loss_weight = loss_weight
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, per_sample: bool = False) -> torch.Tensor:
         """Mean over tokens and channels (B x N x C inputs); ``per_sample`` keeps the batch dimension."""
@@ -38,5 +38,4 @@ class FeatureDistillLoss(nn.Module):
             loss = F.mse_loss(pred, target, reduction='none')
         else:
             loss = 1 - F.cosine_similarity(pred, target, dim=-1)
-        loss = loss.flatten(1).mean(1) if per_sample else loss.mean()
-        return self.loss_weight * loss
+        return loss.flatten(1).mean(1) if per_sample else loss.mean()

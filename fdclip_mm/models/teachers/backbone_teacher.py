@@ -15,7 +15,7 @@ from fdclip_mm.file_identity import file_sha256
 from fdclip_mm.precision import AUTO, resolve_low_precision
 from fdclip_mm.registry import MODELS
 from ..builder import build_model
-from ..feature_map import FeatureMap, backbone_features, output_channels, token_grid
+from ..feature_map import FeatureMap, backbone_features, output_layout
 from ..image_statistics import IMAGENET_MEAN, IMAGENET_STD
 from .attention_probabilities import layer_attention_maps
 from .families import family_defaults
@@ -67,6 +67,7 @@ class BackboneTeacher(BaseModule):
         init_cfg: Unused: the weights come from ``checkpoint``.
 
     Attributes:
+        layout: How the backbone's output is laid out (:func:`~fdclip_mm.models.feature_map.output_layout`).
         embed_dims: Channels of the target.
         patch_size: Patch stride of a ViT backbone (None for hierarchical ones).
     """
@@ -102,9 +103,9 @@ class BackboneTeacher(BaseModule):
         self._warned_slow = False
         self.backbone_cfg = backbone
         self.backbone = build_model(backbone, scope='mmpretrain')
-        self.embed_dims = output_channels(self.backbone)
-        projection = getattr(getattr(self.backbone, 'patch_embed', None), 'projection', None)
-        self.patch_size = projection.stride[0] if hasattr(self.backbone, 'layers') and projection else None
+        self.layout = output_layout(self.backbone)
+        self.embed_dims = self.layout.channels
+        self.patch_size = None if self.layout.patch_stride is None else self.layout.patch_stride[0]
         self._load(read_teacher_checkpoint(reader, checkpoint))
         if self.compute_dtype is not None:
             self.to(self.compute_dtype)
@@ -173,9 +174,9 @@ class BackboneTeacher(BaseModule):
 
     def output_grid(self, img_size: Sequence[int]) -> Optional[Tuple[int, int]]:
         """Patch grid of the target for ``img_size`` inputs when the backbone is a ViT, else None."""
-        if self.patch_size is None:
+        if self.layout.patch_stride is None:
             return None
-        return token_grid(self.backbone, self.img_size or tuple(img_size))
+        return self.layout.grid(self.img_size or tuple(img_size))
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> FeatureMap:

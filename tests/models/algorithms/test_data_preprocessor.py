@@ -30,7 +30,8 @@ def test_worker_batch_is_normalised_once_per_network():
     rgb = images.flip(1).float()
     torch.testing.assert_close(out['student'], (rgb - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) /
                                torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-    torch.testing.assert_close(unnormalised(out['teacher'], CLIP_MEAN, CLIP_STD), rgb, atol=1e-4, rtol=0)
+    assert len(out['teachers']) == 1  # one batch per teacher, whatever their number
+    torch.testing.assert_close(unnormalised(out['teachers'][0], CLIP_MEAN, CLIP_STD), rgb, atol=1e-4, rtol=0)
 
 
 def test_device_decoded_batch_equals_the_worker_decoded_one(tmp_path):
@@ -41,8 +42,9 @@ def test_device_decoded_batch_equals_the_worker_decoded_one(tmp_path):
     assert all(is_encoded_crop(sample) for sample in sent['inputs'])
     device = preprocessor(sent, True)['inputs']
     assert device['student'].shape == worker['student'].shape == (4, 3, 224, 224)
-    for key, (mean, std) in dict(student=(IMAGENET_MEAN, IMAGENET_STD), teacher=(CLIP_MEAN, CLIP_STD)).items():
-        error = unnormalised(device[key], mean, std) - unnormalised(worker[key], mean, std)
+    for key, (mean, std) in dict(student=(IMAGENET_MEAN, IMAGENET_STD), teachers=(CLIP_MEAN, CLIP_STD)).items():
+        device_batch, worker_batch = (d[key][0] if key == 'teachers' else d[key] for d in (device, worker))
+        error = unnormalised(device_batch, mean, std) - unnormalised(worker_batch, mean, std)
         # the same crops and flips; the workers' images are rounded to uint8, the device's are not
         assert error.abs().mean() < 0.5 and error.abs().max() < 8, key
 

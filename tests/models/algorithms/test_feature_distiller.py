@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 
+from fdclip_mm.checkpoint import load_state_dict_exactly
 from fdclip_mm.evaluation import DistillLossMetric
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.feature_map import feature_tokens
@@ -41,16 +42,17 @@ def test_preprocessor_normalises_same_crop_twice(tiny_clip_teacher):
     imagenet_mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
     imagenet_std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
     torch.testing.assert_close(out['student'], (rgb - imagenet_mean) / imagenet_std)
-    torch.testing.assert_close(out['teacher'], (rgb - CLIP_MEAN) / CLIP_STD)
+    (teacher, ) = out['teachers']  # one batch per teacher
+    torch.testing.assert_close(teacher, (rgb - CLIP_MEAN) / CLIP_STD)
 
 
 def test_loss_matches_the_method_by_value(tiny_clip_teacher):
     model = build(tiny_clip_teacher).eval()
     inputs = model.data_preprocessor(batch())['inputs']
     with torch.no_grad():
-        tokens = teacher_tokens(model, inputs['teacher'])
+        tokens = teacher_tokens(model, inputs['teachers'][0])
         target = F.layer_norm(tokens, (32, ))
-        pred = model.projectors[0](model.student.forward_features(inputs['student']))
+        pred = model.branches['t0'].projector(model.student.forward_features(inputs['student']))
         expected = F.smooth_l1_loss(pred, target, beta=2.0)
         loss = model(inputs, mode='loss')['loss']
     assert tokens.shape == (4, 17, 32) and pred.shape == (4, 17, 32)
@@ -75,20 +77,35 @@ def test_loss_falls_and_teacher_stays_frozen(tiny_clip_teacher):
 def test_teacher_is_not_in_checkpoints_and_round_trips(tiny_clip_teacher):
     model = build(tiny_clip_teacher).eval()
     state = model.state_dict()
-    assert state and not any(k.startswith('teachers.') for k in state)
-    assert any(k.startswith('student.') for k in state) and 'projectors.0.weight' in state
+    assert any('.teacher.' in k for k, _ in model.named_parameters())
+    assert state and not any('teacher' in k for k in state)
+    beside_student = {k for k in state if not k.startswith('student.')}
+    assert beside_student == {'branches.t0.projector.weight', 'branches.t0.projector.bias'}
     other = build(tiny_clip_teacher).eval()
     result = other.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     inputs = model.data_preprocessor(batch())['inputs']
     torch.testing.assert_close(other(inputs, mode='loss')['loss'], model(inputs, mode='loss')['loss'])
-    # a checkpoint of the one-teacher distiller before teachers=[...] named its projector 'projector'
-    earlier = {key.replace('projectors.0.', 'projector.'): value for key, value in state.items()}
-    assert 'projector.weight' in earlier
-    third = build(tiny_clip_teacher).eval()
-    result = third.load_state_dict(earlier, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
-    torch.testing.assert_close(third.projectors[0].weight, model.projectors[0].weight)
+
+
+@pytest.mark.parametrize('projector', ['projectors.0.', 'projector.'])
+def test_checkpoints_of_earlier_layouts_load(tiny_clip_teacher, projector):
+    """The projector by teacher index beside the student (``projectors.0.*``, the layout until the teachers became
+    branches), and before several teachers, ``projector.*``: written out key by key, they load exactly."""
+    model = build(tiny_clip_teacher).eval()
+    earlier = {f'student.{k}': v.clone() for k, v in model.student.state_dict().items()}
+    earlier[projector + 'weight'] = torch.randn(32, 48)
+    earlier[projector + 'bias'] = torch.randn(32)
+    loaded = build(tiny_clip_teacher).eval()
+    load_state_dict_exactly(loaded, earlier, 'earlier.pth')
+    torch.testing.assert_close(loaded.branches['t0'].projector.weight, earlier[projector + 'weight'], rtol=0, atol=0)
+    torch.testing.assert_close(loaded.branches['t0'].projector.bias, earlier[projector + 'bias'], rtol=0, atol=0)
+    inputs = model.data_preprocessor(batch())['inputs']
+    with torch.no_grad():
+        target = F.layer_norm(teacher_tokens(loaded, inputs['teachers'][0]), (32, ))
+        tokens = loaded.student.forward_features(inputs['student'])
+        pred = tokens @ earlier[projector + 'weight'].T + earlier[projector + 'bias']
+        torch.testing.assert_close(loaded(inputs, mode='loss')['loss'], F.smooth_l1_loss(pred, target, beta=2.0))
 
 
 def test_predict_mode_gives_per_image_loss_and_metric(tiny_clip_teacher):
@@ -110,8 +127,8 @@ def test_ablation_switches(tiny_clip_teacher):
     raw = build(tiny_clip_teacher, target_norm=None, loss=dict(type='FeatureDistillLoss', loss_type='cosine')).eval()
     inputs = raw.data_preprocessor(batch())['inputs']
     with torch.no_grad():
-        target = teacher_tokens(raw, inputs['teacher'])
-        pred = raw.projectors[0](raw.student.forward_features(inputs['student']))
+        target = teacher_tokens(raw, inputs['teachers'][0])
+        pred = raw.branches['t0'].projector(raw.student.forward_features(inputs['student']))
         expected = (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
         torch.testing.assert_close(raw(inputs, mode='loss')['loss'], expected)
     with pytest.raises(ValueError, match='target_norm'):
@@ -123,10 +140,10 @@ def test_teacher_of_another_patch_grid_is_resampled_to_the_students(tiny_clip_te
     model = build(tiny_clip_teacher, student=dict(patch_size=16)).eval()
     inputs = model.data_preprocessor(batch())['inputs']
     with torch.no_grad():
-        features = model.teacher(inputs['teacher'])
+        features = model.teacher(inputs['teachers'][0])
         pooled = F.avg_pool2d(features.patches, 2).flatten(2).transpose(1, 2)
         target = F.layer_norm(torch.cat([features.cls_token[:, None], pooled], 1), (32, ))
-        pred = model.projectors[0](model.student.forward_features(inputs['student']))
+        pred = model.branches['t0'].projector(model.student.forward_features(inputs['student']))
         expected = F.smooth_l1_loss(pred, target, beta=2.0)
         torch.testing.assert_close(model(inputs, mode='loss')['loss'], expected)
 
@@ -143,7 +160,7 @@ def test_optimizer_holds_student_and_projector_only(tiny_clip_teacher):
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert in_optimizer == trainable
     assert not any(id(p) in in_optimizer for p in model.teacher.parameters())
-    assert all(id(p) in in_optimizer for p in model.projectors.parameters())
+    assert all(id(p) in in_optimizer for p in model.branches['t0'].projector.parameters())
     table = model.student.rel_pos_bias.relative_position_bias_table
     group = [g for g in optim.optimizer.param_groups if any(p is table for p in g['params'])][0]
     assert group['weight_decay'] == 0.0
@@ -156,9 +173,9 @@ def test_masked_input_loss_is_taken_on_kept_tokens(tiny_clip_teacher):
     ids_keep = model.sample_kept_patches(inputs['student'])
     assert ids_keep.shape == (4, 4) and torch.equal(ids_keep, ids_keep.sort(1).values)
     with torch.no_grad():
-        target = F.layer_norm(teacher_tokens(model, inputs['teacher']), (32, ))
+        target = F.layer_norm(teacher_tokens(model, inputs['teachers'][0]), (32, ))
         kept = torch.cat([torch.zeros(4, 1, dtype=torch.long), ids_keep + 1], 1)
-        pred = model.projectors[0](model.student.forward_features(inputs['student'], ids_keep))
+        pred = model.branches['t0'].projector(model.student.forward_features(inputs['student'], ids_keep))
         expected = F.smooth_l1_loss(pred, torch.stack([target[b, kept[b]] for b in range(4)]), beta=2.0)
         torch.manual_seed(3)
         loss = model(inputs, mode='loss')['loss']

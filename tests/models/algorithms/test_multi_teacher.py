@@ -37,22 +37,24 @@ def batch(n=4, seed=0):
 def test_each_teacher_has_its_loss_and_the_total_is_their_weighted_sum(teachers):
     model = FeatureDistiller(student=STUDENT, teachers=teachers).eval()
     inputs = model.data_preprocessor(batch())['inputs']
-    assert isinstance(inputs['teacher'], tuple) and len(inputs['teacher']) == 2
+    assert isinstance(inputs['teachers'], tuple) and len(inputs['teachers']) == 2
+    assert list(model.branches) == ['clip', 'dino']
+    clip_branch, dino_branch = model.branches.values()
     rgb = torch.stack(batch()['inputs']).float().flip(1)
-    for batch_of_teacher, teacher in zip(inputs['teacher'], model.teachers):
+    for batch_of_teacher, teacher in zip(inputs['teachers'], (clip_branch.teacher, dino_branch.teacher)):
         mean, std = torch.tensor(teacher.mean).view(1, 3, 1, 1), torch.tensor(teacher.std).view(1, 3, 1, 1)
         torch.testing.assert_close(batch_of_teacher, (rgb - mean) / std)
     with torch.no_grad():
         losses = model(inputs, mode='loss')
         tokens = model.student.forward_features(inputs['student'])
-        clip = model.teachers[0](inputs['teacher'][0])
+        clip = clip_branch.teacher(inputs['teachers'][0])
         clip_loss = F.smooth_l1_loss(
-            model.projectors[0](tokens), F.layer_norm(feature_tokens(clip, True), (32, )), beta=2.0)
-        dino = model.teachers[1](inputs['teacher'][1])  # 2x2 grid -> enlarged to the student's 4x4
+            clip_branch.projector(tokens), F.layer_norm(feature_tokens(clip, True), (32, )), beta=2.0)
+        dino = dino_branch.teacher(inputs['teachers'][1])  # 2x2 grid -> enlarged to the student's 4x4
         dino_target = torch.cat(
             [dino.cls_token[:, None],
              resample_patches(dino.patches, (4, 4)).flatten(2).transpose(1, 2)], 1)
-        dino_loss = (1 - F.cosine_similarity(model.projectors[1](tokens), dino_target, dim=-1)).mean()
+        dino_loss = (1 - F.cosine_similarity(dino_branch.projector(tokens), dino_target, dim=-1)).mean()
     assert set(losses) == {'loss_clip', 'loss_dino'}
     torch.testing.assert_close(losses['loss_clip'], clip_loss)
     torch.testing.assert_close(losses['loss_dino'], 0.5 * dino_loss)
@@ -68,11 +70,12 @@ def test_both_projectors_get_gradients_and_checkpoints_hold_no_teacher(teachers)
     inputs = model.data_preprocessor(batch(), True)['inputs']
     losses = model(inputs, mode='loss')
     model.parse_losses(losses)[0].backward()
-    assert [tuple(p.weight.shape) for p in model.projectors] == [(32, 32), (48, 32)]
-    assert all(p.weight.grad is not None and p.weight.grad.abs().sum() > 0 for p in model.projectors)
-    assert all(p.grad is None for p in model.teachers.parameters())
+    projectors = [branch.projector for branch in model.branches.values()]
+    assert [tuple(p.weight.shape) for p in projectors] == [(32, 32), (48, 32)]
+    assert all(p.weight.grad is not None and p.weight.grad.abs().sum() > 0 for p in projectors)
+    assert all(p.grad is None for branch in model.branches.values() for p in branch.teacher.parameters())
     state = model.state_dict()
-    assert not any(k.startswith('teachers.') for k in state) and 'projectors.1.weight' in state
+    assert not any('teacher' in k for k in state) and 'branches.dino.projector.weight' in state
     with pytest.raises(RuntimeError, match='2 teachers'):
         model.teacher
 

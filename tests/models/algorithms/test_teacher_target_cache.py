@@ -35,7 +35,7 @@ def paths(n: int, root) -> list:
 def cache_of(model, inputs, path: str) -> str:
     """A cache of ``model``'s teacher on ``inputs``, keyed by image files it writes beside ``path``."""
     with torch.no_grad():
-        features = model.teacher(inputs['teacher'])
+        features = model.teacher(inputs['teachers'][0])
     keys = paths(features.patches.shape[0], osp.dirname(path))
     for key in keys:
         if not osp.exists(key):
@@ -77,7 +77,8 @@ def test_cached_targets_give_the_live_teacher_loss(tiny_clip_checkpoint, tmp_pat
         expected = live(inputs, samples(4, tmp_path), mode='loss')['loss']
         # the teacher is not run: its input can be anything
         got = cached(
-            dict(inputs, teacher=torch.full_like(inputs['teacher'], float('nan'))), samples(4, tmp_path),
+            dict(inputs, teachers=(torch.full_like(inputs['teachers'][0], float('nan')), )),
+            samples(4, tmp_path),
             mode='loss')['loss']
     torch.testing.assert_close(got, expected, rtol=2e-3, atol=1e-4)  # float16 storage
 
@@ -227,7 +228,7 @@ def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny
     item = dataset[2]
     data = model.data_preprocessor(dict(inputs=[item['inputs']], data_samples=[item['data_samples']]))
     with torch.no_grad():
-        expected = feature_tokens(model.teacher(data['inputs']['teacher']), with_cls=True)
+        expected = feature_tokens(model.teacher(data['inputs']['teachers'][0]), with_cls=True)
     torch.testing.assert_close(cache.lookup([item['data_samples'].img_path]), expected, rtol=1e-3, atol=2e-3)
     assert tool.main([str(config), '--out', out]) == 1  # kept unless --overwrite
     random_pipeline = [pipeline[0], dict(type='RandomResizedCrop', scale=32, backend='pillow'), pipeline[2]]

@@ -17,12 +17,14 @@ def test_l2_and_cosine_and_per_sample():
     assert FeatureDistillLoss('l2')(pred, target).item() == pytest.approx(F.mse_loss(pred, target).item())
     cos = 1 - F.cosine_similarity(pred, target, dim=-1)
     assert FeatureDistillLoss('cosine')(pred, target).item() == pytest.approx(cos.mean().item(), rel=1e-6)
-    per_sample = FeatureDistillLoss(loss_weight=2.0)(pred, target, per_sample=True)
+    per_sample = FeatureDistillLoss()(pred, target, per_sample=True)
     assert per_sample.shape == (3, )
-    assert per_sample.mean().item() == pytest.approx(FeatureDistillLoss(loss_weight=2.0)(pred, target).item())
+    assert per_sample.mean().item() == pytest.approx(FeatureDistillLoss()(pred, target).item())
 
 
 def test_errors():
+    with pytest.raises(TypeError, match='loss_weight'):  # the distiller weights each teacher's loss, in one place
+        FeatureDistillLoss(loss_weight=2.0)
     with pytest.raises(ValueError, match='loss_type'):
         FeatureDistillLoss('kl')
     with pytest.raises(ValueError, match='shape'):
