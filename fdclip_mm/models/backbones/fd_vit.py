@@ -130,7 +130,7 @@ class FDViT(BEiTViT):
                 norm_cfg=norm_cfg,
                 act_cfg=act_cfg,
                 attn_backend=attn_backend) for rate in torch.linspace(0, drop_path_rate, self.num_layers).tolist())
-        if pos_embed == 'shared_rpb':
+        if pos_embed == 'shared_rpb':  # in BEiTViT's slot: parameters keep the order optimizer states index them by
             self.rel_pos_bias = RelativePositionBias(self.patch_resolution, self.num_heads)
         for name, built in (('ln1', final_norm), ('ln2', out_type == 'avg_featmap')):
             if not built:  # BEiTViT leaves the attribute out
@@ -203,7 +203,7 @@ class FDViT(BEiTViT):
         x, grid = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         if self.pos_embed is not None:
-            x = x + resize_pos_embed(self.pos_embed, self.patch_resolution, grid, mode='bicubic', num_extra_tokens=1)
+            x = x + resize_pos_embed(self.pos_embed, self.patch_resolution, grid, self.interpolate_mode, 1)
         return self.drop_after_pos(x), tuple(grid)
 
     def run_blocks(self,
