@@ -112,7 +112,6 @@ class FDViT(BEiTViT):
             use_abs_pos_emb=pos_embed == 'ape',
             use_rel_pos_bias=False,
             use_shared_rel_pos_bias=pos_embed == 'shared_rpb',
-            layer_scale_init_value=layer_scale_init_value,
             init_cfg=init_cfg)
         self.arch_settings, self.num_layers, self.num_heads = arch, arch['num_layers'], arch['num_heads']
         self.out_indices = [index % self.num_layers for index in out_indices]
