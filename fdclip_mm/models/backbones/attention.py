@@ -1,57 +1,52 @@
-"""Multi-head self-attention with q/v biases and an optional additive position bias."""
+"""mmpretrain's BEiT attention with SDPA, FlexAttention and explicit paths, and an RPB table for any grid."""
 from functools import lru_cache
 from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from mmpretrain.models.utils import BEiTAttention
+
+from .rel_pos_bias import Grid, RelativePositionBias
 
 ATTN_BACKENDS = ('auto', 'sdpa', 'explicit', 'flex')
 
 
 @lru_cache(maxsize=None)
 def compiled_flex_attention() -> Callable:
-    """``torch.compile``'d ``flex_attention`` (uncompiled, it materialises the scores and warns); compiled once
-    per process, on first use. Inside a compiled block it is inlined into the block's graph."""
+    """``flex_attention`` compiled once per process (uncompiled, it materialises the scores and warns); inside a
+    compiled block it is inlined into the block's graph."""
     from torch.nn.attention.flex_attention import flex_attention
     return torch.compile(flex_attention, dynamic=False)
 
 
 def bias_score_mod(bias: torch.Tensor) -> Callable:
-    """A FlexAttention ``score_mod`` adding ``bias`` (1 or B, heads, N, N) to the scaled logits; gradients flow
-    into ``bias`` (and through it into the RPB table it was gathered from)."""
+    """A FlexAttention ``score_mod`` adding ``bias`` (1 or B, heads, N, N) to the scaled logits (gradients reach
+    it)."""
     if bias.shape[0] == 1:
         return lambda score, b, h, q, kv: score + bias[0, h, q, kv]
     return lambda score, b, h, q, kv: score + bias[b, h, q, kv]
 
 
 def flex_pays(q: torch.Tensor, bias: Optional[torch.Tensor], drop: float) -> bool:
-    """Whether ``auto`` runs FlexAttention: biased attention on CUDA, where SDPA never picks its FlashAttention
-    kernel for a float mask (it runs the memory-efficient or math kernel), and FlexAttention fuses the bias
-    into a flash-style kernel. Not with attention dropout (FlexAttention has none), not on CPU (no backward
-    in torch 2.14, and slower than SDPA for inference: ``benchmarks/README.md``)."""
+    """Whether ``auto`` runs FlexAttention: biased attention on CUDA, where SDPA never takes its FlashAttention
+    kernel with a float mask and FlexAttention fuses the bias into a flash-style kernel. Not with attention
+    dropout (FlexAttention has none), not on CPU (no backward in torch 2.14, slower than SDPA for inference)."""
     return q.is_cuda and bias is not None and drop == 0.
 
 
 def sdpa_pays(q: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
-    """Whether ``scaled_dot_product_attention`` beats explicit matrix products for these inputs.
-
-    On CPU, SDPA with a float mask and gradients runs its math fallback, which upcasts bf16/fp16 q, k, v
-    to float32 (float32 batched products are ~8x slower than bf16 ones on an AVX512-BF16 CPU); in float32
-    it was 5-10% slower than explicit products too (``benchmarks/README.md``). Everywhere else (no bias,
-    inference, CUDA) SDPA's fused kernels are used.
-    """
+    """Whether ``scaled_dot_product_attention`` beats explicit products: everywhere but in a biased training step
+    on CPU, where SDPA's math fallback upcasts bf16 q, k, v to float32 (~8x slower products on an AVX512-BF16
+    CPU) and was 5-10% slower in float32 too (``benchmarks/README.md``)."""
     return not (q.device.type == 'cpu' and bias is not None and torch.is_grad_enabled() and q.requires_grad)
 
 
-class Attention(nn.Module):
-    """Self-attention with two equivalent paths: ``scaled_dot_product_attention`` and explicit products.
+class Attention(BEiTAttention):
+    """mmpretrain's ``BEiTAttention`` (q/v biases, no k bias) run by one of three equivalent paths, with an optional
+    RPB table of its own (``rel_pos_bias``) for any patch grid and subset of tokens.
 
-    The relative position bias enters SDPA as an additive float mask, FlexAttention as a ``score_mod``
-    reading the bias tensor (class-token rows and columns and masked input's kept tokens included, since
-    the bias given is already the one of the attended tokens). The explicit path adds it to the
-    logits (promoting them to the bias's float32 under autocast, as mmpretrain's BEiT does) and can return
-    the per-head attention probabilities (``forward(..., return_attn=True)``, for analysis).
+    The bias (of the attended tokens) enters SDPA as an additive float mask, FlexAttention as a ``score_mod``, and
+    the explicit products as in ``BEiTAttention``, the one path that returns the attention probabilities.
 
     Args:
         embed_dims: Token width.
@@ -62,6 +57,7 @@ class Attention(nn.Module):
         backend: ``'auto'`` (the faster path for the device and mode, see :func:`flex_pays` and
             :func:`sdpa_pays`), ``'sdpa'``, ``'explicit'`` or ``'flex'`` (FlexAttention, the bias as a
             ``score_mod``; no attention dropout).
+        rel_pos_grid: Patch grid of this attention's own RPB table; None for none.
     """
 
     def __init__(self,
@@ -70,57 +66,53 @@ class Attention(nn.Module):
                  qv_bias: bool = True,
                  attn_drop: float = 0.,
                  proj_drop: float = 0.,
-                 backend: str = 'auto') -> None:
-        super().__init__()
+                 backend: str = 'auto',
+                 rel_pos_grid: Optional[Grid] = None) -> None:
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
         if backend not in ATTN_BACKENDS:
             raise ValueError(f'attention backend must be one of {ATTN_BACKENDS}, got {backend!r}')
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
-        self.scale = self.head_dims**-0.5
+        super().__init__(
+            embed_dims,
+            num_heads,
+            window_size=None,
+            use_rel_pos_bias=False,
+            bias='qv_bias' if qv_bias else False,
+            attn_drop_rate=attn_drop,
+            proj_drop_rate=proj_drop)
         self.backend = backend
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
-        if qv_bias:
-            self.q_bias = nn.Parameter(torch.zeros(embed_dims))
-            self.v_bias = nn.Parameter(torch.zeros(embed_dims))
-        else:
-            self.q_bias = self.v_bias = None
-        self.attn_drop = attn_drop
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.rel_pos_bias = RelativePositionBias(rel_pos_grid, num_heads) if rel_pos_grid else None
 
     def _qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        bias = None
-        if self.q_bias is not None:
+        bias = self.qkv.bias
+        if self.bias == 'qv_bias':
             bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
-        B, N, _ = x.shape
-        qkv = F.linear(x, self.qkv.weight, bias).view(B, N, 3, self.num_heads, self.head_dims)
+        qkv = F.linear(x, self.qkv.weight, bias).unflatten(-1, (3, self.num_heads, -1))
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
-    def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],
-                  drop: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Output (B, heads, N, head_dims) and probabilities (B, heads, N, N) from explicit products."""
-        logits = (q * self.scale) @ k.transpose(-2, -1)
-        if bias is not None:
-            logits = logits + bias
-        attn = logits.softmax(dim=-1)
-        return F.dropout(attn, drop, self.training).to(v.dtype) @ v, attn
-
-    def forward(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None, return_attn: bool = False):
-        """Attends ``x`` (B, N, C) with an optional additive ``bias`` broadcastable to (B, heads, N, N).
+    def forward(self,
+                x: torch.Tensor,
+                bias: Optional[torch.Tensor] = None,
+                grid: Optional[Grid] = None,
+                token_ids: Optional[torch.Tensor] = None,
+                return_attn: bool = False):
+        """Attends ``x`` (B, N, C) with an additive ``bias`` broadcastable to (B, heads, N, N), or with the bias of
+        this attention's own table for the patch ``grid`` and the (B, N) ``token_ids`` kept of it.
 
         Returns:
             The output (B, N, C), and with ``return_attn`` also the probabilities (B, heads, N, N).
         """
+        if self.rel_pos_bias is not None:
+            bias = self.rel_pos_bias(grid, token_ids)
         q, k, v = self._qkv(x)
-        drop = self.attn_drop if self.training else 0.
-        attn = None
+        drop = self.attn_drop.p if self.training else 0.
         backend = self.backend
         if backend == 'auto':
             backend = 'flex' if flex_pays(q, bias, drop) else 'sdpa' if sdpa_pays(q, bias) else 'explicit'
         if return_attn or backend == 'explicit':
-            out, attn = self._explicit(q, k, v, bias, drop)
+            logits = (q * self.scale) @ k.transpose(-2, -1)
+            attn = (logits if bias is None else logits + bias).softmax(dim=-1)
+            out = self.attn_drop(attn).to(v.dtype) @ v
         elif backend == 'flex':
             if drop:
                 raise ValueError(f"attention backend 'flex' has no attention dropout (attn_drop={drop})")

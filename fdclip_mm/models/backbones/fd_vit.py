@@ -1,36 +1,29 @@
 """The student ViT of Feature Distillation, also the backbone of every downstream task."""
 import math
 import re
-from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
-from mmcv.cnn import build_norm_layer
-from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
-from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.models.backbones import BEiTViT
+from mmpretrain.models.utils import resize_pos_embed, to_2tuple
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from fdclip_mm.checkpoint import load_state_dict_exactly, read_state_dict
 from fdclip_mm.registry import MODELS
-from .rel_pos_bias import (RelativePositionBias, fit_rel_pos_bias_table, geometric_resize_rel_pos_bias_table,
-                           infer_grid, select_token_bias)
+from .rel_pos_bias import (Grid, RelativePositionBias, fit_rel_pos_bias_table, geometric_resize_rel_pos_bias_table,
+                           infer_grid)
 from .vit_block import ViTBlock
 
 POS_EMBEDS = ('ape', 'rpb', 'shared_rpb')
 INIT_STD = 0.02
-OUT_TYPES = ('raw', 'cls_token', 'featmap', 'avg_featmap')
 
 
 def trunc_normal_one_std_(tensor: torch.Tensor, std: float) -> torch.Tensor:
-    """Fills ``tensor`` in place from N(0, std^2) truncated to [-std, std] (measured std ~0.54 x ``std``).
-
-    By inverse transform sampling (a uniform draw mapped through the normal's inverse CDF), as torch's
-    ``trunc_normal_`` did up to 2.x. Deliberately not ``nn.init.trunc_normal_``: in torch 2.14 it redraws the whole
-    tensor until no value falls outside, ~13 passes at this truncation, which made building a ViT-B take 15-30 s on
-    2 CPU cores (``_no_grad_trunc_normal_``); the distribution is the same.
-    """
+    """Fills ``tensor`` in place from N(0, std^2) truncated to [-std, std] (measured std ~0.54 x ``std``) by inverse
+    transform sampling, as torch's ``trunc_normal_`` did up to 2.x; torch 2.14's redraws the whole tensor until no
+    value falls outside (~13 passes here: 15-30 s to build a ViT-B on 2 CPU cores)."""
     with torch.no_grad():
         low, high = (0.5 * (1. + math.erf(x / math.sqrt(2.))) for x in (-1., 1.))
         tensor.uniform_(2 * low - 1, 2 * high - 1).erfinv_().mul_(std * math.sqrt(2.)).clamp_(-std, std)
@@ -38,22 +31,12 @@ def trunc_normal_one_std_(tensor: torch.Tensor, std: float) -> torch.Tensor:
 
 
 @MODELS.register_module()
-class FDViT(BaseModule):
-    """BEiT-style ViT: q/v biases, layer scale, LayerNorm eps 1e-6 and a switchable position encoding.
+class FDViT(BEiTViT):
+    """mmpretrain's ``BEiTViT`` as the FD student and downstream backbone.
 
-    The distillation student (``out_type='raw'``: all tokens after the final norm), the classification
-    backbone (``'avg_featmap'``: mean of patch tokens, CLS excluded, then ``ln2``) and the dense-task
-    backbone (``'featmap'`` with several ``out_indices``). Parameter names follow mmpretrain's ``BEiTViT``
-    except the per-layer RPB, which lives in ``layers.N.attn.rel_pos_bias``; BEiT checkpoints load as they are.
-
-    Loading a state dict adapts it to this model: a shared RPB table is copied into every layer when the
-    model uses per-layer tables; RPB tables and absolute position embeddings are resized to this model's
-    patch grid (an RPB table as the official FD fine-tuning and BEiT do, ``geometric_resize_rel_pos_bias_table``,
-    on square grids, else ``fit_rel_pos_bias_table``; position embeddings bicubically); and the distilled final
-    norm ``ln1`` is dropped when ``final_norm=False`` (classification and dense-task backbones). A distilled
-    student thus loads with no missing and no unexpected key. Inputs of any size divisible by the patch size
-    run; their RPB tables are fitted on the fly when the grid differs from ``img_size``'s (the table keeps the
-    offsets a smaller grid has and is resized bicubically along longer sides, ``fit_rel_pos_bias_table``).
+    FD adds ``forward_features(x, ids_keep)`` (tokens after the final norm; masked input keeps a subset),
+    ``forward_attention``, its blocks (:class:`ViTBlock`), the official init, RPB tables for any input grid and a
+    checkpoint adaptation on load. Parameter names are ``BEiTViT``'s but for ``layers.N.attn.rel_pos_bias.*``.
 
     Args:
         arch: ``'tiny'``, ``'small'``, ``'base'``, ``'large'`` (or their initials), or a dict with
@@ -84,7 +67,6 @@ class FDViT(BaseModule):
         **dict.fromkeys(['b', 'base'], dict(embed_dims=768, num_layers=12, num_heads=12, feedforward_channels=3072)),
         **dict.fromkeys(['l', 'large'], dict(embed_dims=1024, num_layers=24, num_heads=16, feedforward_channels=4096)),
     }
-    num_extra_tokens = 1
     #: ``forward_features(x, ids_keep)`` encodes a subset of the patch tokens (the distiller's masked input).
     encodes_token_subsets = True
 
@@ -107,93 +89,69 @@ class FDViT(BaseModule):
                  with_cp: bool = False,
                  attn_backend: str = 'auto',
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._parse_arch(arch)
-        self.embed_dims = self.arch_settings['embed_dims']
-        self.num_layers = self.arch_settings['num_layers']
-        self.num_heads = self.arch_settings['num_heads']
         if pos_embed not in POS_EMBEDS:
             raise ValueError(f'pos_embed must be one of {POS_EMBEDS}, got {pos_embed!r}')
-        if out_type not in OUT_TYPES:
-            raise ValueError(f'out_type must be one of {OUT_TYPES}, got {out_type!r}')
-        self.pos_embed_type = pos_embed
-        self.out_type = out_type
-        self.with_cp = with_cp
-        self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        self.patch_size = patch_size
-        if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
-            raise ValueError(f'img_size {self.img_size} is not divisible by patch_size {patch_size}')
-        self.patch_resolution = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
-        num_patches = self.patch_resolution[0] * self.patch_resolution[1]
-
-        self.patch_embed = PatchEmbed(
+        arch = self._parse_arch(arch)
+        if any(side % patch_size for side in to_2tuple(img_size)):
+            raise ValueError(f'img_size {img_size} is not divisible by patch_size {patch_size}')
+        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
+        for index in out_indices:
+            if not -arch['num_layers'] <= index < arch['num_layers']:
+                raise ValueError(f'out_indices entry {index} is out of range for {arch["num_layers"]} layers')
+        # BEiTViT has no way to choose the class of its blocks: it builds none here, and FD's join its list below.
+        super().__init__(
+            arch=dict(arch, num_layers=0),
+            img_size=img_size,
+            patch_size=patch_size,
             in_channels=in_channels,
-            embed_dims=self.embed_dims,
-            conv_type='Conv2d',
-            kernel_size=patch_size,
-            stride=patch_size,
-            input_size=self.img_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, self.embed_dims)) \
-            if pos_embed == 'ape' else None
-        self.drop_after_pos = nn.Dropout(drop_rate)
-        self.rel_pos_bias = RelativePositionBias(self.patch_resolution, self.num_heads) \
-            if pos_embed == 'shared_rpb' else None
-
-        self.out_indices = self._parse_out_indices(out_indices)
-        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
-        self.layers = nn.ModuleList([
+            out_indices=[],
+            drop_rate=drop_rate,
+            norm_cfg=norm_cfg,
+            final_norm=final_norm,
+            out_type=out_type,
+            use_abs_pos_emb=pos_embed == 'ape',
+            use_rel_pos_bias=False,
+            use_shared_rel_pos_bias=pos_embed == 'shared_rpb',
+            init_cfg=init_cfg)
+        self.arch_settings, self.num_layers, self.num_heads = arch, arch['num_layers'], arch['num_heads']
+        self.out_indices = [index % self.num_layers for index in out_indices]
+        self.layers.extend(
             ViTBlock(
                 self.embed_dims,
                 self.num_heads,
-                self.arch_settings['feedforward_channels'],
+                arch['feedforward_channels'],
                 layer_scale_init_value=layer_scale_init_value,
-                drop_path_rate=dpr[i],
+                drop_path_rate=rate,
                 rel_pos_grid=self.patch_resolution if pos_embed == 'rpb' else None,
                 qv_bias=qv_bias,
                 drop_rate=drop_rate,
                 attn_drop_rate=attn_drop_rate,
                 norm_cfg=norm_cfg,
                 act_cfg=act_cfg,
-                attn_backend=attn_backend) for i in range(self.num_layers)
-        ])
-        self.final_norm = final_norm
-        self.ln1 = build_norm_layer(norm_cfg, self.embed_dims)[1] if final_norm else None
-        self.ln2 = build_norm_layer(norm_cfg, self.embed_dims)[1] if out_type == 'avg_featmap' else None
-
+                attn_backend=attn_backend) for rate in torch.linspace(0, drop_path_rate, self.num_layers).tolist())
+        if pos_embed == 'shared_rpb':  # in BEiTViT's slot: parameters keep the order optimizer states index them by
+            self.rel_pos_bias = RelativePositionBias(self.patch_resolution, self.num_heads)
+        for name, built in (('ln1', final_norm), ('ln2', out_type == 'avg_featmap')):
+            if not built:  # BEiTViT leaves the attribute out
+                setattr(self, name, None)
+        self.patch_size, self.pos_embed_type, self.with_cp = patch_size, pos_embed, with_cp
         self._init_default_weights()
-        self._register_load_state_dict_pre_hook(self._adapt_state_dict)
 
-    # ----------------------------------------------------------------------------------------- build
-    def _parse_arch(self, arch: Union[str, dict]) -> dict:
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
         if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'unknown arch {arch!r}; choose from {sorted(set(self.arch_zoo))} or pass a dict')
-            return dict(self.arch_zoo[arch.lower()])
+            if arch.lower() not in cls.arch_zoo:
+                raise ValueError(f'unknown arch {arch!r}; choose from {sorted(set(cls.arch_zoo))} or pass a dict')
+            return dict(cls.arch_zoo[arch.lower()])
         needed = {'embed_dims', 'num_layers', 'num_heads', 'feedforward_channels'}
         if not isinstance(arch, dict) or not needed <= set(arch):
             raise ValueError(f'a custom arch must be a dict with keys {sorted(needed)}, got {arch!r}')
         return dict(arch)
 
-    def _parse_out_indices(self, out_indices: Union[int, Sequence[int]]) -> List[int]:
-        indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
-        parsed = []
-        for index in indices:
-            resolved = index + self.num_layers if index < 0 else index
-            if not 0 <= resolved < self.num_layers:
-                raise ValueError(f'out_indices entry {index} is out of range for {self.num_layers} layers')
-            parsed.append(resolved)
-        return parsed
-
     def _init_default_weights(self) -> None:
-        """The official FD student's init: BEiT's truncated normal and a depth rescale of residual projections.
-
-        Linear and patch-embedding weights, the class token and the absolute position embedding are drawn
-        from a normal of std 0.02 truncated at plus/minus ONE std (``a=-std, b=std``, as the official
-        ``VisionTransformerForFD``), so their measured std is about 0.0108; biases are zero; LayerNorms are
-        one/zero; RPB tables, q/v biases stay zero. Block ``i``'s attention and FFN output projections are then
-        divided by ``sqrt(2 (i + 1))``. (mmengine's ``trunc_normal_(std=.02)`` cuts at plus/minus 2 in absolute
-        units, i.e. draws a plain normal with twice this spread.)
+        """The official FD student's init (``VisionTransformerForFD``): Linear and patch-embedding weights, class token
+        and absolute position embedding from N(0, 0.02^2) cut at plus/minus ONE std (mmengine's ``trunc_normal_``
+        cuts at plus/minus 2 absolute), zero biases, unit norms; block ``i``'s output projections / sqrt(2 (i+1)).
         """
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Conv2d)):
@@ -212,14 +170,12 @@ class FDViT(BaseModule):
                 layer.ffn.layers[1].weight.div_(math.sqrt(2.0 * (i + 1)))
 
     def init_weights(self) -> None:
-        """mmengine's initialisation, except that ``init_cfg=dict(type='Pretrained', checkpoint=F, prefix=P)``
-        loads ``F`` exactly: a missing, unexpected or misshapen tensor stops the build with the keys at fault
-        (mmengine's ``PretrainedInit`` warns and keeps the random weights of whatever did not match). The load
-        hook still fits position tables to this grid and copies a shared RPB table into per-layer ones.
-        """
+        """mmengine's (not ``BEiTViT``'s, which redraws ``pos_embed``), except that ``init_cfg=dict(type='Pretrained',
+        checkpoint=F, prefix=P)`` loads ``F`` exactly (through the load hook): a missing, unexpected or misshapen
+        tensor stops the build with the keys at fault, where mmengine's ``PretrainedInit`` warns and goes on."""
         init_cfg = self.init_cfg
         if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
-            super().init_weights()
+            super(BEiTViT, self).init_weights()
             return
         prefix = init_cfg.get('prefix') or ''
         if prefix and not prefix.endswith('.'):
@@ -235,122 +191,91 @@ class FDViT(BaseModule):
         self._is_init = True
         print_log(f'Loaded {type(self).__name__} from {checkpoint}', logger='current')
 
-    # --------------------------------------------------------------------------------------- forward
-    def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def train(self, mode: bool = True) -> 'FDViT':
+        super().train(mode)
+        return self  # as nn.Module's (mmpretrain's BaseBackbone.train returns None)
+
+    def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Grid]:
         """Patch embedding, class token and absolute position embedding: (B, 1+N, C) and the patch grid."""
         if x.shape[-2] % self.patch_size or x.shape[-1] % self.patch_size:
             raise ValueError(f'input of size {tuple(x.shape[-2:])} is not divisible by patch size {self.patch_size}')
         x, grid = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         if self.pos_embed is not None:
-            x = x + resize_pos_embed(self.pos_embed, self.patch_resolution, grid, mode='bicubic', num_extra_tokens=1)
+            x = x + resize_pos_embed(self.pos_embed, self.patch_resolution, grid, self.interpolate_mode, 1)
         return self.drop_after_pos(x), tuple(grid)
 
-    def _run_layer(self, layer: ViTBlock, x: torch.Tensor, bias, grid, token_ids=None) -> torch.Tensor:
-        if self.with_cp and self.training and x.requires_grad:
-            return checkpoint(layer, x, bias, grid, False, token_ids, use_reentrant=False)
-        return layer(x, bias, grid, token_ids=token_ids)
-
-    def forward_features(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """All tokens of the last block after the final norm, class token first: (B, 1+N, C).
-
-        Args:
-            x: Images (B, 3, H, W).
-            ids_keep: Optional (B, K) indices of the patches to encode (MAE-style token dropping, no mask
-                token): only the class token and these K patches go through the blocks, each keeping its
-                absolute position embedding and its relative position bias. Returns (B, 1+K, C).
-        """
+    def run_blocks(self,
+                   x: torch.Tensor,
+                   ids_keep: Optional[torch.Tensor] = None,
+                   return_attn: bool = False) -> Iterator[Tuple[torch.Tensor, Grid, Optional[torch.Tensor]]]:
+        """Embeds images (B, 3, H, W), then yields each block's output, the patch grid and, with ``return_attn``,
+        the block's attention probabilities (explicit path). ``ids_keep`` as in :meth:`forward_features`."""
         x, grid = self.embed(x)
         token_ids = None
         if ids_keep is not None:
             token_ids = torch.cat([ids_keep.new_zeros(ids_keep.shape[0], 1), ids_keep + 1], dim=1)
             x = x.gather(1, token_ids[..., None].expand(-1, -1, x.shape[-1]))
-        bias = self.rel_pos_bias(grid) if self.rel_pos_bias is not None else None
-        if bias is not None and token_ids is not None:
-            bias = select_token_bias(bias, token_ids)
+        bias = None if self.rel_pos_bias is None else self.rel_pos_bias(grid, token_ids)
         for layer in self.layers:
-            x = self._run_layer(layer, x, bias, grid, token_ids)
+            args = (x, bias, grid, return_attn, token_ids)
+            if self.with_cp and self.training and x.requires_grad:
+                x = checkpoint(layer, *args, use_reentrant=False)
+            else:
+                x = layer(*args)
+            x, attn = x if return_attn else (x, None)
+            yield x, grid, attn
+
+    def forward_features(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """All tokens of the last block after the final norm, class token first: (B, 1+N, C) for images
+        (B, 3, H, W); with (B, K) patch indices ``ids_keep`` (MAE-style token dropping, no mask token) only the class
+        token and these patches, each with its own position encoding, go through the blocks: (B, 1+K, C)."""
+        for x, _, _ in self.run_blocks(x, ids_keep):
+            pass
         return self.ln1(x) if self.final_norm else x
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Outputs of the blocks in ``out_indices``, formatted by ``out_type`` (mmpretrain convention)."""
-        x, grid = self.embed(x)
-        bias = self.rel_pos_bias(grid) if self.rel_pos_bias is not None else None
+        """Outputs of the blocks in ``out_indices``, formatted by ``out_type`` (``BEiTViT``'s convention)."""
         outs = []
-        for i, layer in enumerate(self.layers):
-            x = self._run_layer(layer, x, bias, grid)
+        for i, (x, grid, _) in enumerate(self.run_blocks(x)):
             if i == self.num_layers - 1 and self.final_norm:
                 x = self.ln1(x)
             if i in self.out_indices:
                 outs.append(self._format_output(x, grid))
         return tuple(outs)
 
-    def _format_output(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        if self.out_type == 'raw':
-            return x
-        if self.out_type == 'cls_token':
-            return x[:, 0]
-        patches = x[:, 1:]
-        if self.out_type == 'featmap':
-            return patches.reshape(x.shape[0], *grid, -1).permute(0, 3, 1, 2).contiguous()
-        return self.ln2(patches.mean(dim=1))
+    def _format_output(self, x: torch.Tensor, hw: Grid) -> torch.Tensor:
+        # A contiguous feature map (BEiTViT's is a permuted view) for the dense tasks' necks, as before.
+        out = super()._format_output(x, hw)
+        return out.contiguous() if self.out_type == 'featmap' else out
 
     @torch.no_grad()
     def forward_attention(self, x: torch.Tensor) -> List[torch.Tensor]:
         """Per-layer attention probabilities (B, heads, 1+N, 1+N), class token first, via the explicit path."""
-        x, grid = self.embed(x)
-        bias = self.rel_pos_bias(grid) if self.rel_pos_bias is not None else None
-        maps = []
-        for layer in self.layers:
-            x, attn = layer(x, bias, grid, return_attn=True)
-            maps.append(attn)
-        return maps
+        return [attn for _, _, attn in self.run_blocks(x, return_attn=True)]
 
-    # ------------------------------------------------------------------------------ optimizer helpers
     def no_weight_decay(self) -> Set[str]:
-        """The class token and the absolute position embedding, as in the official code.
-
-        Norms, biases and other 1-D parameters are left to the optimizer constructor. RPB tables (2-D) are
-        decayed, as the official code does in distillation and fine-tuning; both our constructors can exempt
-        them with ``paramwise_cfg=dict(rel_pos_bias_decay_mult=0.)`` (BEiT's fine-tuning choice).
-        """
+        """The class token and the absolute position embedding, as the official code; RPB tables are decayed
+        (``paramwise_cfg=dict(rel_pos_bias_decay_mult=0.)`` exempts them), 1-D parameters left to the constructor."""
         return {'cls_token', 'pos_embed'} if self.pos_embed is not None else {'cls_token'}
 
-    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
-        """Depth of a parameter for layer-wise lr decay: (depth, num_layers + 2).
-
-        Embeddings are depth 0, block ``i`` is ``i + 1``; the final norms, the shared RPB table and anything
-        outside the backbone (``prefix`` not matched, e.g. a head) are at the top, ``num_layers + 1``.
-        """
-        total = self.num_layers + 2
-        if not param_name.startswith(prefix):
-            return total - 1, total
-        name = param_name[len(prefix):]
-        if name in ('cls_token', 'pos_embed') or name.startswith('patch_embed'):
-            return 0, total
-        if name.startswith('layers.'):
-            return int(name.split('.')[1]) + 1, total
-        return total - 1, total
-
-    # ------------------------------------------------------------------------------ checkpoint loading
-    def _adapt_state_dict(self, state_dict: Dict[str, torch.Tensor], prefix: str, *args, **kwargs) -> None:
-        """Makes BEiT / shared-RPB / other-resolution checkpoints fit this model (a load pre-hook)."""
-        for key in [k for k in state_dict if k.startswith(prefix) and k.endswith('relative_position_index')]:
+    def _prepare_relative_position_bias_table(self, state_dict: Dict[str, torch.Tensor], prefix: str, *args,
+                                              **kwargs) -> None:
+        """``BEiTViT``'s load hook (whose resize needs SciPy's ``interp2d``, gone since 1.14) redone for FD: BEiT's
+        per-layer tables renamed, a shared table copied into every layer of a per-layer model, RPB tables resized to
+        this patch grid (square grids as the official FD fine-tuning: :func:`geometric_resize_rel_pos_bias_table`;
+        else :func:`fit_rel_pos_bias_table`), the distilled final norm dropped when ``final_norm=False``."""
+        final_norm = [] if self.final_norm else [k for k in state_dict if k.startswith(prefix + 'ln1.')]
+        for key in final_norm:
             del state_dict[key]
-        beit_layer_table = re.compile(re.escape(prefix) + r'layers\.(\d+)\.attn\.relative_position_bias_table$')
-        for key in [k for k in state_dict if beit_layer_table.match(k)]:
-            new_key = key.replace('attn.relative_position_bias_table', 'attn.rel_pos_bias.relative_position_bias_table')
-            state_dict[new_key] = state_dict.pop(key)
-
-        if not self.final_norm:
-            final_norm_keys = [k for k in state_dict if k.startswith(prefix + 'ln1.')]
-            for key in final_norm_keys:
+        if final_norm:
+            print_log('Dropped the final norm ln1 of the checkpoint (this backbone has final_norm=False)', 'current')
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            name = key[len(prefix):]
+            if name.endswith('relative_position_index'):
                 del state_dict[key]
-            if final_norm_keys:
-                print_log(
-                    'Dropped the final norm ln1 of the checkpoint (this backbone has final_norm=False)',
-                    logger='current')
-
+            elif re.fullmatch(r'layers\.\d+\.attn\.relative_position_bias_table', name):
+                state_dict[key.replace('.attn.', '.attn.rel_pos_bias.')] = state_dict.pop(key)
         shared_key = prefix + 'rel_pos_bias.relative_position_bias_table'
         if self.pos_embed_type == 'rpb' and shared_key in state_dict:
             shared = state_dict.pop(shared_key)
@@ -358,23 +283,15 @@ class FDViT(BaseModule):
                 state_dict.setdefault(f'{prefix}layers.{i}.attn.rel_pos_bias.relative_position_bias_table',
                                       shared.clone())
             print_log(f'Copied the shared RPB table into the {self.num_layers} layers', logger='current')
-
         for name, param in self.named_parameters():
             key = prefix + name
-            if key not in state_dict or state_dict[key].shape == param.shape:
+            if not name.endswith('relative_position_bias_table') or state_dict.get(key, param).shape == param.shape:
                 continue
-            if name.endswith('relative_position_bias_table'):
-                src, dst = infer_grid(state_dict[key].shape[0]), self.patch_resolution
-                if dst[0] == dst[1]:
-                    state_dict[key] = geometric_resize_rel_pos_bias_table(state_dict[key], src, dst)
-                    how = 'geometric bicubic spline, as the official FD fine-tuning'
-                else:
-                    state_dict[key] = fit_rel_pos_bias_table(state_dict[key], src, dst)
-                    how = 'kept offsets, bicubic along longer sides'
-                print_log(f'Resized {key} from a {src} to a {dst} patch grid ({how})', logger='current')
-            elif name == 'pos_embed':
-                side = int(math.isqrt(state_dict[key].shape[1] - 1))
-                state_dict[key] = resize_pos_embed(
-                    state_dict[key], (side, side), self.patch_resolution, mode='bicubic', num_extra_tokens=1)
-                print_log(
-                    f'Resized {key} from a {(side, side)} to a {self.patch_resolution} patch grid', logger='current')
+            src, dst = infer_grid(state_dict[key].shape[0]), self.patch_resolution
+            if dst[0] == dst[1]:
+                state_dict[key] = geometric_resize_rel_pos_bias_table(state_dict[key], src, dst)
+                how = 'geometric bicubic spline, as the official FD fine-tuning'
+            else:
+                state_dict[key] = fit_rel_pos_bias_table(state_dict[key], src, dst)
+                how = 'kept offsets, bicubic along longer sides'
+            print_log(f'Resized {key} from a {src} to a {dst} patch grid ({how})', logger='current')

@@ -1,10 +1,6 @@
-"""Relative position bias (RPB) with a class token, as in BEiT.
-
-The table holds ``(2h-1)(2w-1)`` entries for patch-to-patch offsets plus 3 for cls->token, token->cls and
-cls->cls, one column per head. Parameter names match mmpretrain's ``BEiTViT`` so checkpoints load both ways.
-"""
+"""BEiT's relative position bias (RPB) for any patch grid: (2h-1)(2w-1) patch offsets + 3 class-token rows."""
 from functools import lru_cache
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,21 +17,15 @@ def num_relative_distances(grid: Grid) -> int:
 
 @lru_cache(maxsize=16)
 def relative_position_index(grid: Grid, device: torch.device = torch.device('cpu')) -> torch.Tensor:
-    """Index into the RPB table for each (query, key) pair of ``1 + h*w`` tokens, class token first; cached per
-    grid and device (a detector's varying input sizes do not copy it to the GPU at every step)."""
+    """BEiT's index into the RPB table for each (query, key) pair of ``1 + h*w`` tokens, class token first; cached
+    per grid and device (a detector's varying input sizes do not copy it to the GPU at every step)."""
     if device != torch.device('cpu'):
         return relative_position_index(grid).to(device)
-    h, w = grid
-    coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')).flatten(1)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
-    rel[:, :, 0] += h - 1
-    rel[:, :, 1] += w - 1
-    rel[:, :, 0] *= 2 * w - 1
-    n = num_relative_distances(grid)
-    index = torch.zeros((h * w + 1, ) * 2, dtype=torch.long)
-    index[1:, 1:] = rel.sum(-1)
-    index[0, :] = n - 3
-    index[:, 0] = n - 2
+    (h, w), n = grid, num_relative_distances(grid)
+    ys, xs = (c.flatten() for c in torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij'))
+    offsets = (ys[:, None] - ys + h - 1) * (2 * w - 1) + xs[:, None] - xs + w - 1
+    index = F.pad(offsets, (1, 0, 1, 0), value=n - 2)  # token -> cls
+    index[0, 1:] = n - 3  # cls -> token
     index[0, 0] = n - 1
     return index
 
@@ -54,11 +44,8 @@ def _with_class_rows(offsets: torch.Tensor, table: torch.Tensor) -> torch.Tensor
 
 
 def resize_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.Tensor:
-    """Resizes an RPB table from a ``src`` patch grid to a ``dst`` one (bicubic; class rows kept).
-
-    mmpretrain's ``resize_relative_position_bias_table`` handles square grids only and loops over heads
-    through scipy; we interpolate all heads at once with torch so any rectangular grid works.
-    """
+    """Resizes an RPB table from a ``src`` patch grid to a ``dst`` one (bicubic, all heads at once, any
+    rectangular grid; class rows kept)."""
     src, dst = tuple(src), tuple(dst)
     if src == dst:
         return table
@@ -69,13 +56,9 @@ def resize_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torc
 
 
 def fit_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.Tensor:
-    """An RPB table of a ``src`` patch grid made to serve a ``dst`` grid.
-
-    Offsets that exist in the ``src`` table keep their learned entries: along a side where ``dst`` is not
-    longer, the table is cropped to the offsets that grid has (exact, as a smaller input of the same model
-    would use them). Along a longer side the (cropped) table is then resized bicubically, as BEiT does when it
-    loads a checkpoint for a larger input. The class-token rows are kept.
-    """
+    """An RPB table of a ``src`` patch grid made to serve a ``dst`` grid: cropped to the offsets ``dst`` has along
+    a side where it is not longer (exact, as a smaller input uses them), then resized bicubically along longer
+    sides (:func:`resize_rel_pos_bias_table`). The class-token rows are kept."""
     src, dst = tuple(src), tuple(dst)
     if src == dst:
         return table
@@ -88,10 +71,9 @@ def fit_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.T
 
 
 def geometric_offsets(src_side: int, dst_side: int) -> Tuple[List[float], List[float]]:
-    """Where the ``2 src_side - 1`` offsets of a learned table sit among the ``2 dst_side - 1`` offsets of a new
-    one, as BEiT and the official FD fine-tuning place them: a geometric progression whose ratio makes the largest
-    offset reach (at most) ``dst_side - 1``, so that near offsets stay near. Returns (source positions, target
-    positions), both symmetric around 0."""
+    """(source, target) positions, symmetric around 0, of a learned table's ``2 src_side - 1`` offsets among a new
+    one's ``2 dst_side - 1``, as BEiT and the official FD fine-tuning place them: a geometric progression whose
+    ratio makes the largest offset reach (at most) ``dst_side - 1``, so that near offsets stay near."""
     src_half, dst_half = (2 * src_side - 1) // 2, (2 * dst_side - 1) // 2
     left, right = 1.01, 1.5
     while right - left > 1e-6:
@@ -110,15 +92,12 @@ def geometric_offsets(src_side: int, dst_side: int) -> Tuple[List[float], List[f
 
 
 def geometric_resize_rel_pos_bias_table(table: torch.Tensor, src: Grid, dst: Grid) -> torch.Tensor:
-    """Resizes an RPB table from a square ``src`` patch grid to a square ``dst`` one as the official FD
-    ``load_pretrained`` (and BEiT) do: each head's offset map is a bicubic interpolating spline over the geometric
-    positions of :func:`geometric_offsets`, evaluated at the target's integer offsets (outside the source's range
-    at its edge values); the class-token rows are kept.
+    """Resizes an RPB table between square patch grids as the official FD ``load_pretrained`` (and BEiT) do: each
+    head's offset map is a bicubic interpolating spline over the positions of :func:`geometric_offsets`, read at
+    the target's integer offsets (at its edge values outside the source's span); class rows kept.
 
-    The official code calls ``scipy.interpolate.interp2d(kind='cubic')``, which SciPy 1.14 removed; SciPy names
-    ``RectBivariateSpline`` (the same FITPACK interpolating spline on a rectangular grid) as its replacement on
-    regular grids, which this uses. mmpretrain's and mmseg's BEiT resize their tables with ``interp2d`` and fail
-    on SciPy >= 1.14.
+    Their ``scipy.interpolate.interp2d(kind='cubic')`` (mmpretrain's and mmseg's BEiT use it too) is gone since
+    SciPy 1.14; this uses ``RectBivariateSpline``, the same FITPACK spline, SciPy's named replacement.
     """
     from scipy.interpolate import RectBivariateSpline
 
@@ -143,12 +122,8 @@ def infer_grid(table_rows: int) -> Grid:
 
 
 def select_token_bias(bias: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
-    """Rows and columns of a (1, heads, T, T) bias for the tokens each sample keeps: (B, heads, K, K).
-
-    Args:
-        bias: Bias over all tokens, class token first.
-        token_ids: (B, K) indices of the kept tokens among the T (class token included).
-    """
+    """Rows and columns of a (1, heads, T, T) bias, class token first, for the (B, K) ``token_ids`` each sample
+    keeps among the T: (B, heads, K, K)."""
     batch, kept = token_ids.shape
     heads, total = bias.shape[1], bias.shape[-1]
     bias = bias.expand(batch, -1, -1, -1)
@@ -157,9 +132,10 @@ def select_token_bias(bias: torch.Tensor, token_ids: torch.Tensor) -> torch.Tens
 
 
 class RelativePositionBias(nn.Module):
-    """One RPB table for a fixed patch grid; ``forward`` gives the additive attention bias.
+    """One RPB table (shared by all layers or owned by one attention) and the bias it gives any patch grid.
 
-    Used once per backbone (shared by all layers) or once per attention layer.
+    The table and index of mmpretrain's ``RelativePositionBias``, whose ``forward`` serves only the grid it was
+    built for and whose index is a persistent buffer (ours is computed, so checkpoints hold only the table).
 
     Args:
         grid: Patch grid (h, w) the table is built for.
@@ -173,15 +149,17 @@ class RelativePositionBias(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros(num_relative_distances(self.grid), num_heads))
         self.register_buffer('relative_position_index', relative_position_index(self.grid), persistent=False)
 
-    def forward(self, grid: Grid) -> torch.Tensor:
-        """Bias (1, heads, 1 + h*w, 1 + h*w) for a ``grid`` of patches (see :func:`fit_rel_pos_bias_table`)."""
+    def forward(self, grid: Grid, token_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Bias (1, heads, 1 + h*w, 1 + h*w) for a ``grid`` of patches (see :func:`fit_rel_pos_bias_table`), or
+        (B, heads, K, K) for the (B, K) ``token_ids`` each sample keeps (:func:`select_token_bias`)."""
         grid = tuple(grid)
         table, index = self.relative_position_bias_table, self.relative_position_index
         if grid != self.grid:
             table = fit_rel_pos_bias_table(table, self.grid, grid)
             index = relative_position_index(grid, table.device)
         n = index.shape[0]
-        return table[index.view(-1)].view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
+        bias = table[index.view(-1)].view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
+        return bias if token_ids is None else select_token_bias(bias, token_ids)
 
     def extra_repr(self) -> str:
         return f'grid={self.grid}, num_heads={self.num_heads}'

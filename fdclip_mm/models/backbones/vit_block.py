@@ -1,21 +1,24 @@
-"""One pre-norm transformer block with layer scale and stochastic depth (BEiT layout)."""
+"""mmpretrain's BEiT block with FD's attention and a drop path once per residual branch."""
 from typing import Optional
 
 import torch
-from mmcv.cnn import build_norm_layer
-from mmcv.cnn.bricks.transformer import FFN
+from mmengine.model import BaseModule
+from mmpretrain.models.backbones.beit import BEiTTransformerEncoderLayer
 from torch import nn
 
 from .attention import Attention
 from .drop_path import DropPath
-from .rel_pos_bias import Grid, RelativePositionBias, select_token_bias
+from .rel_pos_bias import Grid
 
 
-class ViTBlock(nn.Module):
+class ViTBlock(BEiTTransformerEncoderLayer):
     """``x + drop_path(gamma_1 * attn(ln1(x)))`` then ``x + drop_path(gamma_2 * ffn(ln2(x)))``.
 
-    Parameter names follow mmpretrain's ``BEiTTransformerEncoderLayer``. Unlike it, drop path is applied
-    once per branch: mmpretrain also passes a DropPath to the FFN, so its FFN branch is dropped twice.
+    mmpretrain's ``BEiTTransformerEncoderLayer`` (its norms, FFN and layer scales) with FD's
+    :class:`~fdclip_mm.models.backbones.attention.Attention` and :class:`DropPath`. Where it differs: the FFN
+    branch is dropped once, as the attention branch (mmpretrain also gives the FFN a drop path of its own, so
+    its FFN branch is dropped twice); a per-layer RPB table lives in ``attn.rel_pos_bias``; ``forward`` takes the
+    patch grid, the kept tokens of masked input and ``return_attn``.
 
     Args:
         embed_dims: Token width.
@@ -45,25 +48,30 @@ class ViTBlock(nn.Module):
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  act_cfg: dict = dict(type='GELU'),
                  attn_backend: str = 'auto') -> None:
-        super().__init__()
-        self.ln1 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.attn = Attention(
-            embed_dims, num_heads, qv_bias=qv_bias, attn_drop=attn_drop_rate, proj_drop=drop_rate, backend=attn_backend)
-        self.attn.rel_pos_bias = RelativePositionBias(rel_pos_grid, num_heads) if rel_pos_grid else None
-        self.ln2 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.ffn = FFN(
-            embed_dims=embed_dims,
-            feedforward_channels=feedforward_channels,
-            num_fcs=2,
-            ffn_drop=drop_rate,
-            act_cfg=act_cfg,
-            add_identity=False)
+        # mmpretrain's layer builds an attention and an FFN that it replaces, then an attention that ours replaces:
+        # their default initialisation is drawn from a forked generator, the kept modules' again below, so that a
+        # seed gives the weights of a block built from its parts (and FDViT's those of the official code).
+        with torch.random.fork_rng(devices=()):
+            super().__init__(
+                embed_dims,
+                num_heads,
+                feedforward_channels,
+                layer_scale_init_value,
+                window_size=None,
+                use_rel_pos_bias=False,
+                drop_rate=drop_rate,
+                act_cfg=act_cfg,
+                norm_cfg=norm_cfg,
+                ffn_cfg=dict(add_identity=False, dropout_layer=None))
+        self.attn = Attention(embed_dims, num_heads, qv_bias, attn_drop_rate, drop_rate, attn_backend, rel_pos_grid)
+        for fc in (self.ffn.layers[0][0], self.ffn.layers[1]):
+            fc.reset_parameters()
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-        if layer_scale_init_value > 0:
-            self.gamma_1 = nn.Parameter(torch.full((embed_dims, ), float(layer_scale_init_value)))
-            self.gamma_2 = nn.Parameter(torch.full((embed_dims, ), float(layer_scale_init_value)))
-        else:
-            self.gamma_1 = self.gamma_2 = None
+
+    def init_weights(self) -> None:
+        """Draws nothing: FDViT initialises its blocks as the official code when it builds them (mmpretrain's
+        layer would redraw the FFN weights from a Xavier uniform here)."""
+        BaseModule.init_weights(self)
 
     def forward(self,
                 x: torch.Tensor,
@@ -73,14 +81,8 @@ class ViTBlock(nn.Module):
                 token_ids: Optional[torch.Tensor] = None):
         """``bias`` is a shared RPB (already restricted to the kept tokens); ``grid`` the patch grid for this
         block's own RPB (if it has one); ``token_ids`` (B, K) the kept tokens when the input is masked."""
-        if self.attn.rel_pos_bias is not None:
-            bias = self.attn.rel_pos_bias(grid)
-            if token_ids is not None:
-                bias = select_token_bias(bias, token_ids)
-        attn = None
-        y = self.attn(self.ln1(x), bias, return_attn=return_attn)
-        if return_attn:
-            y, attn = y
+        y = self.attn(self.ln1(x), bias, grid, token_ids, return_attn=return_attn)
+        y, attn = y if return_attn else (y, None)
         x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
         y = self.ffn(self.ln2(x))
         x = x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
