@@ -5,7 +5,7 @@ import os.path as osp
 import subprocess
 import sys
 
-from ..configs.test_configs import REPO
+from ..helpers.config_lists import REPO
 
 
 def test_gpu_check_dry_run_on_cpu(tmp_path):

@@ -4,7 +4,6 @@ The real recipes are kept (pipelines, schedules, optimizer settings, loss); only
 teacher file (a random checkpoint in the published layout), the data folder and the number of iterations
 are shrunk.
 """
-import glob
 import os
 import os.path as osp
 
@@ -13,108 +12,11 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..conftest import (assert_inferencers_find_the_loader, clip_visual_state_dict, dinov2_state_dict, esvit_checkpoint,
-                        scheduled_lrs, timm_vit_state_dict, tiny_vit_arch, write_image_folder)
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-ALL_CONFIGS = sorted(
-    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
-    if '_base_' not in p)
-
-
-def is_classification_config(path: str) -> bool:
-    """ImageNet fine-tuning configs and the classification demo (tested in tests/configs/test_finetune_configs.py)."""
-    return path.startswith(osp.join('configs', 'finetune_in1k', '')) or osp.basename(path).startswith('finetune_')
-
-
-def is_distillation_config(path: str) -> bool:
-    """Distillation configs (configs/fd/ and the distillation demo); dense-task configs have their own tests."""
-    return path.startswith(osp.join('configs', 'fd', '')) or osp.basename(path).startswith('fd_')
-
+from ..conftest import assert_inferencers_find_the_loader, scheduled_lrs
+from ..helpers.config_lists import ALL_CONFIGS, REPO, is_distillation_config
+from ..helpers.tiny_fd_configs import shrink
 
 CONFIGS = [p for p in ALL_CONFIGS if is_distillation_config(p)]
-TINY_ARCH = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
-#: The optimizer wrapper without AMP of each AMP one, for machines without CUDA.
-NON_AMP = {'AmpOptimWrapper': 'OptimWrapper', 'fdclip_mm.CheckedAmpOptimWrapper': 'fdclip_mm.CheckedOptimWrapper'}
-
-
-def tiny_swin_arch(depths) -> dict:
-    return dict(embed_dims=16, depths=[1] * len(depths), num_heads=[1] * len(depths))
-
-
-def shrink_student(student) -> None:
-    """Tiny widths and depths, the config's patch sizes, windows and grids kept."""
-    if 'Swin' in student.type:
-        depths = student.arch['depths'] if isinstance(student.arch, dict) else [2, 2, 18, 2]
-        student.arch = dict(
-            tiny_swin_arch(depths), **({
-                'extra_norm_every_n_blocks': 0
-            } if 'V2' in student.type else {}))
-    else:
-        student.arch = TINY_ARCH
-
-
-def tiny_teacher_checkpoint(teacher_cfg, path: str) -> None:
-    """Shrinks a BackboneTeacher config and writes a random checkpoint of its family in the published layout."""
-    from fdclip_mm.models.teachers.families import family_defaults
-    backbone = teacher_cfg.backbone
-    image = teacher_cfg.get('img_size') or backbone.get('img_size', 224)
-    reader = teacher_cfg.get('reader') or family_defaults(teacher_cfg.get('family')).get('reader', 'mmpretrain')
-    if reader == 'esvit_swin':
-        backbone.arch = tiny_swin_arch(backbone.arch['depths'])
-        esvit_checkpoint(
-            path,
-            backbone.arch,
-            window_size=backbone.window_size,
-            img_size=image,
-            stage_cfgs=backbone.get('stage_cfgs'))
-    else:
-        backbone.arch = tiny_vit_arch(32, 2, 2)
-        if reader == 'clip':
-            torch.save(clip_visual_state_dict(width=32, layers=2, patch=backbone.patch_size, image=image), path)
-        elif reader == 'dinov2':
-            torch.save(dinov2_state_dict(hidden=32, layers=2, patch=backbone.patch_size, image=image), path)
-        elif reader == 'timm_vit':
-            torch.save({'model': timm_vit_state_dict(width=32, depth=2, patch=backbone.patch_size, image=image)}, path)
-        else:
-            raise NotImplementedError(f'no tiny checkpoint for teacher reader {reader}')
-    teacher_cfg.checkpoint = path
-
-
-def teacher_cfgs(model_cfg) -> list:
-    return [model_cfg.teacher] if model_cfg.get('teacher') else [entry.teacher for entry in model_cfg.teachers]
-
-
-def shrink(cfg: Config, tmp_path) -> Config:
-    shrink_student(cfg.model.student)
-    for index, teacher in enumerate(teacher_cfgs(cfg.model)):
-        tiny_teacher_checkpoint(teacher, str(tmp_path / f'teacher{index}.pth'))
-    images = write_image_folder(str(tmp_path / 'images' / 'train'), 4, size=(256, 288))
-    write_image_folder(str(tmp_path / 'images' / 'val'), 2, size=(256, 288), seed=1)
-    for split, loader in (('train', cfg.train_dataloader), ('val', cfg.val_dataloader), ('val', cfg.test_dataloader)):
-        dataset = loader.dataset
-        while 'dataset' in dataset:  # unwrap RepeatDataset & co.
-            dataset = dataset.dataset
-        loader.dataset = dict(
-            type='mmpretrain.CustomDataset',
-            data_root=osp.dirname(images),
-            data_prefix=split,
-            with_label=False,
-            pipeline=dataset.pipeline)
-        loader.batch_size = 2
-        loader.num_workers = 0
-        loader.pop('prefetch_factor', None)  # torch refuses it without workers
-        loader.persistent_workers = False
-        loader.pin_memory = False
-    if cfg.optim_wrapper.type in NON_AMP and not torch.cuda.is_available():
-        cfg.optim_wrapper.type = NON_AMP[cfg.optim_wrapper.type]
-        for amp_key in ('loss_scale', 'dtype', 'use_fsdp'):
-            cfg.optim_wrapper.pop(amp_key, None)
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
-    cfg.work_dir = str(tmp_path / 'work_dir')
-    cfg.visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
-    return cfg
 
 
 @pytest.mark.parametrize('config', CONFIGS)

@@ -17,7 +17,8 @@ from fdclip_mm.converters.to_classifier import save_classifier_checkpoint, stude
 from fdclip_mm.models.backbones import FDViT
 from ..conftest import (assert_inferencers_find_the_loader, clip_visual_state_dict, dinov2_state_dict, load_script,
                         scheduled_lrs, tiny_vit_arch, write_image_folder)
-from .test_configs import ALL_CONFIGS, NON_AMP, REPO, is_classification_config
+from ..helpers.config_lists import ALL_CONFIGS, REPO, is_classification_config
+from ..helpers.tiny_fd_configs import NON_AMP
 
 FT_CONFIGS = [p for p in ALL_CONFIGS if is_classification_config(p)]
 

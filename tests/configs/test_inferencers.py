@@ -18,7 +18,7 @@ from mmengine.registry import DefaultScope
 
 from fdclip_mm.converters.official_fd import convert_official_fd
 from ..converters.official_fd_layout import official_vit_state, tiny_beit, write_official_file
-from .test_configs import REPO
+from ..helpers.config_lists import REPO
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

@@ -13,7 +13,8 @@ from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 from fdclip_mm.datasets import CheckedLoadImageFromFile, UnreadableImageError, is_truncated_jpeg
-from ..configs.test_configs import REPO, shrink
+from ..helpers.config_lists import REPO
+from ..helpers.tiny_fd_configs import shrink
 
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
 

@@ -13,8 +13,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from fdclip_mm.engine import AtomicCheckpointHook, atomic_write
-from ..configs.test_configs import REPO
-from ..tools.test_train_tool import toy_modules
+from ..helpers.config_lists import REPO
+from ..helpers.tools import toy_modules
 
 
 class Killed(BaseException):

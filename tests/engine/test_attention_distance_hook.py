@@ -8,7 +8,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from fdclip_mm.engine import AttentionDistanceHook
-from ..configs.test_configs import REPO, shrink
+from ..helpers.config_lists import REPO
+from ..helpers.tiny_fd_configs import shrink
 
 
 def test_hook_logs_distances_every_n_epochs_and_at_the_end(tmp_path):

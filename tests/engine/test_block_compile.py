@@ -17,9 +17,9 @@ from fdclip_mm.converters import convert_fd_checkpoint
 from fdclip_mm.engine import BlockCompileHook, compile_blocks, repeated_blocks
 from fdclip_mm.engine.block_compile import compile_args, dynamo_counts, remove_zero_drop_paths, summarize_blocks
 from fdclip_mm.models.backbones import DropPath, ViTBlock
-from ..configs.test_configs import REPO, shrink
-from ..tools.test_fd_train_tool import deterministic_fd_config
-from ..tools.test_train_tool import TOOLS, run
+from ..helpers.config_lists import REPO
+from ..helpers.tiny_fd_configs import deterministic_fd_config, shrink
+from ..helpers.tools import TOOLS, run
 
 TWO_TEACHERS = osp.join(REPO, 'configs', 'fd', 'fd_clip-dino-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
 SWIN = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_swin-t-dp0.1_16xb128-300e_in1k.py')

@@ -19,8 +19,9 @@ from fdclip_mm.engine import is_cpu_only
 from fdclip_mm.engine.fsdp2_strategy import (mixed_precision_policy, optimizer_state_to_indices,
                                              optimizer_state_to_names, shard_units)
 from fdclip_mm.models.backbones import FDViT
-from ..configs.test_configs import REPO, TINY_ARCH, shrink
-from ..tools.test_train_tool import TOOLS, free_port, run, tool_env
+from ..helpers.config_lists import REPO
+from ..helpers.tiny_fd_configs import TINY_ARCH, shrink
+from ..helpers.tools import TOOLS, free_port, run, tool_env
 
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
 FSDP2 = dict(

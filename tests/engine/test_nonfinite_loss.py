@@ -10,7 +10,8 @@ from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 
-from ..configs.test_configs import REPO, shrink
+from ..helpers.config_lists import REPO
+from ..helpers.tiny_fd_configs import shrink
 from ..models.algorithms.test_feature_distiller import batch, build
 
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')

@@ -12,10 +12,8 @@ import torch
 from mmengine.config import Config
 
 from fdclip_mm.engine import is_cpu_only
-from ..configs.test_configs import REPO, shrink
-from .test_train_tool import TOOLS, free_port, load_weights, run, tool_env
-
-FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+from ..helpers.tiny_fd_configs import FD_CONFIG, deterministic_fd_config, shrink
+from ..helpers.tools import TOOLS, free_port, load_weights, run, tool_env
 
 
 @pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
@@ -71,24 +69,6 @@ def test_fd_config_resumes_from_its_checkpoint(tmp_path):
     assert again.returncode == 1 and again.stderr.strip().splitlines()[-1] == (
         f'[error] {tmp_path}/work/epoch_2.pth: the run already finished at epoch 2 beyond train_cfg.max_epochs=1; '
         'raise max_epochs to continue it'), again.stderr[-3000:]
-
-
-def deterministic_fd_config(tmp_path, epochs: int) -> Config:
-    """The tiny FD config with fixed crops and no drop path: every source of randomness is seeded."""
-    cfg = shrink(Config.fromfile(FD_CONFIG), tmp_path)
-    cfg.model.student.drop_path_rate = 0.
-    pipeline = [
-        dict(type='fdclip_mm.CheckedLoadImageFromFile'),
-        dict(type='Resize', scale=(32, 32)),
-        dict(type='PackInputs')
-    ]
-    cfg.train_dataloader.dataset.pipeline = pipeline
-    cfg.val_dataloader.dataset.pipeline = pipeline
-    cfg.model.student.img_size = 32
-    cfg.model.teacher.img_size = 32
-    cfg.randomness = dict(seed=0)
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs, val_interval=1)
-    return cfg
 
 
 def val_curve(work_dir) -> list:

@@ -7,7 +7,6 @@ import pickle
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -20,60 +19,11 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from fdclip_mm.engine import is_cpu_only
+from ..helpers.tools import (TOOLS, assert_same_weights, cpu_only, free_port, load_weights, run, tool_env, toy_modules,
+                             train)
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(REPO_ROOT, 'tools')
-TOY_DIR = osp.dirname(osp.abspath(__file__))
-sys.path.insert(0, TOY_DIR)
-import toy_modules  # noqa: E402
-
-sys.path.remove(TOY_DIR)
-cpu_only = pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
 #: The run lock of a work dir, as docs/en/advanced_guides/reliability.md names it.
 LOCK_FILE = '.fdclip_run.lock'
-
-DIST_ENV_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'SLURM_PROCID', 'SLURM_NTASKS',
-                 'SLURM_NODELIST', 'SLURM_LOCALID')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def tool_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in DIST_ENV_VARS}
-    env['OMP_NUM_THREADS'] = '1'
-    env['PYTHONPATH'] = os.pathsep.join(p for p in (TOY_DIR, env.get('PYTHONPATH')) if p)
-    env.update(extra)
-    return env
-
-
-def run(cmd, cwd, **env) -> subprocess.CompletedProcess:
-    """Run a tool; fail the test with the tail of its output if it fails."""
-    proc = subprocess.run([str(c) for c in cmd],
-                          cwd=cwd,
-                          env=tool_env(**env),
-                          capture_output=True,
-                          text=True,
-                          timeout=180)
-    assert proc.returncode == 0, f'{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
-    return proc
-
-
-def train(cwd, *args, **env) -> subprocess.CompletedProcess:
-    return run([sys.executable, osp.join(TOOLS, 'train.py'), *args], cwd, **env)
-
-
-def load_weights(path) -> dict:
-    return torch.load(path, weights_only=True)
-
-
-def assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.fixture(scope='module')

@@ -274,7 +274,7 @@ def test_cache_tool_prints_no_pkg_resources_warning(tmp_path):
     import subprocess
     import sys
 
-    from ...tools.test_train_tool import TOOLS, tool_env
+    from ...helpers.tools import TOOLS, tool_env
     (tmp_path / 'cfg.py').write_text("_base_ = ['mmpretrain::_base_/default_runtime.py']\n")
     proc = subprocess.run([sys.executable,
                            osp.join(TOOLS, 'cache_teacher_targets.py'), 'cfg.py', '--out', 'x.pth'],

@@ -1,0 +1,18 @@
+"""The repository's config files, by kind (paths relative to the repository root)."""
+import glob
+import os.path as osp
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+ALL_CONFIGS = sorted(
+    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in p)
+
+
+def is_classification_config(path: str) -> bool:
+    """ImageNet fine-tuning configs and the classification demo (tested in tests/configs/test_finetune_configs.py)."""
+    return path.startswith(osp.join('configs', 'finetune_in1k', '')) or osp.basename(path).startswith('finetune_')
+
+
+def is_distillation_config(path: str) -> bool:
+    """Distillation configs (configs/fd/ and the distillation demo); dense-task configs have their own tests."""
+    return path.startswith(osp.join('configs', 'fd', '')) or osp.basename(path).startswith('fd_')
