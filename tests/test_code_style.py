@@ -15,6 +15,8 @@ from typing import Dict, List
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: never checked: environments, outputs, data (the excludes of .pre-commit-config.yaml)
 EXCLUDED_DIRS = ('.git', '.venv', 'work_dirs', 'data', 'build', 'dist', 'docs/en/_build')

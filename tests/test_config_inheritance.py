@@ -8,6 +8,8 @@ import pytest
 import fdclip_mm
 from fdclip_mm.config_inheritance import installed_config_dir
 
+pytestmark = pytest.mark.slow
+
 
 def test_base_config_names_installed_configs_only():
     import os.path as osp

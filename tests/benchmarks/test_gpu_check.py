@@ -5,7 +5,11 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 from ..helpers.config_lists import REPO
+
+pytestmark = pytest.mark.slow
 
 
 def test_gpu_check_dry_run_on_cpu(tmp_path):

@@ -99,6 +99,7 @@ def test_reader_never_unpickles_code_in_runner_checkpoints(tmp_path):
         read_checkpoint(str(path))
 
 
+@pytest.mark.slow
 def test_a_torchscript_archive_is_named_as_such_by_every_reader(tmp_path):
     """``torch.jit.save`` files (OpenAI's CLIP ``ViT-*.pt`` format) are not called truncated: the message says
     what the file is and which reader reads it."""

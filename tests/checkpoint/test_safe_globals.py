@@ -47,6 +47,7 @@ def runner_checkpoint(tmp_path_factory) -> str:
     return str(root / 'work' / 'iter_4.pth')
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_needs_the_globals(runner_checkpoint):
     """Without registration (fresh interpreter, fdclip_mm not imported) torch 2.6+ refuses the file."""
     if digit_version(torch.__version__) < digit_version('2.6.0'):
@@ -61,6 +62,7 @@ def test_runner_checkpoint_needs_the_globals(runner_checkpoint):
     assert 'HistoryBuffer' in proc.stdout
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_loads_weights_only(runner_checkpoint):
     register_checkpoint_globals()
     ckpt = torch.load(runner_checkpoint, weights_only=True)

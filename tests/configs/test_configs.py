@@ -19,6 +19,7 @@ from ..helpers.tiny_fd_configs import shrink
 CONFIGS = [p for p in ALL_CONFIGS if is_distillation_config(p)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', CONFIGS)
 def test_config_builds_and_trains(config, tmp_path):
     cfg = shrink(Config.fromfile(osp.join(REPO, config)), tmp_path)
@@ -31,6 +32,7 @@ def test_config_builds_and_trains(config, tmp_path):
     assert runner.message_hub.get_scalar('train/loss').current() > 0
 
 
+@pytest.mark.slow
 def test_fd_config_switched_to_decoding_on_the_device_trains(tmp_path):
     """configs/_base_/datasets/imagenet_fd_gpu-decode.py in place of imagenet_fd.py: the workers send each JPEG's
     bytes and crop, the data preprocessor decodes the batch on the model's device (the CPU here)."""

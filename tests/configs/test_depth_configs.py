@@ -131,6 +131,7 @@ def test_depth_config_loads_its_init_checkpoint_exactly(config, tmp_path):
     assert scales == pytest.approx([rate**k for k in range(TINY['num_layers'] + 1, -1, -1)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', DEPTH_CONFIGS)
 def test_depth_config_trains_and_evaluates(config, tmp_path):
     cfg = shrink(Config.fromfile(osp.join(REPO, config)), tmp_path)

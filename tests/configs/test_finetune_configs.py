@@ -150,6 +150,7 @@ def test_finetune_config_builds(config, tmp_path):
     assert scales == pytest.approx([rate**k for k in range(sum(depths) + 1, -1, -1)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', TRAINED)
 def test_finetune_config_trains(config, tmp_path):
     cfg = shrink(Config.fromfile(osp.join(REPO, config)), tmp_path)
@@ -241,6 +242,7 @@ def digits_wheel():
     return module, wheel
 
 
+@pytest.mark.slow
 def test_digits_fine_tuning_beats_chance(tmp_path):
     """A very small version of `make finetune-digits`: 400 real digits, a few epochs, accuracy >> 10%."""
     fetch, wheel = digits_wheel()

@@ -169,6 +169,7 @@ def test_show_dir_is_refused_for_a_distiller():
         load_test_tool().enable_visualization(cfg, 'vis', False, 2)
 
 
+@pytest.mark.slow
 def test_test_tool_draws_predictions_with_show_dir(tmp_path):
     """``tools/test.py CONFIG CKPT --show-dir DIR`` evaluates and draws every test image (mmpretrain's hook)."""
     from mmpretrain import get_model

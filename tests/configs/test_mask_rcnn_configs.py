@@ -295,6 +295,7 @@ def test_builds_loads_init_and_runs(config, tmp_path):
         assert ((pred.labels >= 0) & (pred.labels < 80)).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', [FD_CONFIG, CLIP_CONFIG, DEMO_CONFIG])
 def test_trains_and_evaluates(config, tmp_path, monkeypatch):
     """One short epoch through mmengine's Runner and a validation pass with mmdet's CocoMetric."""

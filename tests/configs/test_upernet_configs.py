@@ -189,6 +189,7 @@ def test_upernet_config_builds_loads_and_predicts(config, tmp_path):
     assert lr_wd['decode_head.conv_seg.weight'] == pytest.approx((base_lr, 0.05))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', CONFIGS)
 def test_upernet_config_trains_and_evaluates(config, tmp_path):
     """Two training iterations through mmengine's Runner, then validation with mmseg's IoUMetric."""

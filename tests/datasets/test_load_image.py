@@ -104,12 +104,14 @@ def fd_run_with_truncated_image(tmp_path, on_error: str) -> Runner:
     return Runner.from_cfg(cfg)
 
 
+@pytest.mark.slow
 def test_fd_run_stops_naming_the_truncated_image(tmp_path):
     runner = fd_run_with_truncated_image(tmp_path, 'raise')
     with pytest.raises(UnreadableImageError, match=r'cannot load image \S*img_001.jpg: .*truncated JPEG'):
         runner.train()
 
 
+@pytest.mark.slow
 def test_fd_run_skips_the_truncated_image_and_completes_the_epoch(tmp_path):
     runner = fd_run_with_truncated_image(tmp_path, 'skip')
     runner.train()

@@ -3,7 +3,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from .docs_text import DOCS
+
+pytestmark = pytest.mark.slow
 
 
 def test_sphinx_build_without_warnings(tmp_path):

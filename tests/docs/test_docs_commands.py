@@ -107,6 +107,7 @@ def test_path_exists(path: str, page: str):
     assert dt.resolve_path(path), f'{page} names {path}, which does not exist'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('tool', sorted(HELP_TOOLS))
 def test_python_tool_answers_help(tool: str, help_codes: Dict[str, object]):
     assert help_codes[tool] == 0, f'{HELP_TOOLS[tool]}: python {tool} --help -> {help_codes[tool]}'

@@ -57,6 +57,7 @@ def test_atomic_write_replaces_whole_file_or_nothing(tmp_path, monkeypatch):
     assert os.stat(path).st_mode & 0o777 == os.stat(tmp_path / 'plain').st_mode & 0o777
 
 
+@pytest.mark.slow
 def test_kill_during_checkpoint_write_keeps_previous_and_resume_matches(tmp_path, monkeypatch):
     reference = toy_runner(str(tmp_path / 'reference'))
     reference.train()
@@ -100,6 +101,7 @@ def test_default_runtime_uses_the_atomic_hook():
     assert AtomicCheckpointHook(interval=1, out_dir='s3://bucket/x').backend_args is None
 
 
+@pytest.mark.slow
 def test_a_failed_write_names_the_file_and_the_free_space(tmp_path):
     """A file size limit (or a full disk) during a save: Python says only 'File too large'. The error names the
     file and the free space; the previous file stays and no temporary file is left."""

@@ -115,6 +115,7 @@ def steps(model: nn.Module, inputs: torch.Tensor, count: int, first: int = 0) ->
     return losses, grads
 
 
+@pytest.mark.slow
 def test_compiled_blocks_follow_eager_with_masks_two_teachers_bf16_and_checkpointing(tmp_path):
     """Masked input, two teachers (one held in bf16), activation checkpointing: the same losses and gradients
     as eager over 3 steps, no graph compiled after the first step, checkpoint keys unchanged."""
@@ -149,6 +150,7 @@ def losses_of(work_dir) -> list:
     return [float(v) for v in re.findall(r'Epoch\(train\).*?loss: ([\d.]+)', run_log(work_dir))]
 
 
+@pytest.mark.slow
 def test_a_compiled_run_follows_eager_and_resumes_across_both(tmp_path):
     """``compile = True`` through tools/train.py (inductor): the losses of an eager run, the same checkpoint
     keys, a bounded number of graphs, and each run resumes from the other's checkpoint."""
@@ -191,6 +193,7 @@ def test_a_compiled_run_follows_eager_and_resumes_across_both(tmp_path):
         torch.testing.assert_close(b['state_dict'][key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
+@pytest.mark.slow
 def test_the_hook_compiles_in_mmengines_own_runner(tmp_path):
     """With another runner the hook is added by hand (and the config has no ``compile`` key)."""
     from mmengine.runner import Runner
@@ -239,6 +242,7 @@ def test_graphs_compiled_after_the_first_epoch_are_reported_as_recompilation():
     assert level == 'warning' and re.match(r'torch.compile: \d graph\(s\) recompiled in epoch 3', message), message
 
 
+@pytest.mark.slow
 def test_a_fine_tuning_run_compiles_its_backbone_blocks(tmp_path):
     """Fine-tuning (mmpretrain's ImageClassifier, our FDViT, layer decay, mixup) with ``compile``."""
     from fdclip_mm.engine import build_checked_runner

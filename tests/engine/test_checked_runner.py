@@ -42,6 +42,7 @@ def full_run(tmp_path_factory):
     return root / 'full'
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_stops_the_test(tmp_path, full_run):
     metrics = toy_runner(tmp_path, tmp_path / 'ok', load_from=str(full_run / 'iter_8.pth')).test()
     assert metrics['mse'] >= 0
@@ -63,6 +64,7 @@ def test_a_checkpoint_that_does_not_fit_stops_the_test(tmp_path, full_run):
     toy_runner(tmp_path, tmp_path / 'lenient', load_from=str(backbone), strict_load=False).test()
 
 
+@pytest.mark.slow
 def test_load_from_in_training_must_fit_too(tmp_path):
     backbone = tmp_path / 'backbone.pth'
     torch.save({'state_dict': {'weight': torch.zeros(2, 4)}}, backbone)
@@ -70,6 +72,7 @@ def test_load_from_in_training_must_fit_too(tmp_path):
         toy_runner(tmp_path, tmp_path / 'run', load_from=str(backbone)).train()
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_to_resume_says_so(tmp_path):
     runner = toy_runner(tmp_path, tmp_path / 'fresh', max_iters=4, resume=True)
     runner.train()
@@ -79,6 +82,7 @@ def test_resume_with_nothing_to_resume_says_so(tmp_path):
     assert osp.isfile(tmp_path / 'fresh' / 'iter_4.pth')
 
 
+@pytest.mark.slow
 def test_resume_skips_a_corrupt_latest_checkpoint_and_ends_like_the_uninterrupted_run(tmp_path, full_run):
     work_dir = tmp_path / 'corrupt'
     shutil.copytree(full_run, work_dir)
@@ -97,6 +101,7 @@ def test_resume_skips_a_corrupt_latest_checkpoint_and_ends_like_the_uninterrupte
         torch.testing.assert_close(resumed[key], uninterrupted[key], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_resume_from_an_explicit_corrupt_checkpoint_stops_with_its_path(tmp_path, full_run):
     bad = tmp_path / 'iter_8.pth'
     bad.write_bytes((full_run / 'iter_8.pth').read_bytes()[:100])
@@ -104,6 +109,7 @@ def test_resume_from_an_explicit_corrupt_checkpoint_stops_with_its_path(tmp_path
         toy_runner(tmp_path, tmp_path / 'explicit', resume=True, load_from=str(bad)).train()
 
 
+@pytest.mark.slow
 def test_a_new_run_refuses_to_replace_an_earlier_one(tmp_path, full_run):
     work_dir = tmp_path / 'earlier'
     shutil.copytree(full_run, work_dir)
@@ -128,6 +134,7 @@ def test_a_new_run_refuses_to_replace_an_earlier_one(tmp_path, full_run):
     assert not osp.exists(work_dir / 'iter_8.pth')
 
 
+@pytest.mark.slow
 def test_no_run_replaces_the_config_dump_of_an_earlier_run(tmp_path, full_run):
     work_dir = tmp_path / 'earlier'
     shutil.copytree(full_run, work_dir)
@@ -148,6 +155,7 @@ def test_no_run_replaces_the_config_dump_of_an_earlier_run(tmp_path, full_run):
     assert 'overwrite = True' in dump.read_text()
 
 
+@pytest.mark.slow
 def test_console_shows_no_config_dump_but_the_log_file_keeps_it(tmp_path, capsys):
     runner = toy_runner(tmp_path, tmp_path / 'quiet', max_iters=2)
     runner.train()
@@ -167,6 +175,7 @@ def test_a_torchscript_file_given_to_test_is_named_as_such(tmp_path):
         toy_runner(tmp_path, tmp_path / 'jit', load_from=str(archive)).test()
 
 
+@pytest.mark.slow
 def test_a_copied_work_dir_resumes_from_its_own_checkpoints(tmp_path, full_run):
     """``cp -a A B``, A replaced by another run: B's last_checkpoint names A's file, B resumes from its own."""
     first, copy = tmp_path / 'a', tmp_path / 'b'
@@ -185,6 +194,7 @@ def test_a_copied_work_dir_resumes_from_its_own_checkpoints(tmp_path, full_run):
         toy_runner(tmp_path, copy, max_iters=20, resume=True).train()
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_says_so_and_past_its_end_is_refused(tmp_path, full_run):
     """mmengine ended both at once with exit code 0, saying nothing."""
     work_dir = tmp_path / 'finished'
@@ -202,6 +212,7 @@ def test_resuming_a_finished_run_says_so_and_past_its_end_is_refused(tmp_path, f
         '(train_cfg.max_iters=8); raise max_iters to continue it: nothing to train') in log_text(runner)
 
 
+@pytest.mark.slow
 def test_an_epoch_of_no_iteration_is_refused_before_the_first_step(tmp_path):
     runner = toy_runner(
         tmp_path,
@@ -218,6 +229,7 @@ def test_an_epoch_of_no_iteration_is_refused_before_the_first_step(tmp_path):
     assert not glob.glob(str(tmp_path / 'empty' / '*.pth'))
 
 
+@pytest.mark.slow
 def test_load_from_with_a_nan_weight_is_refused_naming_file_and_tensor(tmp_path, full_run):
     state = torch.load(full_run / 'iter_8.pth', weights_only=False)
     state['state_dict']['linear.bias'][1] = float('nan')
@@ -241,6 +253,7 @@ def test_an_unknown_compile_backend_is_refused_before_the_model_is_built(tmp_pat
     assert not built
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
 def test_flex_attention_trained_on_the_cpu_is_refused_before_the_first_step(tiny_clip_teacher, image_folder, tmp_path):
     from ..models.algorithms.test_teacher_target_cache import PIPELINE, distill_config

@@ -130,6 +130,7 @@ def test_invalid_launcher_or_init_backend():
         fd_dist.init_cpu_process_group('pytorch', dict(init_backend='deepspeed'))
 
 
+@pytest.mark.slow
 @cpu_only
 def test_cpu_process_group_and_runner(tmp_path):
     """One fresh interpreter (a process group can only be initialised once per process).

@@ -149,6 +149,7 @@ def runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @cpu_only
 def test_fsdp2_follows_ddp_and_shards_half_per_rank(runs):
     ddp, fsdp2 = runs / 'ddp', runs / 'fsdp2'
@@ -172,6 +173,7 @@ def test_fsdp2_follows_ddp_and_shards_half_per_rank(runs):
         assert replicated['params_local'] == replicated['params_full'] == shards['params_full']
 
 
+@pytest.mark.slow
 @cpu_only
 def test_compiled_ddp_and_fsdp2_runs_follow_the_eager_ddp_run(runs):
     """``compile`` with 2 gloo processes: DDP, and FSDP2 with activation checkpointing (aot_eager: dynamo and
@@ -193,6 +195,7 @@ def glob_logs(work_dir):
     return glob.glob(osp.join(work_dir, '*', '*.log'))
 
 
+@pytest.mark.slow
 @cpu_only
 def test_a_sharded_run_has_the_guarantees_of_a_plain_one(runs):
     """The checked runner (runner_type fdclip_mm.CheckedFlexibleRunner): a quiet console, no overwrite of an earlier
@@ -256,6 +259,7 @@ def test_a_sharded_run_has_the_guarantees_of_a_plain_one(runs):
     assert f'Load checkpoint from {earlier}' in loaded.stdout + loaded.stderr
 
 
+@pytest.mark.slow
 @cpu_only
 def test_sharded_checkpoint_converts_and_loads_into_the_classifier(runs, tmp_path):
     source = str(runs / 'fsdp2' / f'epoch_{EPOCHS}.pth')
@@ -268,6 +272,7 @@ def test_sharded_checkpoint_converts_and_loads_into_the_classifier(runs, tmp_pat
     finetune.load_state_dict(classifier, strict=True)
 
 
+@pytest.mark.slow
 @cpu_only
 def test_kill_9_then_resume_ends_like_the_uninterrupted_sharded_run(runs):
     config = osp.join(runs, 'fsdp2_random.py')
@@ -344,6 +349,7 @@ def test_units_come_from_the_model_for_any_student_and_teacher_count(tmp_path):
     assert auto_shard_units(classifier) == ['backbone.layers.0', 'backbone.layers.1', 'backbone', 'head']
 
 
+@pytest.mark.slow
 @cpu_only
 def test_fsdp2_shards_a_swin_student_that_the_strategy_does_not_name(tmp_path):
     swin_config = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_swin-t-dp0.1_16xb128-300e_in1k.py')

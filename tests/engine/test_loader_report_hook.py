@@ -3,6 +3,7 @@ import glob
 import os.path as osp
 import time
 
+import pytest
 import torch
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
@@ -51,6 +52,7 @@ class Tiny(BaseModel):
                                                                                              self.weight).sum())
 
 
+@pytest.mark.slow
 def test_a_loader_bound_run_is_reported_with_its_rate_per_worker(tmp_path):
     runner = Runner(
         model=Tiny(),

@@ -132,6 +132,7 @@ def test_the_policy_is_in_the_wrapper_the_config_names(tiny_clip_checkpoint):
         optim_wrapper(model, type='OptimWrapper', nonfinite_loss='skip')
 
 
+@pytest.mark.slow
 def test_runner_stops_and_last_good_checkpoint_stays_intact(tmp_path):
     cfg = shrink(Config.fromfile(FD_CONFIG), tmp_path)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=100)

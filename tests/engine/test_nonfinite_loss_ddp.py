@@ -4,7 +4,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from .test_distributed import REPO_ROOT, clean_env, cpu_only
+
+pytestmark = pytest.mark.slow
 
 RANK_SCRIPT = textwrap.dedent("""
     import os

@@ -13,6 +13,7 @@ HOLDER = 'import sys; from fdclip_mm.engine import lock_work_dir; lock_work_dir(
     'flush=True); sys.stdin.read()'
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_until_the_first_ends_however_it_ends(tmp_path):
     work_dir = tmp_path / 'run'
     holder = subprocess.Popen([sys.executable, '-c', HOLDER, str(work_dir)],
@@ -54,6 +55,7 @@ def test_a_work_dir_that_is_a_file_is_named(tmp_path):
     assert path.read_text() == 'x'
 
 
+@pytest.mark.slow
 def test_a_run_refused_before_writing_leaves_nothing_behind(tmp_path):
     work_dir = tmp_path / 'new' / 'run'
     assert lock_work_dir(str(work_dir)) and release_work_dir(str(work_dir))

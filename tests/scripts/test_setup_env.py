@@ -191,6 +191,7 @@ def print_plan(machine, **env) -> dict:
     return dict(lines, rc=proc.returncode, stderr=proc.stderr)
 
 
+@pytest.mark.slow
 def test_print_plan_on_a_cpu_machine(machine):
     stamp = osp.join(sys.prefix, '.fdclip_stamp')
     before = open(stamp).read() if osp.exists(stamp) else None
@@ -203,6 +204,7 @@ def test_print_plan_on_a_cpu_machine(machine):
     assert machine('bash', SCRIPT, '--install-everything').returncode == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.version.cuda is None, reason='the CUDA plan reads the installed torch: a CUDA build')
 def test_print_plan_on_a_fake_h100(machine):
     fake_nvidia_smi(machine.bin_dir, [H100])
@@ -218,6 +220,7 @@ def test_print_plan_on_a_fake_h100(machine):
     assert lite['mmcv'] == 'lite; build: MMCV_WITH_OPS=0' and lite['mmcv cache key'].endswith('-lite')
 
 
+@pytest.mark.slow
 def test_print_plan_refuses_a_v100_with_the_default_torch(machine):
     fake_nvidia_smi(machine.bin_dir, [V100], driver_cuda='12.4')
     plan = print_plan(machine)
@@ -226,6 +229,7 @@ def test_print_plan_refuses_a_v100_with_the_default_torch(machine):
     assert print_plan(machine, FDCLIP_DEVICE='cpu')['rc'] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.version.cuda is None, reason='the CUDA plan reads the installed torch: a CUDA build')
 def test_shell_assignments_evaluate_in_bash(machine):
     """setup_env.sh evaluates the helper's output: the variables and the build's exports arrive intact."""
@@ -248,6 +252,7 @@ def test_shell_assignments_evaluate_in_bash(machine):
     assert proc.stdout.strip().split('|')[3:] == ['1', '0', '']  # CPU ops, the GPU hidden from mmcv's setup.py
 
 
+@pytest.mark.slow
 def test_distillation_runs_with_mmcv_built_without_ops(tmp_path, tiny_clip_teacher):
     """What FDCLIP_MMCV_OPS=0 offers: mmcv without its compiled ops (``mmcv._ext``) is enough to import the
     package and take a distillation training step (the mmseg-based depth modules are then left out)."""
@@ -305,6 +310,7 @@ def run_setup(machine, venv, cache, **env) -> subprocess.CompletedProcess:
     return machine('bash', SCRIPT, FDCLIP_VENV=str(venv), FDCLIP_WHEEL_CACHE=str(cache), **env)
 
 
+@pytest.mark.slow
 def test_cpu_install_path_with_pip_faked(machine, fake_venv, tmp_path):
     """The commands of a CPU install: torch from pip's default index, mmcv from the CPU key of the cache."""
     venv, log = fake_venv
@@ -323,6 +329,7 @@ def test_cpu_install_path_with_pip_faked(machine, fake_venv, tmp_path):
     assert 'up to date' in run_setup(machine, venv, tmp_path / 'cache').stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.version.cuda is None, reason='the CUDA plan reads the installed torch: a CUDA build')
 def test_cuda_install_path_with_pip_faked(machine, fake_venv, tmp_path):
     """On a (fake) H100: mmcv from the CUDA key, and a final refusal when the installed torch cannot see the GPU

@@ -15,6 +15,8 @@ from fdclip_mm.engine import is_cpu_only
 from ..helpers.tiny_fd_configs import FD_CONFIG, deterministic_fd_config, shrink
 from ..helpers.tools import TOOLS, free_port, load_weights, run, tool_env
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
 def test_fd_config_trains_on_two_cpu_processes(tmp_path):

@@ -7,9 +7,12 @@ import subprocess
 import sys
 
 import mmdet
+import pytest
 import torch
 
 from ..configs.test_mask_rcnn_configs import write_coco
+
+pytestmark = pytest.mark.slow
 
 MMDET_TRAIN = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
 

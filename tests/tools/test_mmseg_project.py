@@ -7,9 +7,12 @@ import sys
 import textwrap
 
 import mmseg
+import pytest
 import torch
 
 from ..configs.test_upernet_configs import write_ade_folder
+
+pytestmark = pytest.mark.slow
 
 MMSEG_TRAIN = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'train.py')
 

@@ -4,10 +4,13 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from ..converters.official_fd_layout import (clip_teacher_state, distilled_state, official_vit_state, tiny_beit,
                                              write_official_file)
+
+pytestmark = pytest.mark.slow
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = 'tools/model_converters/official_fd_to_mmpretrain.py'

@@ -13,10 +13,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from ..conftest import dinov2_state_dict
+
+pytestmark = pytest.mark.slow
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LINK = re.compile(r'\[(-?\d+(?:\.\d+)?)\]\(([^)]+)\)')

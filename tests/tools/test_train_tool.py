@@ -41,6 +41,7 @@ def full_run(toy_dir):
     return toy_dir / 'full'
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints(full_run):
     assert {'iter_4.pth', 'iter_8.pth', 'last_checkpoint', 'weights_rank0.pth'} <= set(os.listdir(full_run))
     ckpt = torch.load(full_run / 'iter_8.pth', weights_only=True)
@@ -48,6 +49,7 @@ def test_train_writes_checkpoints(full_run):
     assert_same_weights(ckpt['state_dict'], load_weights(full_run / 'weights_rank0.pth'))
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted_run(toy_dir, full_run):
     """Stop after 4 of 8 iterations, ``--resume`` from the work dir: same weights as without the stop."""
     train(toy_dir, 'toy_4iters.py', '--work-dir', 'split')
@@ -58,6 +60,7 @@ def test_resume_matches_uninterrupted_run(toy_dir, full_run):
     assert_same_weights(load_weights(toy_dir / 'split' / 'weights_rank0.pth'), expected)
 
 
+@pytest.mark.slow
 @cpu_only
 def test_a_refused_run_writes_nothing(toy_dir, full_run, tmp_path):
     """Refused before the runner is built: no log folder, the earlier run's config dump untouched, one line."""
@@ -83,6 +86,7 @@ def test_a_refused_run_writes_nothing(toy_dir, full_run, tmp_path):
     assert sorted(os.listdir(work_dir)) == before and (work_dir / 'toy.py').read_text() == dump
 
 
+@pytest.mark.slow
 def test_dist_train_two_cpu_processes(toy_dir, full_run):
     """tools/dist_train.sh with 2 ranks on CPU (gloo): both ranks end with identical weights."""
     run([osp.join(TOOLS, 'dist_train.sh'), 'toy.py', 2, '--work-dir', 'dist'],
@@ -98,6 +102,7 @@ def test_dist_train_two_cpu_processes(toy_dir, full_run):
     assert cfg.model_wrapper_cfg.device_ids is None and cfg.launcher == 'pytorch'
 
 
+@pytest.mark.slow
 @cpu_only
 def test_amp_on_cpu_uses_bfloat16_when_asked(toy_dir, full_run):
     """An explicit bf16 request is honoured on any CPU (the suite's 'auto' is fp32, see conftest)."""
@@ -112,6 +117,7 @@ def test_amp_on_cpu_uses_bfloat16_when_asked(toy_dir, full_run):
     torch.testing.assert_close(weights['linear.weight'], fp32['linear.weight'], atol=0.1, rtol=0.1)
 
 
+@pytest.mark.slow
 def test_test_tool_dumps_predictions(toy_dir, full_run):
     run([
         sys.executable,
@@ -150,6 +156,7 @@ def write_executable(path, text: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
+@pytest.mark.slow
 @cpu_only
 def test_slurm_test_two_cpu_tasks(toy_dir, full_run, tmp_path):
     """tools/slurm_test.sh with a local srun stand-in: 2 tasks, predictions gathered from both."""
@@ -176,6 +183,7 @@ def test_slurm_test_two_cpu_tasks(toy_dir, full_run, tmp_path):
     assert len(preds) == 16
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_one_line_with_the_checkpoint_and_the_resume_command(toy_dir):
     toy_modules.write_toy_config(str(toy_dir / 'toy_long.py'), max_iters=10**7)
     work_dir = toy_dir / 'ctrl_c'
@@ -219,6 +227,7 @@ def wait_for_holder(work_dir, procs, logs, timeout: float = 150) -> str:
     raise AssertionError(f'no run took the lock of {work_dir}')
 
 
+@pytest.mark.slow
 @cpu_only
 def test_a_two_node_job_is_one_run_and_another_run_in_its_work_dir_is_refused(toy_dir, full_run, tmp_path):
     """Two ``NNODES=2`` launches of dist_train.sh (one process each) are one job: rank 0 holds the work dir,
@@ -255,6 +264,7 @@ def test_a_two_node_job_is_one_run_and_another_run_in_its_work_dir_is_refused(to
     assert {'iter_4.pth', 'iter_8.pth', 'last_checkpoint'} <= set(os.listdir(work))
 
 
+@pytest.mark.slow
 def test_overwrite_sets_the_earlier_run_aside_where_resume_does_not_find_it(toy_dir, full_run, tmp_path):
     """Run A (8 iterations), then B --overwrite (4): A's files move to a dated folder; when B's checkpoint is
     cut short, --resume does not fall back to A's."""
@@ -282,6 +292,7 @@ def test_overwrite_sets_the_earlier_run_aside_where_resume_does_not_find_it(toy_
     assert proc.returncode == 2 and '--overwrite starts a new run and --resume continues one' in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_work_dir_that_is_a_file_gets_one_line(toy_dir, tmp_path):
     path = tmp_path / 'notes.txt'
     path.write_text('x')
@@ -290,6 +301,7 @@ def test_a_work_dir_that_is_a_file_gets_one_line(toy_dir, tmp_path):
     assert path.read_text() == 'x'
 
 
+@pytest.mark.slow
 def test_dist_scripts_check_their_arguments_and_the_interpreter_before_torchrun(toy_dir, full_run):
     train_script, test_script = osp.join(TOOLS, 'dist_train.sh'), osp.join(TOOLS, 'dist_test.sh')
     python = dict(PYTHON=sys.executable)

@@ -29,6 +29,8 @@ from ..configs.test_mask_rcnn_configs import write_coco
 from ..configs.test_upernet_configs import write_ade_folder
 from .test_mmdet_project import PROJECT_CONFIG as MMDET_OWN_BASES_CONFIG
 
+pytestmark = pytest.mark.slow
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PINS = osp.join(REPO, 'requirements', 'pinned.txt')
 TIMEOUT = 900

@@ -48,6 +48,7 @@ def batch(n=8, seed=0):
     return dict(inputs=[torch.randint(0, 256, (3, 32, 32), generator=gen, dtype=torch.uint8) for _ in range(n)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(STUDENTS))
 def test_student_family_trains_with_a_falling_loss(name, tiny_clip_teacher):
     student, grid, has_cls = STUDENTS[name]

@@ -269,6 +269,7 @@ def test_cache_tool_refuses_a_repeated_dataset_before_the_teacher_runs(tiny_clip
     assert len(TeacherTargetCache(str(tmp_path / 'targets.pth'))) == 12
 
 
+@pytest.mark.slow
 def test_cache_tool_prints_no_pkg_resources_warning(tmp_path):
     """mmengine imports setuptools' deprecated pkg_resources while it parses an inheriting config."""
     import subprocess
@@ -318,6 +319,7 @@ def distill_config(teacher: dict, image_folder: str, work_dir: str, pipeline, ca
         log_level='INFO')
 
 
+@pytest.mark.slow
 def test_a_run_reading_a_cache_is_checked_before_its_first_step(tiny_clip_teacher, image_folder, tmp_path):
     """The cache tool's config trains with the cache; a run with random crops is refused where it is built,
     and a runner that does not check the cache (mmengine's own) is refused at its first step."""

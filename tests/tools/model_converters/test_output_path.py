@@ -20,6 +20,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@pytest.mark.slow
 def test_fd_to_backbone_refuses_to_write_over_its_input(tmp_path):
     src = tmp_path / 'epoch_1.pth'
     torch.save({'state_dict': {'student.cls_token': torch.zeros(1, 1, 8)}, 'meta': {}}, src)
