@@ -2,7 +2,6 @@
 import json
 import os
 import os.path as osp
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from fdclip_mm.engine.fsdp2_strategy import (mixed_precision_policy, optimizer_s
                                              optimizer_state_to_names, shard_units)
 from fdclip_mm.models.backbones import FDViT
 from ..helpers.config_lists import REPO
+from ..helpers.processes import kill_tree
 from ..helpers.tiny_fd_configs import TINY_ARCH, shrink
 from ..helpers.tools import TOOLS, free_port, run, tool_env
 
@@ -289,9 +289,9 @@ def test_kill_9_then_resume_ends_like_the_uninterrupted_sharded_run(runs):
     deadline = time.time() + 240
     while not (work_dir / 'epoch_1.pth').exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
-    # every process of the job: the launcher and the workers (torchrun starts them in sessions of their own)
-    subprocess.run(['pkill', '-KILL', '-f', 'work-dir killed'])
-    os.killpg(proc.pid, signal.SIGKILL)
+    # every process of the job and none other: the launcher and its workers (torchrun starts them in sessions of
+    # their own, out of reach of the launcher's process group), found from the process this test started
+    kill_tree(proc.pid)
     proc.wait()
     time.sleep(1)
     assert (work_dir / 'epoch_1.pth').exists(), open(runs / 'killed.log').read()[-3000:]
