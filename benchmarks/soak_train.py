@@ -71,7 +71,7 @@ def tiny_config(work_dir: str, steps: int, workers: int, batch: int, checkpoint_
     import torch
     from mmengine.config import Config
 
-    from tests.conftest import clip_visual_state_dict
+    from tests.helpers.checkpoints import clip_visual_state_dict
 
     cfg = Config.fromfile(FD_CONFIG)
     cfg.model.student.update(

@@ -12,7 +12,7 @@ from fdclip_mm.analysis.image_folder import iter_image_batches, list_images
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.teachers import teacher_config
 from fdclip_mm.registry import MODELS
-from ..conftest import tiny_teacher_cfg, tiny_vit_arch
+from ..helpers.checkpoints import tiny_teacher_cfg, tiny_vit_arch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_WEIGHTS = osp.join(REPO, 'data', 'demo', 'weights', 'dinov2_vits14.pth')

@@ -12,8 +12,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from ..conftest import assert_inferencers_find_the_loader, scheduled_lrs
-from ..helpers.config_lists import ALL_CONFIGS, REPO, is_distillation_config
+from ..helpers.config_lists import ALL_CONFIGS, REPO, assert_inferencers_find_the_loader, is_distillation_config
+from ..helpers.schedules import scheduled_lrs
 from ..helpers.tiny_fd_configs import shrink
 
 CONFIGS = [p for p in ALL_CONFIGS if is_distillation_config(p)]

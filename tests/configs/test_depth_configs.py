@@ -19,8 +19,8 @@ from fdclip_mm.converters import save_state_dict
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.backbones.rel_pos_bias import geometric_resize_rel_pos_bias_table, infer_grid
-from ..conftest import assert_inferencers_find_the_loader, clip_visual_state_dict, tiny_vit_arch
-from ..helpers.config_lists import ALL_CONFIGS, REPO
+from ..helpers.checkpoints import clip_visual_state_dict, tiny_vit_arch
+from ..helpers.config_lists import ALL_CONFIGS, REPO, assert_inferencers_find_the_loader
 
 DEPTH_CONFIGS = [p for p in ALL_CONFIGS if osp.basename(p).startswith('depth_')]
 TINY = tiny_vit_arch(32, 4, 2)

@@ -15,9 +15,11 @@ from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
 from fdclip_mm.converters.to_classifier import save_classifier_checkpoint, student_to_classifier_backbone
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import (assert_inferencers_find_the_loader, clip_visual_state_dict, dinov2_state_dict, load_script,
-                        scheduled_lrs, tiny_vit_arch, write_image_folder)
-from ..helpers.config_lists import ALL_CONFIGS, REPO, is_classification_config
+from ..helpers.checkpoints import clip_visual_state_dict, dinov2_state_dict, tiny_vit_arch
+from ..helpers.config_lists import ALL_CONFIGS, REPO, assert_inferencers_find_the_loader, is_classification_config
+from ..helpers.images import write_image_folder
+from ..helpers.schedules import scheduled_lrs
+from ..helpers.scripts import load_script
 from ..helpers.tiny_fd_configs import NON_AMP
 
 FT_CONFIGS = [p for p in ALL_CONFIGS if is_classification_config(p)]

@@ -21,8 +21,8 @@ from mmengine.runner import Runner
 
 from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import assert_inferencers_find_the_loader, clip_visual_state_dict, tiny_vit_arch
-from ..helpers.config_lists import ALL_CONFIGS, REPO
+from ..helpers.checkpoints import clip_visual_state_dict, tiny_vit_arch
+from ..helpers.config_lists import ALL_CONFIGS, REPO, assert_inferencers_find_the_loader
 
 MASK_RCNN_CONFIGS = [p for p in ALL_CONFIGS if osp.basename(p).startswith('mask-rcnn_')]
 FD_CONFIG = 'configs/mask_rcnn_coco/mask-rcnn_fd-clip-vit-b16_fpn_ms-crop-1x_coco.py'

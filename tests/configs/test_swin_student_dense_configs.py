@@ -14,8 +14,7 @@ from mmpretrain.models import SwinTransformer
 
 from fdclip_mm.converters import convert_fd_checkpoint
 from fdclip_mm.engine.layer_decay_optim_constructor import lr_and_wd_by_name
-from ..conftest import assert_inferencers_find_the_loader
-from ..helpers.config_lists import REPO
+from ..helpers.config_lists import REPO, assert_inferencers_find_the_loader
 
 MASK_RCNN = 'configs/mask_rcnn_coco/mask-rcnn_fd-clip-swin-t_fpn_ms-crop-1x_coco.py'
 UPERNET = 'configs/upernet_ade20k/upernet_fd-clip-swin-t_8xb2-160k_ade20k-512x512.py'

@@ -22,8 +22,8 @@ from fdclip_mm.converters.clip_to_vit import load_clip_as_vit
 from fdclip_mm.engine.layer_decay_optim_constructor import lr_and_wd_by_name
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.backbones.rel_pos_bias import geometric_resize_rel_pos_bias_table
-from ..conftest import assert_inferencers_find_the_loader, clip_visual_state_dict, tiny_vit_arch
-from ..helpers.config_lists import REPO
+from ..helpers.checkpoints import clip_visual_state_dict, tiny_vit_arch
+from ..helpers.config_lists import REPO, assert_inferencers_find_the_loader
 
 FD_CONFIG = 'configs/upernet_ade20k/upernet_fd-clip-vit-b16_8xb2-160k_ade20k-512x512.py'
 CLIP_CONFIG = 'configs/upernet_ade20k/upernet_clip-vit-b16_8xb2-160k_ade20k-512x512.py'

@@ -19,7 +19,7 @@ import torch
 from timm.models.beit import Beit
 from timm.models.swin_transformer_v2 import SwinTransformerV2
 
-from ..conftest import clip_visual_state_dict
+from ..helpers.checkpoints import clip_visual_state_dict
 
 Tensors = Dict[str, torch.Tensor]
 

@@ -13,7 +13,7 @@ from fdclip_mm.converters.clip_weights import load_clip_visual_state_dict
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.models.teachers import teacher_config
 from fdclip_mm.registry import MODELS
-from ..conftest import load_script
+from ..helpers.scripts import load_script
 
 WIDTH, LAYERS, PATCH, RES, HEADS = 64, 2, 16, 32, 4
 

@@ -291,7 +291,7 @@ def test_not_an_onnx_file(tmp_path):
 
 
 def test_converter_cli_writes_a_weights_only_state_dict(tmp_path, capsys):
-    from ..conftest import load_script
+    from ..helpers.scripts import load_script
     cli = load_script('tools/model_converters/dinov2_onnx_to_pth.py')
     state_dict = random_dinov2_state_dict()
     src, dst = _save(build_dinov2_onnx(state_dict, img_size=42), tmp_path), str(tmp_path / 'out' / 'w.pth')

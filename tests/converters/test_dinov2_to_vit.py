@@ -7,7 +7,8 @@ from mmpretrain.models.backbones import VisionTransformer
 from fdclip_mm.converters.dinov2_to_vit import dinov2_to_vit_state_dict
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.registry import MODELS
-from ..conftest import dinov2_state_dict, load_script, tiny_teacher_cfg
+from ..helpers.checkpoints import dinov2_state_dict, tiny_teacher_cfg
+from ..helpers.scripts import load_script
 
 ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=256)
 

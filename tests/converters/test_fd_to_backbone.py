@@ -7,7 +7,7 @@ from fdclip_mm.converters import convert_fd_checkpoint
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.teachers import teacher_config
-from ..conftest import tiny_vit_arch
+from ..helpers.checkpoints import tiny_vit_arch
 
 ARCH = dict(embed_dims=48, num_layers=2, num_heads=2, feedforward_channels=96)
 

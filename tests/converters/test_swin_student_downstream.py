@@ -7,7 +7,7 @@ from torch import nn
 
 from fdclip_mm.converters import convert_fd_checkpoint
 from fdclip_mm.models.algorithms import FeatureDistiller
-from ..conftest import tiny_teacher_cfg
+from ..helpers.checkpoints import tiny_teacher_cfg
 
 SWIN = dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2])
 

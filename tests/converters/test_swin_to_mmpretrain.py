@@ -5,7 +5,7 @@ import torch
 from fdclip_mm.converters.swin_to_mmpretrain import swin_to_mmpretrain_state_dict, unfold_order
 from fdclip_mm.models.teachers import read_teacher_checkpoint, teacher_config
 from fdclip_mm.registry import MODELS
-from ..conftest import esvit_checkpoint
+from ..helpers.checkpoints import esvit_checkpoint
 
 ARCH = dict(embed_dims=16, depths=[2, 2, 2], num_heads=[1, 2, 4])
 

@@ -13,7 +13,7 @@ from fdclip_mm.checkpoint import read_teacher_checkpoint
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.models.teachers import TEACHER_FAMILIES, teacher_config
 from fdclip_mm.registry import MODELS, TEACHER_READERS
-from ..conftest import tiny_vit_arch
+from ..helpers.checkpoints import tiny_vit_arch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_WEIGHTS = osp.join(REPO, 'data', 'demo', 'weights', 'dinov2_vits14.pth')
@@ -194,7 +194,7 @@ def hand_written_dinov2(sd: dict, x: torch.Tensor, num_heads: int) -> torch.Tens
 
 @pytest.mark.parametrize('img_size', [28, 42, 56, (28, 56)])
 def test_dinov2_reader_matches_the_hand_written_forward(tmp_path, img_size):
-    from ..conftest import dinov2_state_dict
+    from ..helpers.checkpoints import dinov2_state_dict
     weights = dinov2_state_dict(hidden=64, layers=2, patch=14, image=56)  # 4x4 position grid in the file
     path = str(tmp_path / 'dinov2.pth')
     torch.save({'backbone.' + key: value for key, value in weights.items()}, path)
@@ -208,7 +208,7 @@ def test_dinov2_reader_matches_the_hand_written_forward(tmp_path, img_size):
 
 @pytest.mark.parametrize('prefix', ['', 'backbone.', 'dinov2.'])
 def test_dinov2_reader_takes_prefixed_and_wrapped_state_dicts(tmp_path, prefix):
-    from ..conftest import dinov2_state_dict
+    from ..helpers.checkpoints import dinov2_state_dict
     weights = dinov2_state_dict(hidden=32, layers=2, patch=14, image=28)
     path = str(tmp_path / 'w.pth')
     torch.save({'state_dict': {prefix + key: value for key, value in weights.items()}}, path)
@@ -222,7 +222,7 @@ def test_dinov2_reader_refuses_other_files(tmp_path):
     torch.save({'conv1.weight': torch.zeros(8, 3, 4, 4), 'class_embedding': torch.zeros(8)}, clip_like)
     with pytest.raises(ValueError, match=r'clip\.pth is not a DINOv2 backbone: missing keys \[embeddings'):
         read_teacher_checkpoint('dinov2', clip_like)
-    from ..conftest import dinov2_state_dict
+    from ..helpers.checkpoints import dinov2_state_dict
     weights = dinov2_state_dict()
     del weights['encoder.layer.1.mlp.fc2.bias']
     incomplete = str(tmp_path / 'incomplete.pth')

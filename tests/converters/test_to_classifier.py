@@ -10,7 +10,8 @@ from fdclip_mm.converters.to_classifier import (LAYER_RPB_KEY, SHARED_RPB_KEY, c
                                                 expand_shared_rpb)
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import load_script, tiny_vit_arch
+from ..helpers.checkpoints import tiny_vit_arch
+from ..helpers.scripts import load_script
 
 ARCH = dict(embed_dims=48, num_layers=3, num_heads=2, feedforward_channels=96)
 CLIP_ARCH = tiny_vit_arch(32, 2, 2)

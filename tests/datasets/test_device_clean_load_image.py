@@ -13,8 +13,8 @@ from mmengine.dataset import pseudo_collate
 from fdclip_mm.datasets import CheckedLoadImageFromFile
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.registry import TRANSFORMS
-from ..conftest import tiny_vit_arch
 from ..device_clean import META, meta_train_step
+from ..helpers.checkpoints import tiny_vit_arch
 
 PIPELINE = [
     dict(type='fdclip_mm.CheckedLoadImageFromFile'),

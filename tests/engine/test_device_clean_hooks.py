@@ -18,8 +18,8 @@ from torch.utils._pytree import tree_map
 from fdclip_mm.engine import AttentionDistanceHook, RNGStateHook, get_rng_state, set_rng_state
 from fdclip_mm.engine.nonfinite_loss import finite_on_every_rank
 from fdclip_mm.models.algorithms import FeatureDistiller
-from ..conftest import tiny_vit_arch
 from ..device_clean import META, RefuseCPUTensors
+from ..helpers.checkpoints import tiny_vit_arch
 
 #: Two GPUs' Philox generator states (16 bytes each, as ``torch.cuda.get_rng_state_all`` returns them).
 CUDA_STATES = [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)]

@@ -312,7 +312,7 @@ def test_units_come_from_the_model_for_any_student_and_teacher_count(tmp_path):
 
     from fdclip_mm.engine.fsdp2_strategy import auto_shard_units, frozen_shard_units
     from fdclip_mm.models.algorithms import FeatureDistiller
-    from ..conftest import tiny_teacher_cfg
+    from ..helpers.checkpoints import tiny_teacher_cfg
     clip = tiny_teacher_cfg('clip', str(tmp_path / 'clip.pth'), width=32, patch=8, image=32)
     dino = tiny_teacher_cfg('timm_vit', str(tmp_path / 'dino.pth'), width=48, patch=16, image=32)
     fdvit = dict(

@@ -6,7 +6,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope, init_default_scope
 
 from fdclip_mm.engine.layer_decay_optim_constructor import LayerDecayOptimWrapperConstructor, lr_and_wd_by_name
-from ..conftest import tiny_vit_arch
+from ..helpers.checkpoints import tiny_vit_arch
 
 LR, WD, RATE = 1e-3, 0.05, 0.5
 TINY = tiny_vit_arch(32, 2, 2, mlp_ratio=2)

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from ..conftest import scheduled_lrs
+from ..helpers.schedules import scheduled_lrs
 
 PEAK, RATIO = 1e-3, 1e-2
 GROUPS = [dict(lr=PEAK, lr_scale=1.0), dict(lr=PEAK * 0.5**3, lr_scale=0.5**3)]

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fdclip_mm.engine.refusals import RunRefused, check_resumed_run, refuse_empty_epochs, refuse_flex_attention_on_cpu
 from fdclip_mm.models.backbones import FDViT
-from ..conftest import tiny_vit_arch
+from ..helpers.checkpoints import tiny_vit_arch
 
 
 def loader(items: int, batch_size: int, drop_last: bool) -> DataLoader:

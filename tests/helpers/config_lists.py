@@ -1,4 +1,4 @@
-"""The repository's config files, by kind (paths relative to the repository root)."""
+"""The repository's config files, by kind (paths relative to the repository root), and what every config holds."""
 import glob
 import os.path as osp
 
@@ -16,3 +16,10 @@ def is_classification_config(path: str) -> bool:
 def is_distillation_config(path: str) -> bool:
     """Distillation configs (configs/fd/ and the distillation demo); dense-task configs have their own tests."""
     return path.startswith(osp.join('configs', 'fd', '')) or osp.basename(path).startswith('fd_')
+
+
+def assert_inferencers_find_the_loader(cfg) -> None:
+    """The test pipeline starts with the libraries' own ``LoadImageFromFile``, the transform mmpretrain's
+    inferencers remove and mmdet's / mmseg's replace by name (any other loader fails there)."""
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    assert pipeline[0]['type'] == 'LoadImageFromFile', f'test pipeline starts with {pipeline[0]["type"]}'

@@ -6,9 +6,9 @@ import os.path as osp
 import torch
 from mmengine.config import Config
 
-from ..conftest import (clip_visual_state_dict, dinov2_state_dict, esvit_checkpoint, timm_vit_state_dict, tiny_vit_arch,
-                        write_image_folder)
+from .checkpoints import clip_visual_state_dict, dinov2_state_dict, esvit_checkpoint, timm_vit_state_dict, tiny_vit_arch
 from .config_lists import REPO
+from .images import write_image_folder
 
 #: The main distillation config (FD-CLIP ViT-B/16, Table 4).
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')

@@ -22,8 +22,8 @@ from fdclip_mm.models.backbones.fd_vit import POS_EMBEDS
 from fdclip_mm.models.feature_map import output_layout
 from fdclip_mm.models.teachers import teacher_config
 from fdclip_mm.models.teachers.families import TEACHER_FAMILIES
-from ..conftest import clip_visual_state_dict, esvit_checkpoint, tiny_teacher_cfg, tiny_vit_arch
 from ..device_clean import META, CPUTensorInStepError, RefuseCPUTensors, meta_train_step, trainable
+from ..helpers.checkpoints import clip_visual_state_dict, esvit_checkpoint, tiny_teacher_cfg, tiny_vit_arch
 from .algorithms.test_student_families import STUDENTS
 
 pytestmark = pytest.mark.usefixtures('one_thread')

@@ -15,8 +15,8 @@ from mmengine.registry import MODELS, DefaultScope, init_default_scope
 from mmpretrain.structures import DataSample
 
 import fdclip_mm.engine.nonfinite_loss
-from ..conftest import tiny_vit_arch
 from ..device_clean import META, meta_train_step, trainable
+from ..helpers.checkpoints import tiny_vit_arch
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

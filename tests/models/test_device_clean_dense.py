@@ -11,8 +11,8 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope, init_default_scope
 from mmengine.structures import PixelData
 
-from ..conftest import tiny_vit_arch
 from ..device_clean import META, CPUTensorInStepError, RefuseCPUTensors, meta_train_step, trainable
+from ..helpers.checkpoints import tiny_vit_arch
 from .test_device_clean_classifier import REPO, TINY, base_config, uint8_images
 
 pytest.importorskip('mmcv._ext', reason="mmseg's models need mmcv built with its ops")

@@ -3,7 +3,7 @@ import hashlib
 
 import pytest
 
-from ..conftest import load_script
+from ..helpers.scripts import load_script
 
 downloads = load_script('scripts/downloads.py')
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ..conftest import load_script
+from ..helpers.scripts import load_script
 
 fetch = load_script('scripts/fetch_benchmark_images.py')
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ..conftest import load_script
+from ..helpers.scripts import load_script
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VOC_NAMES = ('_background_', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',

@@ -5,7 +5,7 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from ..conftest import load_script
+from ..helpers.scripts import load_script
 
 fetch = load_script('scripts/fetch_fashion_mnist.py')
 

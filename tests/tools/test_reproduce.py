@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ..conftest import dinov2_state_dict
+from ..helpers.checkpoints import dinov2_state_dict
 
 pytestmark = pytest.mark.slow
 

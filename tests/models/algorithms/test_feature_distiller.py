@@ -9,7 +9,7 @@ from fdclip_mm.evaluation import DistillLossMetric
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.models.teachers import teacher_config
-from ...conftest import tiny_teacher_cfg, tiny_vit_arch
+from ...helpers.checkpoints import tiny_teacher_cfg, tiny_vit_arch
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1) * 255
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1) * 255

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.feature_map import feature_tokens, resample_patches
-from ...conftest import tiny_teacher_cfg
+from ...helpers.checkpoints import tiny_teacher_cfg
 
 STUDENT = dict(
     type='FDViT',

@@ -4,7 +4,7 @@ import torch
 from mmengine.optim import build_optim_wrapper
 
 from fdclip_mm.models.algorithms import FeatureDistiller
-from ...conftest import tiny_vit_arch
+from ...helpers.checkpoints import tiny_vit_arch
 
 VIT_ARCH = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 # (student config, student output grid on 32-px images, whether it has a class token)

@@ -12,7 +12,7 @@ from fdclip_mm.models.algorithms.teacher_target_cache import (TargetCacheMismatc
                                                               pipeline_text, write_target_cache)
 from fdclip_mm.models.feature_map import FeatureMap, feature_tokens
 from fdclip_mm.models.teachers import teacher_config
-from ...conftest import clip_visual_state_dict, tiny_vit_arch
+from ...helpers.checkpoints import clip_visual_state_dict, tiny_vit_arch
 from .test_feature_distiller import batch, build
 
 PIPELINE = [

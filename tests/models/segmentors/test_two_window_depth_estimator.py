@@ -6,7 +6,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 from fdclip_mm.models import TwoWindowDepthEstimator
 from fdclip_mm.models.segmentors import window_starts
 from fdclip_mm.registry import MODELS
-from ...conftest import tiny_vit_arch
+from ...helpers.checkpoints import tiny_vit_arch
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from fdclip_mm.checkpoint import CheckpointMismatchError, NonFiniteWeightsError
 from fdclip_mm.models.teachers import BackboneTeacher, teacher_config
 from fdclip_mm.registry import MODELS
-from ...conftest import clip_visual_state_dict, tiny_teacher_cfg, tiny_vit_arch
+from ...helpers.checkpoints import clip_visual_state_dict, tiny_teacher_cfg, tiny_vit_arch
 
 
 def build(cfg: dict) -> BackboneTeacher:

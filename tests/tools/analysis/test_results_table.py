@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ...conftest import load_script
+from ...helpers.scripts import load_script
 
 results_table = load_script('tools/analysis/results_table.py')
 LAYOUTS, collect_row, format_table = results_table.LAYOUTS, results_table.collect_row, results_table.format_table

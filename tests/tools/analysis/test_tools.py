@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from fdclip_mm.models.backbones import FDViT
-from ...conftest import load_script, tiny_teacher_cfg, tiny_vit_arch
+from ...helpers.checkpoints import tiny_teacher_cfg, tiny_vit_arch
+from ...helpers.scripts import load_script
 
 TINY = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 model_builder = load_script('tools/analysis/model_builder.py')

@@ -3,7 +3,7 @@ import pytest
 from mmengine.config import Config
 
 from fdclip_mm.analysis.training_cost import DistillationCost, MeasuredRun, paper_cost
-from ...conftest import load_script
+from ...helpers.scripts import load_script
 
 tool = load_script('tools/analysis/training_cost.py')
 cost_from_config = load_script('tools/analysis/training_cost_config.py').cost_from_config

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from ...conftest import REPO, load_script
+from ...helpers.scripts import REPO, load_script
 
 output_path = load_script('tools/model_converters/output_path.py')
 check_output_path, parse_converter_args = output_path.check_output_path, output_path.parse_converter_args
