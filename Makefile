@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 DEMO_CONFIG := configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py
 DEMO_WORK_DIR := work_dirs/demo
 
-.PHONY: setup demo test docs finetune-digits dense-demo reproduce
+.PHONY: setup demo test test-fast docs finetune-digits dense-demo reproduce
 
 setup:
 	bash scripts/setup_env.sh
@@ -23,9 +23,22 @@ reproduce: setup
 	$(PY) scripts/fetch_fashion_mnist.py
 	$(PY) tools/reproduce.py --work-dir work_dirs/reproduce
 
-## test: the whole test suite on CPU
+## test: the whole test suite on CPU, in three steps: the tests in parallel workers (pytest-xdist), then the
+## linters (tests/test_code_style.py), then the docs (tests/docs: Sphinx and the commands the pages give)
+## test-fast: the unit tests only (no `slow` marker: nothing that trains, launches processes, builds an
+## environment or runs Sphinx or a linter), in parallel workers; a few minutes
+## TEST_WORKERS: the number of workers (`auto`: one per CPU core)
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+LINT_TESTS := tests/test_code_style.py
+DOCS_TESTS := tests/docs
 test: setup
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PYTEST) tests -n $(TEST_WORKERS) --ignore=$(LINT_TESTS) --ignore=$(DOCS_TESTS)
+	$(PYTEST) $(LINT_TESTS)
+	$(PYTEST) $(DOCS_TESTS) -n $(TEST_WORKERS)
+
+test-fast: setup
+	$(PYTEST) tests -n $(TEST_WORKERS) -m 'not slow'
 
 ## docs: build the documentation (docs/en, Sphinx + myst-parser) with warnings as errors into docs/en/_build/html
 docs: setup
