@@ -6,11 +6,8 @@ a 4-layer width-32 ViT initialised from a tiny checkpoint in the converted forma
 channels wide, and the data is a synthetic COCO-format set of three ~96 px images with polygon instances.
 """
 import copy
-import json
-import os
 import os.path as osp
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -23,6 +20,7 @@ from fdclip_mm.converters.clip_to_vit import clip_to_vit_state_dict
 from fdclip_mm.models.backbones import FDViT
 from ..helpers.checkpoints import clip_visual_state_dict, tiny_vit_arch
 from ..helpers.config_lists import ALL_CONFIGS, REPO, assert_inferencers_find_the_loader
+from ..helpers.dense_data import write_coco
 
 MASK_RCNN_CONFIGS = [p for p in ALL_CONFIGS if osp.basename(p).startswith('mask-rcnn_')]
 FD_CONFIG = 'configs/mask_rcnn_coco/mask-rcnn_fd-clip-vit-b16_fpn_ms-crop-1x_coco.py'
@@ -31,67 +29,8 @@ DEMO_CONFIG = 'configs/demo/mask-rcnn_fdvit-t14-6l_labelme-coco.py'
 TINY = tiny_vit_arch(32, 4, 2)
 IMAGENET = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 CLIP = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305])
-# COCO's category ids of mmdet's 80 classes. The annotation file lists all of them, as COCO's does: mmdet's
-# CocoMetric maps a predicted label to the file's category of the same class name.
-COCO_IDS = [
-    *range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70, *range(72, 83), *range(84, 91)
-]
-USED_IDS = [1, 3, 18]  # person, car, dog
 
 pytestmark = pytest.mark.usefixtures('one_thread')
-
-
-def write_coco(root: str, num_images: int = 3, size=(96, 112), seed: int = 0) -> str:
-    """A COCO-format instance set (``annotations/instances_{train,val}2017.json``, ``{train,val}2017/*.jpg``).
-
-    Each image holds 2 or 3 filled polygons (a rectangle or a triangle) on a noisy background; val = train.
-    """
-    import cv2
-    import mmcv
-    rng = np.random.default_rng(seed)
-    h, w = size
-    images, annotations = [], []
-    for i in range(num_images):
-        img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
-        for _ in range(2 + i % 2):
-            cat = USED_IDS[len(annotations) % len(USED_IDS)]
-            x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 40))
-            bw, bh = int(rng.integers(24, 40)), int(rng.integers(24, 40))
-            if len(annotations) % 2:
-                poly = [x0, y0, x0 + bw, y0, x0 + bw, y0 + bh, x0, y0 + bh]
-            else:
-                poly = [x0, y0 + bh, x0 + bw // 2, y0, x0 + bw, y0 + bh]
-            pts = np.array(poly, dtype=np.int32).reshape(-1, 2)
-            mask = np.zeros((h, w), np.uint8)
-            cv2.fillPoly(mask, [pts], 1)
-            img[mask.astype(bool)] = (60 + 60 * (cat % 3), 200 - 50 * (cat % 3), 120)
-            ys, xs = np.nonzero(mask)
-            x, y = float(xs.min()), float(ys.min())
-            box = [x, y, float(xs.max()) + 1 - x, float(ys.max()) + 1 - y]
-            annotations.append(
-                dict(
-                    id=len(annotations) + 1,
-                    image_id=i + 1,
-                    category_id=cat,
-                    iscrowd=0,
-                    segmentation=[[float(v) for v in poly]],
-                    area=float(mask.sum()),
-                    bbox=box))
-        name = f'{i:06d}.jpg'
-        images.append(dict(id=i + 1, file_name=name, height=h, width=w))
-        for split in ('train2017', 'val2017'):
-            mmcv.imwrite(img, osp.join(root, split, name))
-    from mmdet.datasets import CocoDataset
-    names = CocoDataset.METAINFO['classes']
-    coco = dict(
-        images=images,
-        annotations=annotations,
-        categories=[dict(id=i, name=n, supercategory='thing') for i, n in zip(COCO_IDS, names)])
-    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
-    for split in ('train', 'val'):
-        with open(osp.join(root, 'annotations', f'instances_{split}2017.json'), 'w') as f:
-            json.dump(coco, f)
-    return root
 
 
 def tiny_init_checkpoint(backbone, path: str) -> dict:

@@ -8,8 +8,6 @@ folder in ADE20K's layout.
 import math
 import os.path as osp
 
-import mmcv
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -24,6 +22,7 @@ from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.backbones.rel_pos_bias import geometric_resize_rel_pos_bias_table
 from ..helpers.checkpoints import clip_visual_state_dict, tiny_vit_arch
 from ..helpers.config_lists import REPO, assert_inferencers_find_the_loader
+from ..helpers.dense_data import IMAGE_SIZE, NUM_CLASSES, write_ade_folder
 
 FD_CONFIG = 'configs/upernet_ade20k/upernet_fd-clip-vit-b16_8xb2-160k_ade20k-512x512.py'
 CLIP_CONFIG = 'configs/upernet_ade20k/upernet_clip-vit-b16_8xb2-160k_ade20k-512x512.py'
@@ -31,29 +30,8 @@ DEMO_CONFIG = 'configs/demo/upernet_fdvit-t14-6l_labelme-ade.py'
 CONFIGS = [FD_CONFIG, CLIP_CONFIG, DEMO_CONFIG]
 
 TINY = tiny_vit_arch(32, 4, 2)  # one block per pyramid level
-NUM_CLASSES = 150
-IMAGE_SIZE = (72, 96)  # (h, w): resized to 4 x 4 patches high and wider: slide inference takes 2 windows
 
 pytestmark = pytest.mark.usefixtures('one_thread')
-
-
-def write_ade_folder(root: str, count: int = 3, size=IMAGE_SIZE, seed: int = 0) -> str:
-    """``count`` random photos with ADE20K-150 masks (0 = other, 1..150) in ADE20K's layout, both splits.
-
-    Each mask has a few rectangles of random classes on an "other" background, as ADE20K's annotation PNGs.
-    Returns ``root`` (the ``ADEChallengeData2016`` folder).
-    """
-    rng = np.random.default_rng(seed)
-    for split in ('training', 'validation'):
-        for i in range(count):
-            img = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-            mask = np.zeros(size, dtype=np.uint8)
-            for _ in range(3):
-                y, x = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
-                mask[y:y + size[0] // 2, x:x + size[1] // 2] = rng.integers(1, NUM_CLASSES + 1)
-            mmcv.imwrite(img, osp.join(root, 'images', split, f'ADE_{split}_{i:08d}.jpg'))
-            mmcv.imwrite(mask, osp.join(root, 'annotations', split, f'ADE_{split}_{i:08d}.png'))
-    return root
 
 
 def tiny_init_checkpoint(backbone, tmp_path) -> str:

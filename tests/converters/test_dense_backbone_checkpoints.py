@@ -9,8 +9,8 @@ from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.feature_map import feature_tokens
 from fdclip_mm.registry import MODELS
+from ..helpers.checkpoints import CLIP_ARCH, mmpretrain_clip_vit
 from ..helpers.scripts import load_script
-from .test_to_classifier import CLIP_ARCH, mmpretrain_clip_vit
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 

@@ -10,11 +10,10 @@ from fdclip_mm.converters.to_classifier import (LAYER_RPB_KEY, SHARED_RPB_KEY, c
                                                 expand_shared_rpb)
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.backbones import FDViT
-from ..helpers.checkpoints import tiny_vit_arch
+from ..helpers.checkpoints import mmpretrain_clip_vit
 from ..helpers.scripts import load_script
 
 ARCH = dict(embed_dims=48, num_layers=3, num_heads=2, feedforward_channels=96)
-CLIP_ARCH = tiny_vit_arch(32, 2, 2)
 
 
 def classifier_cfg(backbone: dict, checkpoint: str, width: int) -> dict:
@@ -94,20 +93,6 @@ def test_distillation_checkpoint_to_classifier(tiny_clip_teacher, tmp_path):
     assert model.backbone.ln1 is None
     torch.testing.assert_close(model.backbone.ln2.weight.data, torch.ones(ARCH['embed_dims']))
     assert model.head.fc.weight.std() < 1e-4 and model.head.fc.bias.abs().max() == 0  # x0.001 head init
-
-
-def mmpretrain_clip_vit(final_norm: bool, out_type: str) -> dict:
-    return dict(
-        type='VisionTransformer',
-        arch=CLIP_ARCH,
-        img_size=32,
-        patch_size=8,
-        pre_norm=True,
-        qkv_bias=True,
-        norm_cfg=dict(type='LN', eps=1e-5),
-        layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')),
-        out_type=out_type,
-        final_norm=final_norm)
 
 
 def test_clip_to_mmpretrain_vit_equals_the_clip_tower(tiny_clip_checkpoint):

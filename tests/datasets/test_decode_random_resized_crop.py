@@ -17,20 +17,8 @@ from fdclip_mm.datasets import decode_random_resized_crop as module
 from fdclip_mm.datasets import jpeg_decode
 from fdclip_mm.datasets.device_decode import CROP_FIELDS, is_encoded_crop, split_encoded_crop
 from fdclip_mm.datasets.jpeg_decode import dct_scale
+from ..helpers.images import FULL_SCALE_PSNR, REDUCED_SCALE_PSNR, psnr, write_files
 from .photos import LARGE_PHOTOS, jpeg_bytes, write_photos
-from .test_load_image import write_files
-
-#: PSNR floors against today's pipeline (checked loader, RandomResizedCrop(backend='pillow'), same crop).
-#: Full DCT scale: the decoders give today's pixels bit for bit; torch's uint8 resampling rounds a few pixels
-#: differently from Pillow's (lowest measured on real photos: 54 dB). Reduced scale: the DCT-domain reduction is
-#: another low-pass filter than Pillow's antialiasing (lowest measured: 34 dB on 117 crops of 1600-px photos).
-FULL_SCALE_PSNR = 50.
-REDUCED_SCALE_PSNR = 30.
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64))**2)
-    return float('inf') if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 def todays_crop(path: str, seed: int, interpolation: str = 'bilinear', flip: bool = False) -> dict:

@@ -8,8 +8,8 @@ import torch
 from fdclip_mm.datasets import DecodeRandomResizedCrop, UnreadableImageError
 from fdclip_mm.datasets.device_decode import (CROP_FIELDS, decode_resized_crops, encode_crop, is_encoded_crop,
                                               split_encoded_crop)
+from ..helpers.images import FULL_SCALE_PSNR, psnr
 from .photos import write_photos
-from .test_decode_random_resized_crop import FULL_SCALE_PSNR, psnr
 
 
 def worker_and_device_samples(paths, interpolation='bilinear', seeds=range(4)):

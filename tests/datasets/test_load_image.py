@@ -4,7 +4,6 @@ import io
 import logging
 import os.path as osp
 
-import mmcv
 import numpy as np
 import pytest
 from mmcv.transforms import LoadImageFromFile
@@ -14,27 +13,10 @@ from mmengine.runner import Runner
 
 from fdclip_mm.datasets import CheckedLoadImageFromFile, UnreadableImageError, is_truncated_jpeg
 from ..helpers.config_lists import REPO
+from ..helpers.images import write_files
 from ..helpers.tiny_fd_configs import shrink
 
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
-
-
-def write_files(folder) -> dict:
-    """A good JPEG, one with a trailer after its end marker, a PNG, and four bad files; name -> path."""
-    img = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
-    paths = {
-        name: str(folder / name)
-        for name in ('good.jpg', 'trailer.jpg', 'good.png', 'truncated.jpg', 'garbage.jpg', 'empty.jpg')
-    }
-    mmcv.imwrite(img, paths['good.jpg'])
-    mmcv.imwrite(img, paths['good.png'])
-    data = open(paths['good.jpg'], 'rb').read()
-    open(paths['trailer.jpg'], 'wb').write(data + b'camera trailer\x00\x01')
-    open(paths['truncated.jpg'], 'wb').write(data[:len(data) * 2 // 3])
-    open(paths['garbage.jpg'], 'wb').write(b'this is not an image')
-    open(paths['empty.jpg'], 'wb').write(b'')
-    paths['missing.jpg'] = str(folder / 'missing.jpg')
-    return paths
 
 
 def test_mmcv_loader_silently_decodes_a_truncated_jpeg(tmp_path):

@@ -79,6 +79,7 @@ def test_compile_settings_are_torch_compile_arguments():
         compile_args(dict(backend='nonsense'))
 
 
+@pytest.mark.slow
 def test_drop_path_equals_mmcvs_in_eager_mode_and_compiles_one_graph_for_all_rates():
     x = torch.randn(8, 5, 4)
     for rate in (0.1, 0.5):
@@ -246,7 +247,7 @@ def test_graphs_compiled_after_the_first_epoch_are_reported_as_recompilation():
 def test_a_fine_tuning_run_compiles_its_backbone_blocks(tmp_path):
     """Fine-tuning (mmpretrain's ImageClassifier, our FDViT, layer decay, mixup) with ``compile``."""
     from fdclip_mm.engine import build_checked_runner
-    from ..configs.test_finetune_configs import shrink as shrink_finetune
+    from ..helpers.tiny_finetune_configs import shrink as shrink_finetune
     cfg = shrink_finetune(
         Config.fromfile(osp.join(REPO, 'configs', 'finetune_in1k', 'fd-clip-vit-b16_16xb128-100e_in1k.py')), tmp_path)
     cfg.compile = dict(backend='aot_eager')

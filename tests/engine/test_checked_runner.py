@@ -256,7 +256,7 @@ def test_an_unknown_compile_backend_is_refused_before_the_model_is_built(tmp_pat
 @pytest.mark.slow
 @pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
 def test_flex_attention_trained_on_the_cpu_is_refused_before_the_first_step(tiny_clip_teacher, image_folder, tmp_path):
-    from ..models.algorithms.test_teacher_target_cache import PIPELINE, distill_config
+    from ..helpers.distiller import PIPELINE, distill_config
     cfg = Config(distill_config(tiny_clip_teacher, image_folder, str(tmp_path / 'flex'), PIPELINE, None))
     cfg.model.student.attn_backend = 'flex'
     runner = build_checked_runner(cfg)

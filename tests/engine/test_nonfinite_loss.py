@@ -11,32 +11,10 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 
 from ..helpers.config_lists import REPO
+from ..helpers.distiller import batch, build, optim_wrapper, poison_loss
 from ..helpers.tiny_fd_configs import shrink
-from ..models.algorithms.test_feature_distiller import batch, build
 
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
-
-
-def poison_loss(model, from_iter: int = 0) -> None:
-    """Make ``model.loss`` return NaN (still in the graph) from runner iteration ``from_iter`` on."""
-    real_loss = model.loss
-
-    def loss(inputs, data_samples=None):
-        losses = real_loss(inputs, data_samples)
-        if (MessageHub.get_current_instance().get_info('iter') or 0) >= from_iter:
-            losses['loss'] = losses['loss'] * float('nan')
-        return losses
-
-    model.loss = loss
-
-
-def optim_wrapper(model, **options):
-    return build_optim_wrapper(
-        model,
-        dict(
-            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-            constructor='fdclip_mm.TrainableOptimWrapperConstructor',
-            **options))
 
 
 def test_nonfinite_loss_raises_naming_the_iteration(tiny_clip_checkpoint):

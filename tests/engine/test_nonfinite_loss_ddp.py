@@ -1,12 +1,11 @@
 """Under DDP (2 gloo processes) a NaN on one rank stops every rank with the same error; nobody hangs."""
-import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from .test_distributed import REPO_ROOT, clean_env, cpu_only
+from ..helpers.tools import REPO, cpu_only, free_port, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -16,8 +15,7 @@ RANK_SCRIPT = textwrap.dedent("""
     import torch
     import torch.distributed as dist
     from mmengine.model import MMDistributedDataParallel
-    from tests.models.algorithms.test_feature_distiller import batch, build
-    from tests.engine.test_nonfinite_loss import optim_wrapper, poison_loss
+    from tests.helpers.distiller import batch, build, optim_wrapper, poison_loss
 
     dist.init_process_group('gloo')
     rank = dist.get_rank()
@@ -38,19 +36,14 @@ RANK_SCRIPT = textwrap.dedent("""
 """)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def run_two_ranks(script: str, checkpoint: str) -> list:
     """Runs ``script`` as ranks 0 and 1 of a gloo group; returns (returncode, stdout, stderr) per rank."""
     port = str(free_port())
     procs = [
         subprocess.Popen([sys.executable, '-c', script, checkpoint],
-                         cwd=REPO_ROOT,
-                         env=clean_env(RANK=str(r), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=port),
+                         cwd=REPO,
+                         env=tool_env(
+                             repo_on_path=True, RANK=str(r), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=port),
                          stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE,
                          text=True) for r in range(2)
@@ -79,8 +72,7 @@ SKIP_SCRIPT = textwrap.dedent("""
     import torch
     import torch.distributed as dist
     from mmengine.model import MMDistributedDataParallel
-    from tests.models.algorithms.test_feature_distiller import batch, build
-    from tests.engine.test_nonfinite_loss import optim_wrapper, poison_loss
+    from tests.helpers.distiller import batch, build, optim_wrapper, poison_loss
 
     dist.init_process_group('gloo')
     rank = dist.get_rank()

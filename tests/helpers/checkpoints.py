@@ -187,3 +187,21 @@ def esvit_checkpoint(path: str,
     wrapped.update({'module.' + k: v for k, v in heads.items()})
     torch.save(dict(student=wrapped, teacher={'backbone.' + k: v for k, v in backbone.items()}, epoch=300), path)
     return backbone
+
+
+CLIP_ARCH = tiny_vit_arch(32, 2, 2)
+
+
+def mmpretrain_clip_vit(final_norm: bool, out_type: str) -> dict:
+    """The config of mmpretrain's ``VisionTransformer`` in CLIP's form (pre-norm, QuickGELU) of :data:`CLIP_ARCH`."""
+    return dict(
+        type='VisionTransformer',
+        arch=CLIP_ARCH,
+        img_size=32,
+        patch_size=8,
+        pre_norm=True,
+        qkv_bias=True,
+        norm_cfg=dict(type='LN', eps=1e-5),
+        layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU')),
+        out_type=out_type,
+        final_norm=final_norm)

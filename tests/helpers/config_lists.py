@@ -2,6 +2,8 @@
 import glob
 import os.path as osp
 
+from mmengine.config import Config
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ALL_CONFIGS = sorted(
     osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
@@ -23,3 +25,8 @@ def assert_inferencers_find_the_loader(cfg) -> None:
     inferencers remove and mmdet's / mmseg's replace by name (any other loader fails there)."""
     pipeline = cfg.test_dataloader.dataset.pipeline
     assert pipeline[0]['type'] == 'LoadImageFromFile', f'test pipeline starts with {pipeline[0]["type"]}'
+
+
+def base_config(name: str) -> Config:
+    """``configs/_base_/<name>``, loaded."""
+    return Config.fromfile(osp.join(REPO, 'configs', '_base_', name))

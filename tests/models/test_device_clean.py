@@ -24,7 +24,7 @@ from fdclip_mm.models.teachers import teacher_config
 from fdclip_mm.models.teachers.families import TEACHER_FAMILIES
 from ..device_clean import META, CPUTensorInStepError, RefuseCPUTensors, meta_train_step, trainable
 from ..helpers.checkpoints import clip_visual_state_dict, esvit_checkpoint, tiny_teacher_cfg, tiny_vit_arch
-from .algorithms.test_student_families import STUDENTS
+from ..helpers.students import STUDENTS
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

@@ -8,8 +8,6 @@ import os.path as osp
 from unittest import mock
 
 import pytest
-import torch
-from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, DefaultScope, init_default_scope
 from mmpretrain.structures import DataSample
@@ -17,21 +15,13 @@ from mmpretrain.structures import DataSample
 import fdclip_mm.engine.nonfinite_loss
 from ..device_clean import META, meta_train_step, trainable
 from ..helpers.checkpoints import tiny_vit_arch
+from ..helpers.config_lists import base_config
+from ..helpers.images import uint8_images
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 CLASSES = 5
-
-
-def base_config(name: str) -> Config:
-    return Config.fromfile(osp.join(REPO, 'configs', '_base_', name))
-
-
-def uint8_images(n: int, height: int, width: int):
-    gen = torch.Generator().manual_seed(0)
-    return [torch.randint(0, 256, (3, height, width), generator=gen, dtype=torch.uint8) for _ in range(n)]
 
 
 def tiny_classifier(config: str):

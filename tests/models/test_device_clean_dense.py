@@ -13,7 +13,9 @@ from mmengine.structures import PixelData
 
 from ..device_clean import META, CPUTensorInStepError, RefuseCPUTensors, meta_train_step, trainable
 from ..helpers.checkpoints import tiny_vit_arch
-from .test_device_clean_classifier import REPO, TINY, base_config, uint8_images
+from ..helpers.config_lists import REPO, base_config
+from ..helpers.images import uint8_images
+from ..helpers.tiny_fd_configs import TINY_ARCH as TINY
 
 pytest.importorskip('mmcv._ext', reason="mmseg's models need mmcv built with its ops")
 from mmseg.structures import SegDataSample  # noqa: E402

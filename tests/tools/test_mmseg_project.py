@@ -10,7 +10,7 @@ import mmseg
 import pytest
 import torch
 
-from ..configs.test_upernet_configs import write_ade_folder
+from ..helpers.dense_data import write_ade_folder
 
 pytestmark = pytest.mark.slow
 

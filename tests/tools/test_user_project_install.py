@@ -24,10 +24,9 @@ import zipfile
 import pytest
 
 import fdclip_mm
-from ..configs.test_finetune_configs import write_labelled_folder
-from ..configs.test_mask_rcnn_configs import write_coco
-from ..configs.test_upernet_configs import write_ade_folder
-from .test_mmdet_project import PROJECT_CONFIG as MMDET_OWN_BASES_CONFIG
+from ..helpers.dense_data import write_ade_folder, write_coco
+from ..helpers.tiny_finetune_configs import write_labelled_folder
+from ..helpers.user_projects import PROJECT_CONFIG as MMDET_OWN_BASES_CONFIG
 
 pytestmark = pytest.mark.slow
 

@@ -8,30 +8,15 @@ from fdclip_mm.checkpoint import load_state_dict_exactly
 from fdclip_mm.evaluation import DistillLossMetric
 from fdclip_mm.models.algorithms import FeatureDistiller
 from fdclip_mm.models.feature_map import feature_tokens
-from fdclip_mm.models.teachers import teacher_config
-from ...helpers.checkpoints import tiny_teacher_cfg, tiny_vit_arch
+from ...helpers.checkpoints import tiny_teacher_cfg
+from ...helpers.distiller import STUDENT_ARCH, batch, build
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1) * 255
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1) * 255
-STUDENT_ARCH = tiny_vit_arch(48, 2, 2, mlp_ratio=2)
-
-
-def build(teacher, **kwargs):
-    """A tiny FDViT student under ``teacher``: a teacher config, or the path of a tiny CLIP checkpoint."""
-    if isinstance(teacher, str):
-        teacher = teacher_config('clip', teacher, arch=tiny_vit_arch(32, 2, 2), patch_size=8, img_size=32)
-    student = dict(type='FDViT', arch=STUDENT_ARCH, img_size=32, patch_size=8, drop_path_rate=0.1)
-    student.update(kwargs.pop('student', {}))
-    return FeatureDistiller(student=student, teacher=teacher, **kwargs)
 
 
 def teacher_tokens(model, images):
     return feature_tokens(model.teacher(images), with_cls=True)
-
-
-def batch(n=4, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return dict(inputs=[torch.randint(0, 256, (3, 32, 32), generator=gen, dtype=torch.uint8) for _ in range(n)])
 
 
 def test_preprocessor_normalises_same_crop_twice(tiny_clip_teacher):
@@ -59,6 +44,7 @@ def test_loss_matches_the_method_by_value(tiny_clip_teacher):
     torch.testing.assert_close(loss, expected)
 
 
+@pytest.mark.slow
 def test_loss_falls_and_teacher_stays_frozen(tiny_clip_teacher):
     torch.manual_seed(0)
     model = build(tiny_clip_teacher)

@@ -4,43 +4,7 @@ import torch
 from mmengine.optim import build_optim_wrapper
 
 from fdclip_mm.models.algorithms import FeatureDistiller
-from ...helpers.checkpoints import tiny_vit_arch
-
-VIT_ARCH = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
-# (student config, student output grid on 32-px images, whether it has a class token)
-STUDENTS = {
-    'fdvit': (dict(type='FDViT', arch=VIT_ARCH, img_size=32, patch_size=8, drop_path_rate=0.1), (4, 4), True),
-    'fdvit-p16': (dict(type='FDViT', arch=VIT_ARCH, img_size=32, patch_size=16), (2, 2), True),
-    'vit': (dict(type='mmpretrain.VisionTransformer', arch=VIT_ARCH, img_size=32, patch_size=8,
-                 out_type='raw'), (4, 4), True),
-    'swin': (dict(
-        type='mmpretrain.SwinTransformer',
-        arch=dict(embed_dims=16, depths=[2, 2], num_heads=[1, 2]),
-        img_size=32,
-        window_size=4,
-        out_indices=(1, ),
-        drop_path_rate=0.1), (4, 4), False),
-    'swin-v2': (dict(
-        type='mmpretrain.SwinTransformerV2',
-        arch=dict(embed_dims=16, depths=[2, 2], num_heads=[1, 2], extra_norm_every_n_blocks=0),
-        img_size=32,
-        window_size=[4, 4],
-        out_indices=(1, ),
-        drop_path_rate=0.1), (4, 4), False),
-    'swin-s32': (dict(
-        type='mmpretrain.SwinTransformer',
-        arch=dict(embed_dims=16, depths=[1, 1, 1], num_heads=[1, 2, 4]),
-        img_size=32,
-        window_size=2,
-        out_indices=(2, )), (2, 2), False),
-    'convnext': (dict(
-        type='mmpretrain.ConvNeXt',
-        arch=dict(depths=[1, 1], channels=[16, 32]),
-        out_indices=(1, ),
-        gap_before_final_norm=False,
-        drop_path_rate=0.1), (4, 4), False),
-    'resnet': (dict(type='mmpretrain.ResNet', depth=18, out_indices=(1, )), (4, 4), False),
-}
+from ...helpers.students import STUDENTS
 
 
 def batch(n=8, seed=0):

@@ -13,13 +13,8 @@ from fdclip_mm.models.algorithms.teacher_target_cache import (TargetCacheMismatc
 from fdclip_mm.models.feature_map import FeatureMap, feature_tokens
 from fdclip_mm.models.teachers import teacher_config
 from ...helpers.checkpoints import clip_visual_state_dict, tiny_vit_arch
-from .test_feature_distiller import batch, build
+from ...helpers.distiller import PIPELINE, batch, build, distill_config
 
-PIPELINE = [
-    dict(type='fdclip_mm.CheckedLoadImageFromFile'),
-    dict(type='Resize', scale=(32, 32), backend='pillow'),
-    dict(type='PackInputs')
-]
 RANDOM_PIPELINE = [PIPELINE[0], dict(type='RandomResizedCrop', scale=32, backend='pillow'), PIPELINE[2]]
 
 
@@ -204,6 +199,7 @@ def test_a_cache_refuses_another_teacher_naming_both(tiny_clip_checkpoint, tmp_p
     assert not cache.checked
 
 
+@pytest.mark.slow
 def test_cache_tool_writes_the_teachers_tokens_and_refuses_random_pipelines(tiny_clip_checkpoint, tiny_clip_teacher,
                                                                             image_folder, tmp_path):
     from mmengine.config import Config
@@ -287,36 +283,6 @@ def test_cache_tool_prints_no_pkg_resources_warning(tmp_path):
     # the config has no model: the tool stops once the config is parsed
     assert proc.returncode == 1 and "no attribute 'model'" in proc.stderr
     assert 'pkg_resources' not in proc.stderr
-
-
-def distill_config(teacher: dict, image_folder: str, work_dir: str, pipeline, cache: str) -> dict:
-    return dict(
-        default_scope='mmpretrain',
-        model=dict(
-            type='fdclip_mm.FeatureDistiller',
-            teacher=teacher,
-            target_cache=cache,
-            student=dict(
-                type='FDViT',
-                arch=dict(embed_dims=48, num_layers=2, num_heads=2, feedforward_channels=96),
-                img_size=32,
-                patch_size=8)),
-        train_dataloader=dict(
-            batch_size=4,
-            num_workers=0,
-            sampler=dict(type='DefaultSampler', shuffle=True),
-            collate_fn=dict(type='default_collate'),
-            dataset=dict(
-                type='RepeatDataset',
-                times=2,
-                dataset=dict(type='CustomDataset', data_root=image_folder, with_label=False, pipeline=pipeline))),
-        train_cfg=dict(by_epoch=False, max_iters=2),
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
-        default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', interval=2), logger=dict(type='LoggerHook', interval=1)),
-        work_dir=work_dir,
-        randomness=dict(seed=0),
-        log_level='INFO')
 
 
 @pytest.mark.slow

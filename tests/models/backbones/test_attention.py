@@ -117,6 +117,7 @@ def test_unknown_backend():
         Attention(DIMS, HEADS, backend='flash')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('bias_kind', ['none', 'shared', 'per_sample'])
 def test_flex_attention_gives_the_explicit_values(bias_kind):
     """FlexAttention (compiled, inference: torch 2.14 has no FlexAttention backward on CPU) with the bias as a
@@ -133,6 +134,7 @@ def test_flex_attention_gives_the_explicit_values(bias_kind):
         torch.testing.assert_close(flex(x, bias), explicit(x, bias), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='FlexAttention has no backward on CPU (torch 2.14)')
 @pytest.mark.parametrize('bias_kind', ['shared', 'per_sample'])
 def test_flex_attention_gradients_reach_the_bias_on_cuda(bias_kind):

@@ -5,30 +5,13 @@ from mmpretrain.models.backbones import BEiTViT
 from fdclip_mm.checkpoint import CheckpointFileError, CheckpointMismatchError
 from fdclip_mm.models.backbones import FDViT
 from fdclip_mm.models.backbones.rel_pos_bias import geometric_resize_rel_pos_bias_table
+from ...helpers.students import ARCH, randomize_, tiny
 
-ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 POS_TO_BEIT = {
     'ape': dict(use_abs_pos_emb=True, use_rel_pos_bias=False, use_shared_rel_pos_bias=False),
     'rpb': dict(use_abs_pos_emb=False, use_rel_pos_bias=True, use_shared_rel_pos_bias=False),
     'shared_rpb': dict(use_abs_pos_emb=False, use_rel_pos_bias=False, use_shared_rel_pos_bias=True),
 }
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Gives every parameter random values, so RPB tables, norms and layer scales all matter."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    model.eval()
-    return model
-
-
-def tiny(pos_embed='shared_rpb', **kwargs):
-    kwargs.setdefault('img_size', 32)
-    kwargs.setdefault('patch_size', 8)
-    kwargs.setdefault('arch', ARCH)
-    return FDViT(pos_embed=pos_embed, **kwargs)
 
 
 @pytest.mark.parametrize('pos_embed', ['ape', 'rpb', 'shared_rpb'])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fdclip_mm.models.backbones import FDViT
-from .test_fd_vit import ARCH, tiny
+from ...helpers.students import ARCH, tiny
 
 DEMO_STUDENT = dict(
     arch=dict(embed_dims=192, num_layers=6, num_heads=3, feedforward_channels=768),

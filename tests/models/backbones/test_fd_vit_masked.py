@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .test_fd_vit import randomize_, tiny
+from ...helpers.students import randomize_, tiny
 
 
 @pytest.mark.parametrize('pos_embed', ['ape', 'rpb', 'shared_rpb'])
