@@ -27,18 +27,20 @@ reproduce: setup
 ## linters (tests/test_code_style.py), then the docs (tests/docs: Sphinx and the commands the pages give)
 ## test-fast: the unit tests only (no `slow` marker: nothing that trains, launches processes, builds an
 ## environment or runs Sphinx or a linter), in parallel workers; a few minutes
-## TEST_WORKERS: the number of workers (`auto`: one per CPU core)
+## TEST_WORKERS: the number of workers (`auto`: one per CPU core). --dist loadgroup: the files marked
+## xdist_group (those whose module-scoped fixture is a run or an environment) each go to one worker whole
 TEST_WORKERS ?= auto
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
 LINT_TESTS := tests/test_code_style.py
 DOCS_TESTS := tests/docs
 test: setup
-	$(PYTEST) tests -n $(TEST_WORKERS) --ignore=$(LINT_TESTS) --ignore=$(DOCS_TESTS)
+	$(PYTEST) tests $(XDIST) --ignore=$(LINT_TESTS) --ignore=$(DOCS_TESTS)
 	$(PYTEST) $(LINT_TESTS)
-	$(PYTEST) $(DOCS_TESTS) -n $(TEST_WORKERS)
+	$(PYTEST) $(DOCS_TESTS) $(XDIST)
 
 test-fast: setup
-	$(PYTEST) tests -n $(TEST_WORKERS) -m 'not slow'
+	$(PYTEST) tests $(XDIST) -m 'not slow'
 
 ## docs: build the documentation (docs/en, Sphinx + myst-parser) with warnings as errors into docs/en/_build/html
 docs: setup

@@ -14,6 +14,9 @@ from mmengine.utils import digit_version
 
 from fdclip_mm.checkpoint import checkpoint_safe_globals, register_checkpoint_globals
 
+# one pytest-xdist worker takes the whole file (make test: --dist loadgroup): runner_checkpoint is built once
+pytestmark = pytest.mark.xdist_group('test_safe_globals')
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY_DIR = osp.join(REPO_ROOT, 'tests', 'tools')
 

@@ -18,7 +18,11 @@ from ..helpers.scripts import load_script
 WIDTH, LAYERS, PATCH, RES, HEADS = 64, 2, 16, 32, 4
 
 # torch.jit.trace/script/save are deprecated, but they are how OpenAI's archives were written.
-pytestmark = pytest.mark.filterwarnings('ignore::FutureWarning', 'ignore::torch.jit.TracerWarning')
+# one pytest-xdist worker takes the whole file (make test: --dist loadgroup): traced_archive is built once
+pytestmark = [
+    pytest.mark.filterwarnings('ignore::FutureWarning', 'ignore::torch.jit.TracerWarning'),
+    pytest.mark.xdist_group('test_clip_weights')
+]
 
 
 class OpenAIBlock(nn.Module):

@@ -19,6 +19,9 @@ import pytest
 
 from . import docs_text as dt
 
+# one pytest-xdist worker takes the whole file (make test: --dist loadgroup): help_codes is built once
+pytestmark = pytest.mark.xdist_group('test_docs_commands')
+
 PAGES = dt.pages()
 COMMANDS = [cmd for page in PAGES for cmd in dt.commands(page)]
 ALL_PATHS = sorted({(path, page.rel) for page in PAGES for path in dt.paths(page.text)})

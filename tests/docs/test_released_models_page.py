@@ -26,7 +26,8 @@ from mmengine.registry import DefaultScope
 from ..converters.official_fd_layout import distilled_state, official_vit_state, randomize_, write_official_file
 from . import docs_text as dt
 
-pytestmark = pytest.mark.slow
+# one pytest-xdist worker takes the whole file (make test: --dist loadgroup): workspace is built once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('test_released_models_page')]
 
 PAGE = next(page for page in dt.pages() if page.rel == 'docs/en/user_guides/released_models.md')
 COMMANDS = [shlex.split(line) for info, body in dt.fences(PAGE.text) if info == 'bash' for line in body.splitlines()]

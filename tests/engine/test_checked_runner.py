@@ -16,6 +16,9 @@ TOY_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools')
 sys.path.insert(0, TOY_DIR)  # the toy config imports toy_modules
 import toy_modules  # noqa: E402
 
+# one pytest-xdist worker takes the whole file (make test: --dist loadgroup): full_run is built once
+pytestmark = pytest.mark.xdist_group('test_checked_runner')
+
 
 def toy_runner(tmp_path, work_dir, max_iters=8, **options) -> CheckedRunner:
     path = toy_modules.write_toy_config(str(tmp_path / f'toy_{max_iters}.py'), max_iters)

@@ -23,6 +23,9 @@ from ..helpers.processes import kill_tree
 from ..helpers.tiny_fd_configs import TINY_ARCH, shrink
 from ..helpers.tools import TOOLS, free_port, run, tool_env
 
+# one pytest-xdist worker takes the whole file (make test: --dist loadgroup): runs is built once
+pytestmark = pytest.mark.xdist_group('test_fsdp2_strategy')
+
 FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
 FSDP2 = dict(
     runner_type='fdclip_mm.CheckedFlexibleRunner',

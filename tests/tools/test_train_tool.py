@@ -22,6 +22,9 @@ from fdclip_mm.engine import is_cpu_only
 from ..helpers.tools import (TOOLS, assert_same_weights, cpu_only, free_port, load_weights, run, tool_env, toy_modules,
                              train)
 
+# one pytest-xdist worker takes the whole file (make test: --dist loadgroup): toy_dir and full_run are built once
+pytestmark = pytest.mark.xdist_group('test_train_tool')
+
 #: The run lock of a work dir, as docs/en/advanced_guides/reliability.md names it.
 LOCK_FILE = '.fdclip_run.lock'
 

@@ -28,7 +28,8 @@ from ..helpers.dense_data import write_ade_folder, write_coco
 from ..helpers.tiny_finetune_configs import write_labelled_folder
 from ..helpers.user_projects import PROJECT_CONFIG as MMDET_OWN_BASES_CONFIG
 
-pytestmark = pytest.mark.slow
+# one pytest-xdist worker takes the whole file (make test: --dist loadgroup): user_project is built once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('test_user_project_install')]
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PINS = osp.join(REPO, 'requirements', 'pinned.txt')
