@@ -26,7 +26,7 @@ reproduce: setup
 ## test: the whole test suite on CPU, in three steps: the tests in parallel workers (pytest-xdist), then the
 ## linters (tests/test_code_style.py), then the docs (tests/docs: Sphinx and the commands the pages give)
 ## test-fast: the unit tests only (no `slow` marker: nothing that trains, launches processes, builds an
-## environment or runs Sphinx or a linter), in parallel workers; a few minutes
+## environment, compiles or runs Sphinx or a linter), in parallel workers; a few minutes
 ## TEST_WORKERS: the number of workers (`auto`: one per CPU core). --dist loadgroup: the files marked
 ## xdist_group (those whose module-scoped fixture is a run or an environment) each go to one worker whole
 TEST_WORKERS ?= auto
