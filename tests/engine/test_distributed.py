@@ -1,7 +1,6 @@
 """CPU distributed support (gloo process group, DDP with ``device_ids=None``) and CPU AMP."""
 import os
 import os.path as osp
-import socket
 import stat
 import subprocess
 import sys
@@ -15,29 +14,8 @@ from mmengine.optim import AmpOptimWrapper
 
 from fdclip_mm.engine import CPUAmpOptimWrapper, cpu_model_wrapper_cfg, destroy_cpu_process_group
 from fdclip_mm.engine import distributed as fd_dist
-from fdclip_mm.engine import is_cpu_only, prepare_cpu_distributed
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOY_DIR = osp.join(REPO_ROOT, 'tests', 'tools')
-cpu_only = pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')
-
-DIST_ENV_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'SLURM_PROCID', 'SLURM_NTASKS',
-                 'SLURM_NODELIST', 'SLURM_LOCALID', 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE',
-                 'OMPI_COMM_WORLD_LOCAL_RANK')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def clean_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in DIST_ENV_VARS}
-    env['OMP_NUM_THREADS'] = '1'
-    env['PYTHONPATH'] = os.pathsep.join(p for p in (TOY_DIR, REPO_ROOT, env.get('PYTHONPATH')) if p)
-    env.update(extra)
-    return env
+from fdclip_mm.engine import prepare_cpu_distributed
+from ..helpers.tools import DIST_ENV_VARS, cpu_only, free_port, tool_env
 
 
 def fake_scontrol(bin_dir) -> str:
@@ -174,7 +152,7 @@ def test_cpu_process_group_and_runner(tmp_path):
         assert not dist.is_initialized()
         print('OK')
     """)
-    env = clean_env(RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
+    env = tool_env(repo_on_path=True, RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
     env['PATH'] = fake_scontrol(tmp_path) + os.pathsep + env['PATH']
     proc = subprocess.run([sys.executable, '-c', code],
                           cwd=tmp_path,
