@@ -1,6 +1,7 @@
 """The student ViT of Feature Distillation, also the backbone of every downstream task."""
 import math
 import re
+import warnings
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
@@ -99,20 +100,23 @@ class FDViT(BEiTViT):
             if not -arch['num_layers'] <= index < arch['num_layers']:
                 raise ValueError(f'out_indices entry {index} is out of range for {arch["num_layers"]} layers')
         # BEiTViT has no way to choose the class of its blocks: it builds none here, and FD's join its list below.
-        super().__init__(
-            arch=dict(arch, num_layers=0),
-            img_size=img_size,
-            patch_size=patch_size,
-            in_channels=in_channels,
-            out_indices=[],
-            drop_rate=drop_rate,
-            norm_cfg=norm_cfg,
-            final_norm=final_norm,
-            out_type=out_type,
-            use_abs_pos_emb=pos_embed == 'ape',
-            use_rel_pos_bias=False,
-            use_shared_rel_pos_bias=pos_embed == 'shared_rpb',
-            init_cfg=init_cfg)
+        # Its shared RelativePositionBias (replaced below) calls torch.meshgrid without `indexing`, which warns.
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='torch.meshgrid', category=UserWarning)
+            super().__init__(
+                arch=dict(arch, num_layers=0),
+                img_size=img_size,
+                patch_size=patch_size,
+                in_channels=in_channels,
+                out_indices=[],
+                drop_rate=drop_rate,
+                norm_cfg=norm_cfg,
+                final_norm=final_norm,
+                out_type=out_type,
+                use_abs_pos_emb=pos_embed == 'ape',
+                use_rel_pos_bias=False,
+                use_shared_rel_pos_bias=pos_embed == 'shared_rpb',
+                init_cfg=init_cfg)
         self.arch_settings, self.num_layers, self.num_heads = arch, arch['num_layers'], arch['num_heads']
         self.out_indices = [index % self.num_layers for index in out_indices]
         self.layers.extend(
