@@ -3,24 +3,4 @@
 # The supplement lists no other change; we keep the 100-epoch full-input recipe (drop path 0.1, crop 0.67-1).
 _base_ = './fd_clip-vit-b16_vit-b16-dp0.1_16xb128-100e_in1k.py'
 
-max_epochs = 100
-warmup_epochs = 10
 model = dict(mask_ratio=0.75)
-param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=2e-6 / 1.2e-3,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
-        eta_min_ratio=2e-5 / 1.2e-3,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True),
-]
-train_cfg = dict(max_epochs=max_epochs)
