@@ -3,6 +3,7 @@
 # `scripts/fetch_demo_data.py` into data/demo/ (nothing third-party is committed).
 #   make demo            (or: python tools/train.py configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py)
 _base_ = [
+    '../_base_/models/fd_dinov2-vits14_fdvit-t14.py',
     '../_base_/schedules/fd_adamw_300e.py',
     '../_base_/default_runtime.py',
 ]
@@ -11,29 +12,7 @@ img_size = 112  # 8 x 8 patches of 14 pixels
 max_epochs = 40
 warmup_epochs = 2
 
-model = dict(
-    type='fdclip_mm.FeatureDistiller',
-    student=dict(
-        type='FDViT',
-        arch=dict(embed_dims=192, num_layers=6, num_heads=3, feedforward_channels=768),
-        img_size=img_size,
-        patch_size=14,
-        pos_embed='shared_rpb',
-        drop_path_rate=0.1,
-    ),
-    # DINOv2 ViT-S/14 (Hugging Face weights) as mmpretrain's VisionTransformer 'dinov2-s' (layer scale, LN eps
-    # 1e-6), its position embedding resized once to img_size; target: every token after the final layernorm.
-    teacher=dict(
-        type='BackboneTeacher',
-        family='dinov2',
-        backbone=dict(arch='dinov2-s', patch_size=14),
-        checkpoint='data/demo/weights/dinov2_vits14.pth',
-        img_size=img_size,
-        dtype='auto',
-    ),
-    loss=dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),
-    target_norm='ln',
-)
+model = dict(student=dict(arch=dict(num_layers=6), img_size=img_size), teacher=dict(img_size=img_size))
 
 data_root = 'data/demo/images'
 train_pipeline = [
