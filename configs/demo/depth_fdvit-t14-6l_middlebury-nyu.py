@@ -1,5 +1,5 @@
 # CPU demo of the NYUv2 depth recipe on real data: the demo's distilled student (configs/demo/
-# fd_dinov2-vits14_vit-t14-6l_demo.py: 6 layers, width 192, patch 14) with the GLP-style head, trained for 60
+# fd_dinov2-vits14_fdvit-t14-6l_demo.py: 6 layers, width 192, patch 14) with the GLP-style head, trained for 60
 # iterations on one Middlebury stereo frame laid out as NYU (data/dense/nyu, scripts/fetch_dense_data.py: left
 # crop -> train, right crop -> test) and evaluated with mmseg's DepthMetric after the two-window test: the test
 # frame is resized to 299 x 224 and predicted in two 224 x 224 windows (x = 0 and x = 75), each also flipped.

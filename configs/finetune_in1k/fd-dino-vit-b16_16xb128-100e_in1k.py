@@ -7,7 +7,7 @@
 #       data/weights/fd/fd-dino-vit-b16_in1k.pth
 _base_ = './fd-clip-vit-b16_16xb128-100e_in1k.py'
 
-distill_config = 'configs/fd/fd_dino-vit-b16_vit-b16-dp0.3_16xb128-300e_in1k.py'
+distill_config = 'configs/fd/fd_dino-vit-b16_fdvit-b16-dp0.3_16xb128-300e_in1k.py'
 base_lr = 6e-3
 
 model = dict(backbone=dict(drop_path_rate=0.2, init_cfg=dict(checkpoint='data/weights/fd/fd-dino-vit-b16_cls.pth')))

@@ -5,9 +5,9 @@
 # Init checkpoint data/weights/fd/fd-clip-vit-b16_backbone.pth: the authors' released distilled FD-CLIP ViT-B/16
 # (configs/fd/metafile.yml, Converted From) through
 #   python tools/model_converters/official_fd_to_mmpretrain.py RELEASED.pth data/weights/fd/fd-clip-vit-b16_backbone.pth
-# or, after distilling with configs/fd/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py yourself:
+# or, after distilling with configs/fd/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py yourself:
 #   python tools/model_converters/fd_to_backbone.py \
-#       work_dirs/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k \
+#       work_dirs/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k \
 #       data/weights/fd/fd-clip-vit-b16_backbone.pth
 # Train (COCO in data/coco/):
 #   bash tools/dist_train.sh configs/mask_rcnn_coco/mask-rcnn_fd-clip-vit-b16_fpn_ms-crop-1x_coco.py 8

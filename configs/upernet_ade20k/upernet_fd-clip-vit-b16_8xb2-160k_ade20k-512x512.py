@@ -5,7 +5,7 @@
 #   python tools/model_converters/official_fd_to_mmpretrain.py RELEASED.pth data/weights/fd/fd-clip-vit-b16_backbone.pth
 # or a distillation run of ours:
 #   python tools/model_converters/fd_to_backbone.py \
-#       work_dirs/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k data/weights/fd/fd-clip-vit-b16_backbone.pth
+#       work_dirs/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k data/weights/fd/fd-clip-vit-b16_backbone.pth
 #   bash tools/dist_train.sh configs/upernet_ade20k/upernet_fd-clip-vit-b16_8xb2-160k_ade20k-512x512.py 8
 # ADE20K (ADEChallengeData2016) goes to data/ade/ as mmseg expects.
 _base_ = [

@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 from fdclip_mm.datasets import CheckedLoadImageFromFile, UnreadableImageError, is_truncated_jpeg
 from ..configs.test_configs import REPO, shrink
 
-FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 
 
 def write_files(folder) -> dict:

@@ -21,7 +21,7 @@ from ..configs.test_configs import REPO, shrink
 from ..tools.test_fd_train_tool import deterministic_fd_config
 from ..tools.test_train_tool import TOOLS, run
 
-TWO_TEACHERS = osp.join(REPO, 'configs', 'fd', 'fd_clip-dino-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+TWO_TEACHERS = osp.join(REPO, 'configs', 'fd', 'fd_clip-dino-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 SWIN = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_swin-t-dp0.1_16xb128-300e_in1k.py')
 
 

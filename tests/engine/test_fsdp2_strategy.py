@@ -22,7 +22,7 @@ from fdclip_mm.models.backbones import FDViT
 from ..configs.test_configs import REPO, TINY_ARCH, shrink
 from ..tools.test_train_tool import TOOLS, free_port, run, tool_env
 
-FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 FSDP2 = dict(
     runner_type='fdclip_mm.CheckedFlexibleRunner',
     strategy=dict(type='fdclip_mm.FSDP2Strategy'),

@@ -13,7 +13,7 @@ from mmengine.runner import Runner
 from ..configs.test_configs import REPO, shrink
 from ..models.algorithms.test_feature_distiller import batch, build
 
-FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 
 
 def poison_loss(model, from_iter: int = 0) -> None:

@@ -15,7 +15,7 @@ from fdclip_mm.engine import is_cpu_only
 from ..configs.test_configs import REPO, shrink
 from .test_train_tool import TOOLS, free_port, load_weights, run, tool_env
 
-FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 
 
 @pytest.mark.skipif(not is_cpu_only(), reason='CPU-only behaviour')

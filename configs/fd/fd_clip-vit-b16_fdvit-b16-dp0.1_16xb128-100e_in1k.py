@@ -1,6 +1,6 @@
 # FD-CLIP ViT-B/16, 100 epochs (the "Full input + 100ep" row of the supplement's Table 2). As in the official
 # 100-epoch config: drop path 0.1 and a milder crop, RandomResizedCrop scale (0.67, 1).
-_base_ = './fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
+_base_ = './fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py'
 
 max_epochs = 100
 model = dict(student=dict(drop_path_rate=0.1))
