@@ -57,17 +57,9 @@ test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
-        eta_min=1e-5,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True),
-]
+_base_.param_scheduler[0].update(start_factor=1e-2, end=warmup_epochs)
+_base_.param_scheduler[1].pop('eta_min_ratio')  # an absolute floor here
+_base_.param_scheduler[1].update(T_max=max_epochs - warmup_epochs, eta_min=1e-5, begin=warmup_epochs, end=max_epochs)
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 auto_scale_lr = dict(base_batch_size=16, enable=False)
 default_hooks = dict(logger=dict(interval=6), checkpoint=dict(interval=10, max_keep_ckpts=1))

@@ -22,17 +22,9 @@ model = dict(
 )
 
 optim_wrapper = dict(optimizer=dict(lr=1.5e-3))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
-        eta_min_ratio=1e-5 / 1.5e-3,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True),
-]
+_base_.param_scheduler[0].update(start_factor=1e-2, end=warmup_epochs)
+_base_.param_scheduler[1].update(
+    T_max=max_epochs - warmup_epochs, eta_min_ratio=1e-5 / 1.5e-3, begin=warmup_epochs, end=max_epochs)
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 auto_scale_lr = dict(base_batch_size=128, enable=False)
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
