@@ -17,7 +17,7 @@ model = dict(
         patch_size=14,
         out_indices=(5, ),
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/demo/student_backbone.pth')),
+        init_cfg=dict(checkpoint='work_dirs/demo/student_backbone.pth')),
     decode_head=dict(in_channels=[192], in_index=0, feature_stride=14, channels=24),
     test_cfg=dict(crop_size=crop_size))
 
@@ -66,8 +66,6 @@ param_scheduler = [
 ]
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
 train_cfg = dict(max_iters=max_iters, val_interval=iters_per_epoch)
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=iters_per_epoch, max_keep_ckpts=1, save_best='rmse', rule='less', save_last=True))
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=iters_per_epoch, save_last=True))
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

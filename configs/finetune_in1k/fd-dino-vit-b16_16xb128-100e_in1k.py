@@ -11,7 +11,7 @@ distill_config = 'configs/fd/fd_dino-vit-b16_fdvit-b16-dp0.3_16xb128-300e_in1k.p
 base_lr = 6e-3
 
 model = dict(backbone=dict(drop_path_rate=0.2, init_cfg=dict(checkpoint='data/weights/fd/fd-dino-vit-b16_cls.pth')))
-optim_wrapper = dict(optimizer=dict(lr=base_lr), paramwise_cfg=dict(layer_decay_rate=0.6))
+optim_wrapper = dict(optimizer=dict(lr=base_lr))
 # the base's warm-up start and floor: 1e-6 for every group, as ratios of this peak lr
 _base_.param_scheduler[0].warmup_lr_ratio = 1e-6 / base_lr
 _base_.param_scheduler[1].min_lr_ratio = 1e-6 / base_lr

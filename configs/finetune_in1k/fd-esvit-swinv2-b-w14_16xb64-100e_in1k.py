@@ -30,6 +30,6 @@ optim_wrapper = dict(
 # the base's schedule (20 warm-up epochs of 100) with this recipe's warm-up start and floor
 _base_.param_scheduler[0].warmup_lr_ratio = warmup_lr / base_lr
 _base_.param_scheduler[1].min_lr_ratio = min_lr / base_lr
-auto_scale_lr = dict(base_batch_size=1024, enable=False)
+auto_scale_lr = dict(base_batch_size=1024)
 default_hooks = dict(checkpoint=dict(save_best='accuracy/top1', rule='greater'))
 randomness = dict(seed=0)

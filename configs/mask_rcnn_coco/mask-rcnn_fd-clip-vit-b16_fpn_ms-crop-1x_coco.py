@@ -20,7 +20,6 @@ _base_ = [
 custom_imports = dict(imports=['fdclip_mm'], allow_failed_imports=False)
 
 model = dict(
-    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
     backbone=dict(
         _delete_=True,
         type='fdclip_mm.FDViT',
@@ -36,5 +35,4 @@ model = dict(
         final_norm=False,
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint='data/weights/fd/fd-clip-vit-b16_backbone.pth'),
-    ),
-)
+    ), )

@@ -26,7 +26,7 @@ _base_.param_scheduler[0].update(start_factor=1e-2, end=warmup_epochs)
 _base_.param_scheduler[1].update(
     T_max=max_epochs - warmup_epochs, eta_min_ratio=1e-5 / 1.5e-3, begin=warmup_epochs, end=max_epochs)
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-auto_scale_lr = dict(base_batch_size=128, enable=False)
+auto_scale_lr = dict(base_batch_size=128)
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 log_processor = dict(window_size=20)
 randomness = dict(seed=0)

@@ -16,7 +16,6 @@ _base_ = [
 ]
 
 model = dict(
-    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),  # the student's
     backbone=dict(
         _delete_=True,
         type='fdclip_mm.FDViT',
@@ -30,9 +29,6 @@ model = dict(
         out_indices=(3, 5, 7, 11),
         final_norm=False,
         init_cfg=dict(type='Pretrained', checkpoint='data/weights/fd/fd-clip-vit-b16_backbone.pth'),
-    ),
-)
+    ), )
 
 train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader

@@ -210,7 +210,7 @@ def test_variant_configs_of_the_supplement():
         assert load(
             f'fd_clip-vit-b16_fdvit-b16-{pos_embed}-dp0.2_16xb128-300e_in1k.py').model.student.pos_embed == pos_embed
     for family, dp in (('mae', 0.2), ('dino', 0.3), ('deit', 0.3)):  # DINO / DeiT: the official yaml files' 0.3
-        cfg = load(f'fd_{family}-vit-b16_vit-b16-dp{dp}_16xb128-300e_in1k.py')
+        cfg = load(f'fd_{family}-vit-b16_fdvit-b16-dp{dp}_16xb128-300e_in1k.py')
         assert cfg.model.teacher.family == 'timm_vit' and 'layer_cfgs' not in cfg.model.teacher.backbone
         assert cfg.model.student.drop_path_rate == dp
 
