@@ -7,6 +7,7 @@ are shrunk.
 import glob
 import os
 import os.path as osp
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from ..conftest import (assert_inferencers_find_the_loader, clip_visual_state_di
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ALL_CONFIGS = sorted(
     osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
-    if '_base_' not in p and '_deprecation_' not in open(p).read())  # old names: tests/configs/test_old_names.py
+    if '_base_' not in p and '_deprecation_' not in Path(p).read_text())  # old names: tests/configs/test_old_names.py
 
 
 def is_classification_config(path: str) -> bool:

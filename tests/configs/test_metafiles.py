@@ -13,6 +13,7 @@ import glob
 import math
 import os.path as osp
 import re
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -35,7 +36,7 @@ def trained_configs() -> List[str]:
     paths = glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
     return sorted(
         osp.relpath(p, REPO) for p in paths
-        if '_base_' not in osp.relpath(p, REPO).split(osp.sep) and '_deprecation_' not in open(p).read())
+        if '_base_' not in osp.relpath(p, REPO).split(osp.sep) and '_deprecation_' not in Path(p).read_text())
 
 
 def metafile_paths() -> List[str]:

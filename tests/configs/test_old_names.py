@@ -3,6 +3,7 @@
 import glob
 import os.path as osp
 import warnings
+from pathlib import Path
 
 import pytest
 from mmengine.config import Config
@@ -10,7 +11,7 @@ from mmengine.config import Config
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 STUBS = sorted(
     osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
-    if '_deprecation_' in open(p).read())
+    if '_deprecation_' in Path(p).read_text())
 
 
 def test_the_readme_commands_of_earlier_versions_have_stubs():
