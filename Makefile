@@ -1,7 +1,7 @@
 # The two commands of the README. Both create .venv and install the pinned stack when needed.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_CONFIG := configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py
+DEMO_CONFIG := configs/demo/fd_dinov2-vits14_fdvit-t14-6l_demo.py
 DEMO_WORK_DIR := work_dirs/demo
 
 .PHONY: setup demo test test-fast docs finetune-digits dense-demo reproduce

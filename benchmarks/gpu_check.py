@@ -101,7 +101,7 @@ def write_train_config(work: str, s: dict, decode_on: str = 'worker') -> str:
     random_clip_checkpoint(teacher_ckpt, 64, 2, 16 if image >= 64 else 8, image)
     write_images(osp.join(work, 'images', 'train'), s['train_images'], image, seed=0)
     write_images(osp.join(work, 'images', 'val'), max(2, s['train_images'] // 8), image, seed=1)
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'))
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py'))
     patch = 16 if image >= 64 else 8
     cfg.model.student.update(arch=s['train_arch'], img_size=image, patch_size=patch)
     cfg.model.teacher = clip_teacher_cfg(teacher_ckpt, 64, 2, patch, image, 'auto')

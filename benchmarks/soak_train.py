@@ -2,7 +2,7 @@
 for thousands of steps; the peak RSS of every rank (and the RSS of its loader workers) is reported just after
 the start and at the end, to show that memory does not grow with the number of steps.
 
-The config is the paper's main FD config (``configs/fd/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py``)
+The config is the paper's main FD config (``configs/fd/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py``)
 with the widths shrunk (2 layers, 32 channels), 32-pixel crops, a random CLIP-layout teacher checkpoint and
 synthetic JPEGs; the pipeline, loss, optimizer, atomic checkpoints and DDP are the real ones.
 
@@ -23,7 +23,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 START_ITER = 50  # "start": after the first iterations have allocated the steady-state buffers
 EVERY = 1000  # intermediate records, to tell a trend from noise
 

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 def test_base_config_names_installed_configs_only():
     import os.path as osp
-    name, other = 'demo/mask-rcnn_fdvit-t14-6l_labelme-coco.py', 'fd/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
+    name = 'demo/mask-rcnn_fdvit-t14-6l_labelme-coco.py'
+    other = 'fd/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py'
     assert fdclip_mm.base_config(name) == osp.join(installed_config_dir(), name)
     assert fdclip_mm.base_config(name, other) == [osp.join(installed_config_dir(), n) for n in (name, other)]
     with pytest.raises(FileNotFoundError, match=r"fdclip_mm has no config 'demo/nope.py' \(looked in .*configs\)"):
@@ -49,7 +50,7 @@ def test_an_unmodified_mmengine_parses_a_config_inheriting_ours(tmp_path):
 
 def test_the_installed_config_folder_holds_the_repository_configs():
     import os.path as osp
-    assert osp.isfile(osp.join(installed_config_dir(), 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'))
+    assert osp.isfile(osp.join(installed_config_dir(), 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py'))
 
 
 def readme_configs() -> list:

@@ -12,7 +12,7 @@ first so that our modules are registered, Runner checkpoints can be resumed unde
 ``--amp`` picks its dtype by hardware (:func:`adapt_amp_to_device`).
 
 Examples:
-    python tools/train.py configs/fd/fd_clip-vit-b16_vit-b16-dp0.3_16xb128-300e_in1k.py
+    python tools/train.py configs/fd/fd_clip-vit-b16_fdvit-b16-dp0.3_16xb128-300e_in1k.py
     python tools/train.py CONFIG --resume                  # from the latest checkpoint in the work dir
     python tools/train.py CONFIG --cfg-options data_root=/datasets/imagenet
     python tools/train.py CONFIG --amp --cfg-options train_dataloader.batch_size=64

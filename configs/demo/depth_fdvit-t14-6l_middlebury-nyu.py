@@ -1,5 +1,5 @@
 # CPU demo of the NYUv2 depth recipe on real data: the demo's distilled student (configs/demo/
-# fd_dinov2-vits14_vit-t14-6l_demo.py: 6 layers, width 192, patch 14) with the GLP-style head, trained for 60
+# fd_dinov2-vits14_fdvit-t14-6l_demo.py: 6 layers, width 192, patch 14) with the GLP-style head, trained for 60
 # iterations on one Middlebury stereo frame laid out as NYU (data/dense/nyu, scripts/fetch_dense_data.py: left
 # crop -> train, right crop -> test) and evaluated with mmseg's DepthMetric after the two-window test: the test
 # frame is resized to 299 x 224 and predicted in two 224 x 224 windows (x = 0 and x = 75), each also flipped.
@@ -17,7 +17,7 @@ model = dict(
         patch_size=14,
         out_indices=(5, ),
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/demo/student_backbone.pth')),
+        init_cfg=dict(checkpoint='work_dirs/demo/student_backbone.pth')),
     decode_head=dict(in_channels=[192], in_index=0, feature_stride=14, channels=24),
     test_cfg=dict(crop_size=crop_size))
 
@@ -66,8 +66,6 @@ param_scheduler = [
 ]
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
 train_cfg = dict(max_iters=max_iters, val_interval=iters_per_epoch)
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=iters_per_epoch, max_keep_ckpts=1, save_best='rmse', rule='less', save_last=True))
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=iters_per_epoch, save_last=True))
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

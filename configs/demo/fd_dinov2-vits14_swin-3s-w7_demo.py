@@ -4,7 +4,7 @@
 # map (stride 16): each target token is the average of the teacher tokens its cell covers, and the teacher's
 # class token is left out (the student has none). Same photos, crops and schedule as the ViT demo beside it.
 #   python tools/train.py configs/demo/fd_dinov2-vits14_swin-3s-w7_demo.py --work-dir work_dirs/demo_swin
-_base_ = './fd_dinov2-vits14_vit-t14-6l_demo.py'
+_base_ = './fd_dinov2-vits14_fdvit-t14-6l_demo.py'
 
 img_size = 112
 model = dict(

@@ -105,6 +105,6 @@ custom_hooks = [
 default_hooks = dict(
     logger=dict(interval=10), checkpoint=dict(interval=10, max_keep_ckpts=1, save_best='accuracy/top1', rule='greater'))
 log_processor = dict(window_size=10)
-auto_scale_lr = dict(base_batch_size=64, enable=False)
+auto_scale_lr = dict(base_batch_size=64)
 randomness = dict(seed=0)
 work_dir = 'work_dirs/finetune_digits'

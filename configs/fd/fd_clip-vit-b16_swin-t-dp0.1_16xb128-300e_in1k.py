@@ -4,7 +4,7 @@
 # teacher tokens its cell covers (FeatureDistiller's grid alignment), whitened afterwards; the teacher's class
 # token is left out, as the student has none. The distilled student converts to mmdet's / mmseg's Swin with
 #   python tools/model_converters/fd_to_backbone.py work_dirs/fd_swin-t fd_swin-t.pth --out-indices 0 1 2 3
-_base_ = './fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
+_base_ = './fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py'
 
 model = dict(
     student=dict(

@@ -20,8 +20,6 @@ _base_ = [
 base_lr = 8e-4
 warmup_lr = 4e-6
 min_lr = 4e-5
-warmup_epochs = 10
-max_epochs = 300
 
 model = dict(
     type='fdclip_mm.FeatureDistiller',
@@ -62,20 +60,6 @@ optim_wrapper = dict(
         'logit_scale': dict(decay_mult=0.0),
     }),
 )
-param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=warmup_lr / base_lr,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
-        eta_min_ratio=min_lr / base_lr,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True),
-]
+# the base's warm-up start and floor, as ratios of this peak lr
+_base_.param_scheduler[0].start_factor = warmup_lr / base_lr
+_base_.param_scheduler[1].eta_min_ratio = min_lr / base_lr

@@ -12,7 +12,7 @@ _base_ = [
 ]
 
 # The distillation run whose student this recipe fine-tunes (read by no tool; for people and the tests).
-distill_config = 'configs/fd/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
+distill_config = 'configs/fd/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py'
 
 model = dict(backbone=dict(drop_path_rate=0.3))
 optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.6))

@@ -4,20 +4,6 @@ _base_ = './fd-clip-vit-b16_16xb128-100e_in1k.py'
 
 base_lr = 6e-3
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
-param_scheduler = [
-    dict(
-        type='fdclip_mm.TimmLinearWarmupLR',
-        warmup_lr_ratio=1e-6 / base_lr,
-        by_epoch=True,
-        begin=0,
-        end=20,
-        convert_to_iter_based=True),
-    dict(
-        type='fdclip_mm.TimmCosineAnnealingLR',
-        T_max=80,
-        min_lr_ratio=1e-6 / base_lr,
-        by_epoch=True,
-        begin=20,
-        end=100,
-        convert_to_iter_based=True),
-]
+# the base's warm-up start and floor: 1e-6 for every group, as ratios of this peak lr
+_base_.param_scheduler[0].warmup_lr_ratio = 1e-6 / base_lr
+_base_.param_scheduler[1].min_lr_ratio = 1e-6 / base_lr

@@ -9,7 +9,7 @@ _base_ = [
 ]
 
 # The distillation run whose student this recipe fine-tunes (read by no tool; for people and the tests).
-distill_config = 'configs/fd/fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k.py'
+distill_config = 'configs/fd/fd_clip-vit-l14_fdvit-l14-dp0.3_16xb128-300e_in1k.py'
 
 model = dict(
     backbone=dict(

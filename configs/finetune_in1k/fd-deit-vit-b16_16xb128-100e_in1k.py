@@ -7,7 +7,7 @@
 #       data/weights/fd/fd-deit-vit-b16_in1k.pth
 _base_ = './fd-clip-vit-b16_16xb128-100e_in1k.py'
 
-distill_config = 'configs/fd/fd_deit-vit-b16_vit-b16-dp0.3_16xb128-300e_in1k.py'
+distill_config = 'configs/fd/fd_deit-vit-b16_fdvit-b16-dp0.3_16xb128-300e_in1k.py'
 
 model = dict(backbone=dict(init_cfg=dict(checkpoint='data/weights/fd/fd-deit-vit-b16_cls.pth')))
 optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.65))

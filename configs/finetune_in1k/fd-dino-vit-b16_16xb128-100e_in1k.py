@@ -7,25 +7,11 @@
 #       data/weights/fd/fd-dino-vit-b16_in1k.pth
 _base_ = './fd-clip-vit-b16_16xb128-100e_in1k.py'
 
-distill_config = 'configs/fd/fd_dino-vit-b16_vit-b16-dp0.3_16xb128-300e_in1k.py'
+distill_config = 'configs/fd/fd_dino-vit-b16_fdvit-b16-dp0.3_16xb128-300e_in1k.py'
 base_lr = 6e-3
 
 model = dict(backbone=dict(drop_path_rate=0.2, init_cfg=dict(checkpoint='data/weights/fd/fd-dino-vit-b16_cls.pth')))
-optim_wrapper = dict(optimizer=dict(lr=base_lr), paramwise_cfg=dict(layer_decay_rate=0.6))
-param_scheduler = [
-    dict(
-        type='fdclip_mm.TimmLinearWarmupLR',
-        warmup_lr_ratio=1e-6 / base_lr,
-        by_epoch=True,
-        begin=0,
-        end=20,
-        convert_to_iter_based=True),
-    dict(
-        type='fdclip_mm.TimmCosineAnnealingLR',
-        T_max=80,
-        min_lr_ratio=1e-6 / base_lr,
-        by_epoch=True,
-        begin=20,
-        end=100,
-        convert_to_iter_based=True),
-]
+optim_wrapper = dict(optimizer=dict(lr=base_lr))
+# the base's warm-up start and floor: 1e-6 for every group, as ratios of this peak lr
+_base_.param_scheduler[0].warmup_lr_ratio = 1e-6 / base_lr
+_base_.param_scheduler[1].min_lr_ratio = 1e-6 / base_lr

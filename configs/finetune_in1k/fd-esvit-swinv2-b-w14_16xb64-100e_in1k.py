@@ -15,8 +15,6 @@ distill_config = 'configs/fd/fd_esvit-swin-b_swinv2-b-w14-dp0.3_16xb128-300e_in1
 base_lr = 2.5e-3
 warmup_lr = 5e-7
 min_lr = 5e-7
-warmup_epochs = 20
-max_epochs = 100
 
 train_dataloader = dict(batch_size=64)
 val_dataloader = dict(batch_size=64)
@@ -29,23 +27,9 @@ optim_wrapper = dict(
             'cpb_mlp': dict(decay_mult=0.0),
             'logit_scale': dict(decay_mult=0.0),
         }))
-param_scheduler = [
-    dict(
-        type='fdclip_mm.TimmLinearWarmupLR',
-        warmup_lr_ratio=warmup_lr / base_lr,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='fdclip_mm.TimmCosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
-        min_lr_ratio=min_lr / base_lr,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True),
-]
-auto_scale_lr = dict(base_batch_size=1024, enable=False)
+# the base's schedule (20 warm-up epochs of 100) with this recipe's warm-up start and floor
+_base_.param_scheduler[0].warmup_lr_ratio = warmup_lr / base_lr
+_base_.param_scheduler[1].min_lr_ratio = min_lr / base_lr
+auto_scale_lr = dict(base_batch_size=1024)
 default_hooks = dict(checkpoint=dict(save_best='accuracy/top1', rule='greater'))
 randomness = dict(seed=0)

@@ -15,8 +15,7 @@ _base_ = [
 custom_imports = dict(imports=['fdclip_mm'], allow_failed_imports=False)
 
 model = dict(
-    data_preprocessor=dict(
-        mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305], bgr_to_rgb=True),
+    data_preprocessor=dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305]),
     backbone=dict(
         _delete_=True,
         type='mmpretrain.VisionTransformer',

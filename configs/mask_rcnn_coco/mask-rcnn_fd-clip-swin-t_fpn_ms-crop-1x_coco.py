@@ -17,8 +17,6 @@ _base_ = [
 custom_imports = dict(imports=['fdclip_mm'], allow_failed_imports=False)
 
 model = dict(
-    data_preprocessor=dict(
-        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_size_divisor=32),
     backbone=dict(
         _delete_=True,
         type='SwinTransformer',  # mmdet's

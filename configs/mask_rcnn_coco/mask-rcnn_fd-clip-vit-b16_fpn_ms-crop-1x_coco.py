@@ -5,9 +5,9 @@
 # Init checkpoint data/weights/fd/fd-clip-vit-b16_backbone.pth: the authors' released distilled FD-CLIP ViT-B/16
 # (configs/fd/metafile.yml, Converted From) through
 #   python tools/model_converters/official_fd_to_mmpretrain.py RELEASED.pth data/weights/fd/fd-clip-vit-b16_backbone.pth
-# or, after distilling with configs/fd/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py yourself:
+# or, after distilling with configs/fd/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py yourself:
 #   python tools/model_converters/fd_to_backbone.py \
-#       work_dirs/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k \
+#       work_dirs/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k \
 #       data/weights/fd/fd-clip-vit-b16_backbone.pth
 # Train (COCO in data/coco/):
 #   bash tools/dist_train.sh configs/mask_rcnn_coco/mask-rcnn_fd-clip-vit-b16_fpn_ms-crop-1x_coco.py 8
@@ -20,7 +20,6 @@ _base_ = [
 custom_imports = dict(imports=['fdclip_mm'], allow_failed_imports=False)
 
 model = dict(
-    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
     backbone=dict(
         _delete_=True,
         type='fdclip_mm.FDViT',
@@ -36,5 +35,4 @@ model = dict(
         final_norm=False,
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint='data/weights/fd/fd-clip-vit-b16_backbone.pth'),
-    ),
-)
+    ), )

@@ -5,6 +5,7 @@
 # grad clip 3.0, drop path 0.1. The fixed view lets tools/cache_teacher_targets.py compute the teacher's
 # targets once (model.target_cache=FILE); without a cache the teacher runs every step, with the same result.
 _base_ = [
+    '../_base_/models/fd_dinov2-vits14_fdvit-t14.py',
     '../_base_/datasets/fashion_mnist_fd.py',
     '../_base_/schedules/fd_adamw_300e.py',
     '../_base_/default_runtime.py',
@@ -15,45 +16,17 @@ max_epochs = 10
 warmup_epochs = 1
 
 model = dict(
-    type='fdclip_mm.FeatureDistiller',
-    student=dict(
-        type='FDViT',
-        arch=dict(embed_dims=192, num_layers=4, num_heads=3, feedforward_channels=768),
-        img_size=img_size,
-        patch_size=14,
-        pos_embed='shared_rpb',
-        drop_path_rate=0.1,
-    ),
-    # DINOv2 ViT-S/14 (Hugging Face weights) as mmpretrain's VisionTransformer 'dinov2-s' (layer scale, LN eps
-    # 1e-6), its position embedding resized once to img_size; target: every token after the final layernorm.
-    # The arch is spelt out so that tools/reproduce.py can set it to another DINOv2 file's size.
-    teacher=dict(
-        type='BackboneTeacher',
-        family='dinov2',
-        backbone=dict(arch=dict(embed_dims=384, num_layers=12, num_heads=6, feedforward_channels=1536), patch_size=14),
-        checkpoint='data/demo/weights/dinov2_vits14.pth',
-        img_size=img_size,
-        dtype='auto',
-    ),
-    loss=dict(type='FeatureDistillLoss', loss_type='smooth_l1', beta=2.0),
-    target_norm='ln',
-    target_cache=None,
+    student=dict(arch=dict(num_layers=4), img_size=img_size),
+    teacher=dict(img_size=img_size),
+    target_cache=None,  # or a file of tools/cache_teacher_targets.py
 )
 
 optim_wrapper = dict(optimizer=dict(lr=1.5e-3))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-2, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
-        eta_min_ratio=1e-5 / 1.5e-3,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True),
-]
+_base_.param_scheduler[0].update(start_factor=1e-2, end=warmup_epochs)
+_base_.param_scheduler[1].update(
+    T_max=max_epochs - warmup_epochs, eta_min_ratio=1e-5 / 1.5e-3, begin=warmup_epochs, end=max_epochs)
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-auto_scale_lr = dict(base_batch_size=128, enable=False)
+auto_scale_lr = dict(base_batch_size=128)
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 log_processor = dict(window_size=20)
 randomness = dict(seed=0)

@@ -40,5 +40,3 @@ optim_wrapper = dict(
     }))
 
 train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader

@@ -16,17 +16,9 @@ custom_imports = dict(imports=['fdclip_mm'], allow_failed_imports=False)
 
 model = dict(
     data_preprocessor=dict(size=(512, 512)),  # ImageNet statistics: the student's
-    backbone=dict(
-        embed_dims=96,
-        depths=[2, 2, 6, 2],
-        num_heads=[3, 6, 12, 24],
-        window_size=7,
-        use_abs_pos_embed=False,
-        drop_path_rate=0.3,
-        init_cfg=dict(type='Pretrained', checkpoint='data/weights/fd/fd-clip-swin-t_backbone.pth'),
-    ),
-    decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
-    auxiliary_head=dict(in_channels=384, num_classes=150),
+    backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='data/weights/fd/fd-clip-swin-t_backbone.pth'), ),
+    decode_head=dict(num_classes=150),
+    auxiliary_head=dict(num_classes=150),
 )
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={
@@ -35,5 +27,3 @@ optim_wrapper = dict(
     }))
 
 train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader

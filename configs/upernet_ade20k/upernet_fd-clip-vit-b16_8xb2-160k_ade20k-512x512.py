@@ -5,7 +5,7 @@
 #   python tools/model_converters/official_fd_to_mmpretrain.py RELEASED.pth data/weights/fd/fd-clip-vit-b16_backbone.pth
 # or a distillation run of ours:
 #   python tools/model_converters/fd_to_backbone.py \
-#       work_dirs/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k data/weights/fd/fd-clip-vit-b16_backbone.pth
+#       work_dirs/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k data/weights/fd/fd-clip-vit-b16_backbone.pth
 #   bash tools/dist_train.sh configs/upernet_ade20k/upernet_fd-clip-vit-b16_8xb2-160k_ade20k-512x512.py 8
 # ADE20K (ADEChallengeData2016) goes to data/ade/ as mmseg expects.
 _base_ = [
@@ -16,7 +16,6 @@ _base_ = [
 ]
 
 model = dict(
-    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),  # the student's
     backbone=dict(
         _delete_=True,
         type='fdclip_mm.FDViT',
@@ -30,9 +29,6 @@ model = dict(
         out_indices=(3, 5, 7, 11),
         final_norm=False,
         init_cfg=dict(type='Pretrained', checkpoint='data/weights/fd/fd-clip-vit-b16_backbone.pth'),
-    ),
-)
+    ), )
 
 train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader

@@ -51,13 +51,13 @@ NAMED_ARCHS = {
 }
 #: Our configs for each released model: (distillation config, fine-tuning / evaluation config), by (arch, teacher).
 CONFIGS = {
-    ('ViT-B/16', 'CLIP ViT-B/16'): ('configs/fd/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py',
+    ('ViT-B/16', 'CLIP ViT-B/16'): ('configs/fd/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py',
                                     'configs/finetune_in1k/fd-clip-vit-b16_16xb128-100e_in1k.py'),
-    ('ViT-B/16', 'DINO ViT-B/16'): ('configs/fd/fd_dino-vit-b16_vit-b16-dp0.3_16xb128-300e_in1k.py',
+    ('ViT-B/16', 'DINO ViT-B/16'): ('configs/fd/fd_dino-vit-b16_fdvit-b16-dp0.3_16xb128-300e_in1k.py',
                                     'configs/finetune_in1k/fd-dino-vit-b16_16xb128-100e_in1k.py'),
-    ('ViT-B/16', 'DeiT ViT-B/16'): ('configs/fd/fd_deit-vit-b16_vit-b16-dp0.3_16xb128-300e_in1k.py',
+    ('ViT-B/16', 'DeiT ViT-B/16'): ('configs/fd/fd_deit-vit-b16_fdvit-b16-dp0.3_16xb128-300e_in1k.py',
                                     'configs/finetune_in1k/fd-deit-vit-b16_16xb128-100e_in1k.py'),
-    ('ViT-L/14', 'CLIP ViT-L/14'): ('configs/fd/fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k.py',
+    ('ViT-L/14', 'CLIP ViT-L/14'): ('configs/fd/fd_clip-vit-l14_fdvit-l14-dp0.3_16xb128-300e_in1k.py',
                                     'configs/finetune_in1k/fd-clip-vit-l14_16xb128-50e_in1k.py'),
     ('SwinV2-B', 'EsViT Swin-B'): ('configs/fd/fd_esvit-swin-b_swinv2-b-w14-dp0.3_16xb128-300e_in1k.py',
                                    'configs/finetune_in1k/fd-esvit-swinv2-b-w14_16xb64-100e_in1k.py'),

@@ -37,7 +37,7 @@ def test_fd_config_switched_to_decoding_on_the_device_trains(tmp_path):
     """configs/_base_/datasets/imagenet_fd_gpu-decode.py in place of imagenet_fd.py: the workers send each JPEG's
     bytes and crop, the data preprocessor decodes the batch on the model's device (the CPU here)."""
     from fdclip_mm.datasets.device_decode import is_encoded_crop
-    main = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+    main = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
     text = open(main).read().replace('/datasets/imagenet_fd.py', '/datasets/imagenet_fd_gpu-decode.py')
     switched = tmp_path / 'switched.py'
     switched.write_text(text.replace("'../_base_/", f"'{REPO}/configs/_base_/"))
@@ -63,7 +63,7 @@ def crop_scale(cfg: Config) -> tuple:
 
 
 def test_fd_configs_encode_table_4():
-    cfg = load('fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+    cfg = load('fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
     optim = cfg.optim_wrapper
     assert optim.type == 'fdclip_mm.CheckedAmpOptimWrapper' and optim.clip_grad.max_norm == 3.0
     assert optim.optimizer == dict(type='AdamW', lr=1.2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05, fused=True)
@@ -93,13 +93,13 @@ def test_fd_configs_encode_table_4():
     assert model.target_norm == 'ln'
 
     for dp in (0.1, 0.3):
-        assert load(f'fd_clip-vit-b16_vit-b16-dp{dp}_16xb128-300e_in1k.py').model.student.drop_path_rate == dp
+        assert load(f'fd_clip-vit-b16_fdvit-b16-dp{dp}_16xb128-300e_in1k.py').model.student.drop_path_rate == dp
 
-    short = load('fd_clip-vit-b16_vit-b16-dp0.1_16xb128-100e_in1k.py')
+    short = load('fd_clip-vit-b16_fdvit-b16-dp0.1_16xb128-100e_in1k.py')
     assert short.train_cfg.max_epochs == 100 and short.param_scheduler[1].end == 100
     assert short.model.student.drop_path_rate == 0.1 and crop_scale(short) == (0.67, 1.0)
 
-    large = load('fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k.py')
+    large = load('fd_clip-vit-l14_fdvit-l14-dp0.3_16xb128-300e_in1k.py')
     assert (large.model.student.arch, large.model.student.patch_size, large.model.student.drop_path_rate) == \
         ('large', 14, 0.3)
     assert large.model.teacher.checkpoint.endswith('ViT-L-14.pt')
@@ -107,14 +107,14 @@ def test_fd_configs_encode_table_4():
 
 def test_variant_configs_of_the_supplement():
     for epochs in (100, 200, 400):
-        cfg = load(f'fd_clip-vit-b16_vit-b16-mask75-dp0.1_16xb128-{epochs}e_in1k.py')
+        cfg = load(f'fd_clip-vit-b16_fdvit-b16-mask75-dp0.1_16xb128-{epochs}e_in1k.py')
         assert cfg.model.mask_ratio == 0.75 and cfg.train_cfg.max_epochs == epochs
         assert cfg.param_scheduler[1].end == epochs
     for pos_embed in ('ape', 'rpb'):
         assert load(
-            f'fd_clip-vit-b16_vit-b16-{pos_embed}-dp0.2_16xb128-300e_in1k.py').model.student.pos_embed == pos_embed
+            f'fd_clip-vit-b16_fdvit-b16-{pos_embed}-dp0.2_16xb128-300e_in1k.py').model.student.pos_embed == pos_embed
     for family, dp in (('mae', 0.2), ('dino', 0.3), ('deit', 0.3)):  # DINO / DeiT: the official yaml files' 0.3
-        cfg = load(f'fd_{family}-vit-b16_vit-b16-dp{dp}_16xb128-300e_in1k.py')
+        cfg = load(f'fd_{family}-vit-b16_fdvit-b16-dp{dp}_16xb128-300e_in1k.py')
         assert cfg.model.teacher.family == 'timm_vit' and 'layer_cfgs' not in cfg.model.teacher.backbone
         assert cfg.model.student.drop_path_rate == dp
 
@@ -122,7 +122,7 @@ def test_variant_configs_of_the_supplement():
 def test_sharded_l14_config_builds_a_flexible_runner_with_fsdp2(tmp_path):
     """FSDP2 itself runs in tests/engine/test_fsdp2_strategy.py (2 gloo processes); here the config."""
     from fdclip_mm.engine import DistributedLaunchRequired, build_checked_runner
-    cfg = load('fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k_fsdp.py')
+    cfg = load('fd_clip-vit-l14_fdvit-l14-dp0.3_16xb128-300e_in1k_fsdp.py')
     assert cfg.runner_type == 'fdclip_mm.CheckedFlexibleRunner' and cfg.model_wrapper_cfg is None
     assert cfg.model.student.arch == 'large' and cfg.model.student.patch_size == 14
     # mixed precision is the strategy's MixedPrecisionPolicy

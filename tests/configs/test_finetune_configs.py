@@ -98,10 +98,10 @@ def test_finetune_configs_encode_table_5_and_appendix_f():
 
     # each student gets the official recipe of its distillation run
     official = {  # config: (distillation config, drop path, layer decay), from the official yaml files
-        'fd-clip-vit-b16_16xb128-100e_in1k.py': ('fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py', 0.3, 0.6),
-        'fd-clip-vit-b16-fd100e_16xb128-100e_in1k.py': ('fd_clip-vit-b16_vit-b16-dp0.1_16xb128-100e_in1k.py', 0.1,
+        'fd-clip-vit-b16_16xb128-100e_in1k.py': ('fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py', 0.3, 0.6),
+        'fd-clip-vit-b16-fd100e_16xb128-100e_in1k.py': ('fd_clip-vit-b16_fdvit-b16-dp0.1_16xb128-100e_in1k.py', 0.1,
                                                         0.65),
-        'fd-clip-vit-l14_16xb128-50e_in1k.py': ('fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k.py', 0.4, 0.75),
+        'fd-clip-vit-l14_16xb128-50e_in1k.py': ('fd_clip-vit-l14_fdvit-l14-dp0.3_16xb128-300e_in1k.py', 0.4, 0.75),
     }
     for name, (distill, dp, rate) in official.items():
         leaf = load(name)

@@ -23,7 +23,7 @@ from ..helpers.config_lists import REPO
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 DIGITS = 'configs/demo/finetune_fdvit-t8-4l_digits.py'
-FD_CLIP = 'configs/fd/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
+FD_CLIP = 'configs/fd/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py'
 FT_CLIP = 'configs/finetune_in1k/fd-clip-vit-b16_16xb128-100e_in1k.py'
 MASK_RCNN_DEMO = 'configs/demo/mask-rcnn_fdvit-t14-6l_labelme-coco.py'
 UPERNET_DEMO = 'configs/demo/upernet_fdvit-t14-6l_labelme-ade.py'
@@ -55,7 +55,7 @@ def test_our_model_index_is_in_mmpretrains_model_hub():
     """``list_models`` lists our model-index once fdclip_mm is imported; ``get_model`` builds one by name."""
     import mmpretrain
     ours = mmpretrain.list_models('fd-*') + mmpretrain.list_models('fd_*')
-    assert 'fd-clip-vit-b16_16xb128-100e_in1k' in ours and 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k' in ours
+    assert 'fd-clip-vit-b16_16xb128-100e_in1k' in ours and 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k' in ours
     assert 'finetune_fdvit-t8-4l_digits' in mmpretrain.list_models(task='Image Classification')
     model = mmpretrain.get_model('finetune_fdvit-t8-4l_digits')
     assert type(model.backbone).__name__ == 'FDViT' and model.head.fc.out_features == 10

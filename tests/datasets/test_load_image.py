@@ -16,7 +16,7 @@ from ..helpers.config_lists import REPO
 from ..helpers.images import write_files
 from ..helpers.tiny_fd_configs import shrink
 
-FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 
 
 def test_mmcv_loader_silently_decodes_a_truncated_jpeg(tmp_path):

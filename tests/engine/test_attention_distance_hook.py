@@ -14,7 +14,7 @@ from ..helpers.tiny_fd_configs import shrink
 
 @pytest.mark.slow
 def test_hook_logs_distances_every_n_epochs_and_at_the_end(tmp_path):
-    cfg = shrink(Config.fromfile(osp.join(REPO, 'configs', 'demo', 'fd_dinov2-vits14_vit-t14-6l_demo.py')), tmp_path)
+    cfg = shrink(Config.fromfile(osp.join(REPO, 'configs', 'demo', 'fd_dinov2-vits14_fdvit-t14-6l_demo.py')), tmp_path)
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=3, val_interval=3)
     cfg.param_scheduler = []
     cfg.custom_hooks = [dict(type='fdclip_mm.AttentionDistanceHook', interval=2, num_images=2, per_head=True)]

@@ -21,7 +21,7 @@ from ..helpers.config_lists import REPO
 from ..helpers.tiny_fd_configs import deterministic_fd_config, shrink
 from ..helpers.tools import TOOLS, run
 
-TWO_TEACHERS = osp.join(REPO, 'configs', 'fd', 'fd_clip-dino-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+TWO_TEACHERS = osp.join(REPO, 'configs', 'fd', 'fd_clip-dino-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 SWIN = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_swin-t-dp0.1_16xb128-300e_in1k.py')
 
 

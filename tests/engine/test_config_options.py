@@ -49,7 +49,7 @@ def test_data_root_option_moves_all_data_of_the_config(config):
 
 
 def test_explicit_dataset_keys_win_and_other_paths_stay():
-    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'demo', 'fd_dinov2-vits14_vit-t14-6l_demo.py'))
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'demo', 'fd_dinov2-vits14_fdvit-t14-6l_demo.py'))
     teacher = cfg.model.teacher.checkpoint
     merge_cfg_options(cfg, {
         'data_root': 'photos/',

@@ -26,7 +26,7 @@ from ..helpers.tools import TOOLS, free_port, run, tool_env
 # one pytest-xdist worker takes the whole file (make test: --dist loadgroup): runs is built once
 pytestmark = pytest.mark.xdist_group('test_fsdp2_strategy')
 
-FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 FSDP2 = dict(
     runner_type='fdclip_mm.CheckedFlexibleRunner',
     strategy=dict(type='fdclip_mm.FSDP2Strategy'),

@@ -14,7 +14,7 @@ from ..helpers.config_lists import REPO
 from ..helpers.distiller import batch, build, optim_wrapper, poison_loss
 from ..helpers.tiny_fd_configs import shrink
 
-FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 
 
 def test_nonfinite_loss_raises_naming_the_iteration(tiny_clip_checkpoint):

@@ -11,7 +11,7 @@ from .config_lists import REPO
 from .images import write_image_folder
 
 #: The main distillation config (FD-CLIP ViT-B/16, Table 4).
-FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py')
+FD_CONFIG = osp.join(REPO, 'configs', 'fd', 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py')
 
 TINY_ARCH = tiny_vit_arch(32, 2, 2, mlp_ratio=2)
 

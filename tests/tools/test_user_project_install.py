@@ -171,7 +171,7 @@ def test_mim_install_changes_nothing_the_project_had(user_project):
     listed = sh([mim, 'list']).stdout  # mim shows the normalised distribution name
     assert re.search(rf'^fdclip-mm\s+{re.escape(fdclip_mm.__version__)}\s*$', listed, flags=re.M), listed
     found = sh([mim, 'search', 'fdclip_mm', '--valid-config']).stdout
-    assert 'fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k' in found
+    assert 'fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k' in found
 
 
 @pytest.fixture(scope='module')

@@ -3,8 +3,8 @@
 Example (DINOv2 teacher vs the demo's FD student, side by side)::
 
     python tools/analysis/attention_distance.py data/demo/images/val --out-dir work_dirs/analysis \
-        --model DINOv2 configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py part=teacher \
-        --model FD-student configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py work_dirs/demo/epoch_40.pth
+        --model DINOv2 configs/demo/fd_dinov2-vits14_fdvit-t14-6l_demo.py part=teacher \
+        --model FD-student configs/demo/fd_dinov2-vits14_fdvit-t14-6l_demo.py work_dirs/demo/epoch_40.pth
 
 Writes ``attention_distance.csv`` (model, layer, head, distance_px), ``attention_distance.json`` (per-model
 arrays and per-layer summaries) and ``attention_distance.png`` (one panel per model) into ``--out-dir``.

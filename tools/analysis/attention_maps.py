@@ -3,7 +3,7 @@
 Example::
 
     python tools/analysis/attention_maps.py data/demo/images/val --out-dir work_dirs/analysis \
-        --model FD-student configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py work_dirs/demo/epoch_40.pth
+        --model FD-student configs/demo/fd_dinov2-vits14_fdvit-t14-6l_demo.py work_dirs/demo/epoch_40.pth
 
 Per model, writes ``<stem>_<label>.npy`` (layers x N x N float32, patches indexed top-left to bottom-right,
 CLS dropped, averaged over heads and images) and ``<stem>_<label>.png`` (all layers, layer 0 top-left).

@@ -4,8 +4,8 @@ pre-training, and, given a finished run, measured throughput and GPU-hours.
 Examples::
 
     python tools/analysis/training_cost.py --paper          # 384M / 12.8B = 3.0%
-    python tools/analysis/training_cost.py configs/fd/fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py
-    python tools/analysis/training_cost.py configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py \
+    python tools/analysis/training_cost.py configs/fd/fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py
+    python tools/analysis/training_cost.py configs/demo/fd_dinov2-vits14_fdvit-t14-6l_demo.py \
         --work-dir work_dirs/demo
 """
 import argparse

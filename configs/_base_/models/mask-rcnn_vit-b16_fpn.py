@@ -4,14 +4,11 @@
 # Each config replaces the backbone (`_delete_=True`) and sets the data preprocessor's mean / std.
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
 
-model = dict(
-    data_preprocessor=dict(pad_size_divisor=32),
-    neck=[
-        dict(
-            type='fdclip_mm.ViTPyramidNeck',
-            embed_dims=768,
-            rescales=(4, 2, 1, 0.5),
-            norm_cfg=dict(type='SyncBN', requires_grad=True)),
-        dict(type='FPN', in_channels=[768] * 4, out_channels=256, num_outs=5),
-    ],
-)
+model = dict(neck=[
+    dict(
+        type='fdclip_mm.ViTPyramidNeck',
+        embed_dims=768,
+        rescales=(4, 2, 1, 0.5),
+        norm_cfg=dict(type='SyncBN', requires_grad=True)),
+    dict(type='FPN', in_channels=[768] * 4, out_channels=256, num_outs=5),
+])

@@ -10,7 +10,5 @@ custom_imports = dict(imports=['fdclip_mm'], allow_failed_imports=False)
 model = dict(
     data_preprocessor=dict(size=(512, 512)),
     neck=dict(_delete_=True, type='fdclip_mm.ViTPyramidNeck', embed_dims=768, rescales=(4, 2, 1, 0.5)),
-    decode_head=dict(in_channels=[768] * 4, channels=768, num_classes=150),
-    auxiliary_head=dict(in_channels=768, in_index=2, num_classes=150),
     test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)),
 )

@@ -11,21 +11,7 @@ warmup_epochs = 5
 max_epochs = 50
 
 optim_wrapper = dict(optimizer=dict(lr=base_lr), paramwise_cfg=dict(layer_decay_rate=layer_decay_rate))
-param_scheduler = [
-    dict(
-        type='fdclip_mm.TimmLinearWarmupLR',
-        warmup_lr_ratio=warmup_lr / base_lr,
-        by_epoch=True,
-        begin=0,
-        end=warmup_epochs,
-        convert_to_iter_based=True),
-    dict(
-        type='fdclip_mm.TimmCosineAnnealingLR',
-        T_max=max_epochs - warmup_epochs,
-        min_lr_ratio=min_lr / base_lr,
-        by_epoch=True,
-        begin=warmup_epochs,
-        end=max_epochs,
-        convert_to_iter_based=True),
-]
+_base_.param_scheduler[0].update(warmup_lr_ratio=warmup_lr / base_lr, end=warmup_epochs)
+_base_.param_scheduler[1].update(
+    T_max=max_epochs - warmup_epochs, min_lr_ratio=min_lr / base_lr, begin=warmup_epochs, end=max_epochs)
 train_cfg = dict(max_epochs=max_epochs)

@@ -4,7 +4,6 @@
 _base_ = 'mmdet::_base_/schedules/schedule_1x.py'
 
 max_epochs = 12
-train_cfg = dict(max_epochs=max_epochs)
 
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=1000),
@@ -17,5 +16,3 @@ optim_wrapper = dict(
     constructor='fdclip_mm.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(layer_decay_rate=0.75),
 )
-
-auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -11,7 +11,7 @@ DEMO_STUDENT = dict(
     img_size=112,
     patch_size=14,
     pos_embed='shared_rpb',
-    drop_path_rate=0.1)  # configs/demo/fd_dinov2-vits14_vit-t14-6l_demo.py
+    drop_path_rate=0.1)  # configs/demo/fd_dinov2-vits14_fdvit-t14-6l_demo.py
 TINY = dict(arch=ARCH, img_size=32, patch_size=8)
 CONFIGS = {
     'demo': DEMO_STUDENT,

@@ -3,9 +3,9 @@
 # teacher is replicated. bf16 compute where the device runs it natively (MixedPrecisionPolicy, fp32 gradient
 # reduction), fp32 elsewhere. Checkpoints are ordinary full ones written by rank 0 (converters, DDP runs and
 # tools/test.py read them); a sharded run resumes from them.
-#   bash tools/dist_train.sh configs/fd/fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k_fsdp.py 8 --auto-scale-lr
+#   bash tools/dist_train.sh configs/fd/fd_clip-vit-l14_fdvit-l14-dp0.3_16xb128-300e_in1k_fsdp.py 8 --auto-scale-lr
 # Any other FD config shards the same way: copy these lines and change _base_ (e.g. the B/16 config).
-_base_ = './fd_clip-vit-l14_vit-l14-dp0.3_16xb128-300e_in1k.py'
+_base_ = './fd_clip-vit-l14_fdvit-l14-dp0.3_16xb128-300e_in1k.py'
 
 runner_type = 'fdclip_mm.CheckedFlexibleRunner'
 strategy = dict(type='fdclip_mm.FSDP2Strategy', param_dtype='auto')

@@ -2,7 +2,7 @@
 # Same student and recipe as FD-CLIP B/16 (Table 4) except drop path 0.3, as in the official
 # fd_pretrain__deit_vit_base__img224__300ep.yaml; the teacher's own final norm gives the target and the data
 # preprocessor normalises the teacher's input with its ImageNet statistics.
-_base_ = './fd_clip-vit-b16_vit-b16-dp0.2_16xb128-300e_in1k.py'
+_base_ = './fd_clip-vit-b16_fdvit-b16-dp0.2_16xb128-300e_in1k.py'
 
 model = dict(
     student=dict(drop_path_rate=0.3),
