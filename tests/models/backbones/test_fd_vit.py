@@ -261,6 +261,9 @@ def test_building_warns_nothing(recwarn):
     """BEiTViT's shared table, built then replaced, calls torch.meshgrid without ``indexing``; a user sees no warning
     of it (torch warns once per process: run alone, ``pytest -k warns_nothing``, this fails without the filter)."""
     for pos_embed in ('shared_rpb', 'rpb', 'ape'):
-        FDViT(arch=dict(embed_dims=16, num_layers=1, num_heads=2, feedforward_channels=32), img_size=32, patch_size=8,
-              pos_embed=pos_embed)
+        FDViT(
+            arch=dict(embed_dims=16, num_layers=1, num_heads=2, feedforward_channels=32),
+            img_size=32,
+            patch_size=8,
+            pos_embed=pos_embed)
     assert not [str(w.message) for w in recwarn.list if 'meshgrid' in str(w.message)]
