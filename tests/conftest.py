@@ -22,6 +22,13 @@ if _WORKERS > 1:
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // _WORKERS))
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """``slow`` tests first, in their collected order: pytest-xdist hands out work in collection order, so the long
+    runs start early and the quick tests fill the workers around them (a long run collected last would end the
+    suite alone on one worker)."""
+    items.sort(key=lambda item: item.get_closest_marker('slow') is None)
+
+
 @pytest.fixture
 def tiny_clip_checkpoint(tmp_path):
     """A CLIP ViT (width 32, 2 layers, patch 8, 32 px) saved as a plain state dict; returns its path."""
