@@ -21,7 +21,7 @@ from fdclip_mm.models.backbones import FDViT
 from ..helpers.config_lists import REPO
 from ..helpers.processes import kill_tree
 from ..helpers.tiny_fd_configs import TINY_ARCH, shrink
-from ..helpers.tools import TOOLS, free_port, run, tool_env
+from ..helpers.tools import TOOLS, call, free_port, run, tool_env
 
 # one pytest-xdist worker takes the whole file (make test: --dist loadgroup): runs is built once
 pytestmark = pytest.mark.xdist_group('test_fsdp2_strategy')
@@ -209,22 +209,14 @@ def test_a_sharded_run_has_the_guarantees_of_a_plain_one(runs):
     assert 'Epoch(train) [3]' in console
     work_dir = runs / 'fsdp2'
     before = {name: osp.getmtime(work_dir / name) for name in os.listdir(work_dir)}
-    again = subprocess.run([osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'fsdp2'],
-                           cwd=runs,
-                           env=tool_env(PORT=str(free_port()), PYTHON=sys.executable),
-                           capture_output=True,
-                           text=True,
-                           timeout=180)
+    again = call([osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'fsdp2'],
+                 runs,
+                 PORT=str(free_port()),
+                 PYTHON=sys.executable)
     assert again.returncode != 0 and 'already holds a run (epoch_3.pth, epoch_2.pth, epoch_1.pth, ' \
         'last_checkpoint) that this run would overwrite' in again.stderr
     assert {name: osp.getmtime(work_dir / name) for name in os.listdir(work_dir)} == before
-    plain = subprocess.run([sys.executable,
-                            osp.join(TOOLS, 'train.py'), 'fsdp2.py', '--work-dir', 'plain'],
-                           cwd=runs,
-                           env=tool_env(),
-                           capture_output=True,
-                           text=True,
-                           timeout=180)
+    plain = call([sys.executable, osp.join(TOOLS, 'train.py'), 'fsdp2.py', '--work-dir', 'plain'], runs)
     assert plain.returncode == 1 and plain.stderr.strip().splitlines() == [
         '[error] FSDP2Strategy shards the model over processes and needs a distributed launch: bash '
         'tools/dist_train.sh CONFIG NUM_PROCESSES (or tools/train.py CONFIG --launcher pytorch under torchrun, '
@@ -234,30 +226,26 @@ def test_a_sharded_run_has_the_guarantees_of_a_plain_one(runs):
     state = checkpoint(work_dir, EPOCHS)['state_dict']
     backbone = runs / 'backbone_only.pth'
     torch.save({'state_dict': {k: v for k, v in state.items() if k.startswith('student.')}}, backbone)
-    refused = subprocess.run([
+    refused = call([
         osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'exact', '--cfg-options',
         f'load_from={backbone}'
     ],
-                             cwd=runs,
-                             env=tool_env(PORT=str(free_port()), PYTHON=sys.executable),
-                             capture_output=True,
-                             text=True,
-                             timeout=180)
+                   runs,
+                   PORT=str(free_port()),
+                   PYTHON=sys.executable)
     assert refused.returncode != 0 and 'backbone_only.pth does not fit FeatureDistiller: missing keys ' \
         "['branches.t0.projector.weight', 'branches.t0.projector.bias']" in refused.stderr
     # a checkpoint of the earlier layout (the projector by teacher index, beside the student) loads exactly
     earlier = runs / 'earlier_layout.pth'
     earlier_state = {k.replace('branches.t0.projector.', 'projectors.0.'): v for k, v in state.items()}
     torch.save({'state_dict': earlier_state}, earlier)
-    loaded = subprocess.run([
+    loaded = call([
         osp.join(TOOLS, 'dist_train.sh'), 'fsdp2.py', '2', '--work-dir', 'earlier', '--cfg-options',
         f'load_from={earlier}', 'train_cfg.max_epochs=1'
     ],
-                            cwd=runs,
-                            env=tool_env(PORT=str(free_port()), PYTHON=sys.executable),
-                            capture_output=True,
-                            text=True,
-                            timeout=180)
+                  runs,
+                  PORT=str(free_port()),
+                  PYTHON=sys.executable)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     assert f'Load checkpoint from {earlier}' in loaded.stdout + loaded.stderr
 

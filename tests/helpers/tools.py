@@ -47,16 +47,28 @@ def tool_env(*, repo_on_path: bool = False, **extra) -> dict:
     return env
 
 
-def run(cmd, cwd, **env) -> subprocess.CompletedProcess:
-    """Run a tool; fail the test with the tail of its output if it fails."""
-    proc = subprocess.run([str(c) for c in cmd],
+def call(cmd, cwd, **env) -> subprocess.CompletedProcess:
+    """Run a tool in ``cwd`` with :func:`tool_env` (``env`` set last); its exit code and output, whatever they are."""
+    return subprocess.run([str(c) for c in cmd],
                           cwd=cwd,
                           env=tool_env(**env),
                           capture_output=True,
                           text=True,
                           timeout=180)
+
+
+def run(cmd, cwd, **env) -> subprocess.CompletedProcess:
+    """Run a tool; fail the test with the tail of its output if it fails."""
+    proc = call(cmd, cwd, **env)
     assert proc.returncode == 0, f'{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
     return proc
+
+
+def refused(cmd, cwd, **env) -> str:
+    """Run a tool that must refuse (exit code 1); returns its last stderr line."""
+    proc = call(cmd, cwd, **env)
+    assert proc.returncode == 1, f'{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    return proc.stderr.strip().splitlines()[-1]
 
 
 def train(cwd, *args, **env) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from mmengine.config import Config
 
 from fdclip_mm.engine import is_cpu_only
 from ..helpers.tiny_fd_configs import FD_CONFIG, deterministic_fd_config, shrink
-from ..helpers.tools import TOOLS, free_port, load_weights, run, tool_env
+from ..helpers.tools import TOOLS, call, free_port, load_weights, run, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -62,12 +62,7 @@ def test_fd_config_resumes_from_its_checkpoint(tmp_path):
     assert steps == {4.0}
     assert {float(s['step']) for s in first['optimizer']['state'].values()} == {2.0}
     # resuming past the run's end is refused, saying what to change (mmengine ended at once with exit code 0)
-    again = subprocess.run([str(c) for c in train + ['one_epoch.py', '--work-dir', 'work', '--resume']],
-                           cwd=tmp_path,
-                           env=tool_env(),
-                           capture_output=True,
-                           text=True,
-                           timeout=180)
+    again = call(train + ['one_epoch.py', '--work-dir', 'work', '--resume'], tmp_path)
     assert again.returncode == 1 and again.stderr.strip().splitlines()[-1] == (
         f'[error] {tmp_path}/work/epoch_2.pth: the run already finished at epoch 2 beyond train_cfg.max_epochs=1; '
         'raise max_epochs to continue it'), again.stderr[-3000:]

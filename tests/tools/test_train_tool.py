@@ -19,8 +19,8 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from fdclip_mm.engine import is_cpu_only
-from ..helpers.tools import (TOOLS, assert_same_weights, cpu_only, free_port, load_weights, run, tool_env, toy_modules,
-                             train)
+from ..helpers.tools import (TOOLS, assert_same_weights, call, cpu_only, free_port, load_weights, refused, run,
+                             tool_env, toy_modules, train)
 
 # one pytest-xdist worker takes the whole file (make test: --dist loadgroup): toy_dir and full_run are built once
 pytestmark = pytest.mark.xdist_group('test_train_tool')
@@ -71,16 +71,11 @@ def test_a_refused_run_writes_nothing(toy_dir, full_run, tmp_path):
     shutil.copytree(full_run, work_dir)
     before = sorted(os.listdir(work_dir))
     dump = (work_dir / 'toy.py').read_text()
-    proc = subprocess.run([
+    proc = call([
         sys.executable,
-        osp.join(TOOLS, 'train.py'), 'toy.py', '--work-dir',
-        str(work_dir), '--cfg-options', 'optim_wrapper.optimizer.lr=5e-4'
-    ],
-                          cwd=toy_dir,
-                          env=tool_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=180)
+        osp.join(TOOLS, 'train.py'), 'toy.py', '--work-dir', work_dir, '--cfg-options',
+        'optim_wrapper.optimizer.lr=5e-4'
+    ], toy_dir)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f'[error] {work_dir} already holds a run (iter_8.pth, iter_4.pth, last_checkpoint) that this run would '
@@ -205,18 +200,6 @@ def test_ctrl_c_prints_one_line_with_the_checkpoint_and_the_resume_command(toy_d
         f'Continue with: python {TOOLS}/train.py toy_long.py --work-dir ctrl_c --resume'), line
 
 
-def refused(cmd, cwd, **env) -> str:
-    """Run a tool that must refuse (exit code 1); returns its last stderr line."""
-    proc = subprocess.run([str(c) for c in cmd],
-                          cwd=cwd,
-                          env=tool_env(**env),
-                          capture_output=True,
-                          text=True,
-                          timeout=180)
-    assert proc.returncode == 1, f'{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
-    return proc.stderr.strip().splitlines()[-1]
-
-
 def wait_for_holder(work_dir, procs, logs, timeout: float = 150) -> str:
     """The holder line of ``work_dir``'s run lock, once a run has taken it."""
     lock, deadline = work_dir / LOCK_FILE, time.time() + timeout
@@ -285,13 +268,7 @@ def test_overwrite_sets_the_earlier_run_aside_where_resume_does_not_find_it(toy_
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     line = refused([sys.executable, osp.join(TOOLS, 'train.py'), 'toy.py', '--work-dir', work, '--resume'], toy_dir)
     assert line.startswith(f'[error] --resume: no readable checkpoint in {work}: {checkpoint} is truncated'), line
-    proc = subprocess.run([sys.executable,
-                           osp.join(TOOLS, 'train.py'), 'toy.py', '--overwrite', '--resume'],
-                          cwd=toy_dir,
-                          env=tool_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=180)
+    proc = call([sys.executable, osp.join(TOOLS, 'train.py'), 'toy.py', '--overwrite', '--resume'], toy_dir)
     assert proc.returncode == 2 and '--overwrite starts a new run and --resume continues one' in proc.stderr
 
 
@@ -319,8 +296,7 @@ def test_dist_scripts_check_their_arguments_and_the_interpreter_before_torchrun(
         ([test_script, 'toy.py', 'missing.pth', '2'], python, '[error] checkpoint file not found: missing.pth'),
     ]
     for cmd, env, line in cases:
-        proc = subprocess.run(
-            cmd, cwd=toy_dir, env=tool_env(PORT=str(free_port()), **env), capture_output=True, text=True, timeout=180)
+        proc = call(cmd, toy_dir, PORT=str(free_port()), **env)
         assert (proc.returncode, proc.stderr.strip().splitlines()) == (1, [line]), (cmd, proc.stderr[-3000:])
 
 

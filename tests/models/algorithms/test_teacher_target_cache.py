@@ -268,18 +268,11 @@ def test_cache_tool_refuses_a_repeated_dataset_before_the_teacher_runs(tiny_clip
 @pytest.mark.slow
 def test_cache_tool_prints_no_pkg_resources_warning(tmp_path):
     """mmengine imports setuptools' deprecated pkg_resources while it parses an inheriting config."""
-    import subprocess
     import sys
 
-    from ...helpers.tools import TOOLS, tool_env
+    from ...helpers.tools import TOOLS, call
     (tmp_path / 'cfg.py').write_text("_base_ = ['mmpretrain::_base_/default_runtime.py']\n")
-    proc = subprocess.run([sys.executable,
-                           osp.join(TOOLS, 'cache_teacher_targets.py'), 'cfg.py', '--out', 'x.pth'],
-                          cwd=tmp_path,
-                          env=tool_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=180)
+    proc = call([sys.executable, osp.join(TOOLS, 'cache_teacher_targets.py'), 'cfg.py', '--out', 'x.pth'], tmp_path)
     # the config has no model: the tool stops once the config is parsed
     assert proc.returncode == 1 and "no attribute 'model'" in proc.stderr
     assert 'pkg_resources' not in proc.stderr
