@@ -31,6 +31,15 @@ DEPTH_DEMO = 'configs/demo/depth_fdvit-t14-6l_middlebury-nyu.py'
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=128)
 
 
+@pytest.fixture(autouse=True)
+def scope_of_a_new_process():
+    """Each test starts in mmpretrain's scope, as a new process would find it: a scope left current by an earlier
+    test in the same worker (mmdet's and mmseg's inferencers, runners) would hide mmpretrain's transforms from its
+    inferencers, which build their pipeline in whatever scope is current."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
+
+
 @pytest.fixture
 def photo(tmp_path) -> str:
     """A smooth 120 x 150 colour image as a JPEG file."""
